@@ -1,0 +1,49 @@
+// swift-tools-version: 6.0
+// small-db for Swift: a durable in-memory key/value store.
+// No package dependencies, by design (docs/ARCHITECTURE.md): only the Swift toolchain.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "small-db",
+    products: [
+        .library(name: "WireProtocol", targets: ["WireProtocol"]),
+        .library(name: "StorageEngine", targets: ["StorageEngine"]),
+        .library(name: "HTTPFront", targets: ["HTTPFront"]),
+        .library(name: "Replication", targets: ["Replication"]),
+        .executable(name: "small_db_example", targets: ["small_db_example"]),
+        .executable(name: "small_db_bench", targets: ["small_db_bench"]),
+    ],
+    targets: [
+        .target(name: "WireProtocol", swiftSettings: strict),
+        .target(name: "StorageEngine", dependencies: ["WireProtocol"], swiftSettings: strict),
+        .target(name: "Replication", dependencies: ["StorageEngine", "WireProtocol"], swiftSettings: strict),
+        .target(name: "HTTPFront", dependencies: ["StorageEngine", "WireProtocol"], swiftSettings: strict),
+        .executableTarget(
+            name: "small_db_example",
+            dependencies: ["StorageEngine"],
+            path: "Sources/Executables/small_db_example",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "small_db_bench",
+            dependencies: ["StorageEngine", "WireProtocol"],
+            path: "Benchmarks/small_db_bench",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"], swiftSettings: strict),
+        .testTarget(
+            name: "StorageEngineTests",
+            dependencies: ["StorageEngine", "WireProtocol"],
+            exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "HTTPFrontTests", dependencies: ["HTTPFront"], swiftSettings: strict),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// The HTTPFront layer: built in its own issue (see README.md).

@@ -1,0 +1,1 @@
+// The Replication layer: built in its own issue (see README.md).

@@ -1,0 +1,172 @@
+import Dispatch
+import Foundation
+import Synchronization
+import WireProtocol
+
+/// Writes checkpoints with the version switch, one at a time, without stopping writers.
+///
+/// The version switch from generation N (the `version` file) to G, in order:
+/// 1. Between two group-commit rounds, the committer creates logfile.G (durably), appends every
+///    later record there, and snapshots the map (O(shards): copy-on-write). This is the only pause
+///    writers see, and its length does not grow with the data. G is one more than the segment
+///    being written, which is N unless an earlier checkpoint failed after its step 1.
+/// 2. Write checkpoint.G from the snapshot: checkpoint.G.tmp, fsync, rename, fsync the directory.
+///    Writers keep committing to logfile.G meanwhile.
+/// 3. Write newVersion = G (newVersion.tmp, fsync, rename, fsync the directory): the commit point.
+/// 4. Delete checkpoint.N, every segment below G, and `version`.
+/// 5. Rename newVersion to version and fsync the directory.
+///
+/// A crash before step 3 leaves version = N and segments N…G: recovery replays them all, so the
+/// records already in logfile.G survive. A crash after it leaves newVersion, and recovery finishes
+/// steps 4 and 5. This is the Go version's protocol, except that its step 2 created logfile.G
+/// empty just before the commit point, after stopping every writer for the whole checkpoint.
+final class Checkpointer: Sendable {
+    private let committer: GroupCommitter
+    private let snapshotStore: any SnapshotStore
+    private let logStore: any LogStore
+    private let counters: EngineCounters
+    private let log: @Sendable (LogLevel, String) -> Void
+    /// Checkpoints run here, one at a time, off the committer and off Swift's cooperative pool.
+    private let queue = DispatchQueue(label: "small-db checkpoints")
+
+    private struct State {
+        /// The generation in `version`.
+        var generation: UInt64
+        var lastCheckpoint: ContinuousClock.Instant
+        /// Committed updates at the start of the last checkpoint (for the updates trigger).
+        var updatesAtLastCheckpoint = 0
+        /// A background checkpoint is queued or running.
+        var backgroundPending = false
+    }
+    private let state: Mutex<State>
+
+    init(
+        generation: UInt64, committer: GroupCommitter, logStore: any LogStore, snapshotStore: any SnapshotStore,
+        counters: EngineCounters, log: @escaping @Sendable (LogLevel, String) -> Void
+    ) {
+        self.committer = committer
+        self.logStore = logStore
+        self.snapshotStore = snapshotStore
+        self.counters = counters
+        self.log = log
+        self.state = Mutex(State(generation: generation, lastCheckpoint: .now))
+    }
+
+    var generation: UInt64 { state.withLock { $0.generation } }
+
+    /// Runs a checkpoint now (after any already queued) and calls `completion` when it is durable.
+    func checkpoint(completion: @escaping @Sendable (Result<CheckpointResult, DatabaseError>) -> Void) {
+        queue.async { completion(self.run()) }
+    }
+
+    /// Blocks until every queued checkpoint has finished (used by close).
+    func drain() {
+        queue.sync {}
+    }
+
+    /// Called after each commit round: starts a background checkpoint if a trigger has fired.
+    func considerBackgroundCheckpoint(policy: DatabaseOptions.CheckpointPolicy, updates: Int, walBytes: Int) {
+        guard policy.enabled else { return }
+        let due: String? = state.withLock { state in
+            guard !state.backgroundPending else { return nil }
+            var reason: String?
+            if walBytes >= policy.logBytes {
+                reason = "log reached \(walBytes) bytes"
+            } else if policy.updates > 0 && updates - state.updatesAtLastCheckpoint >= policy.updates {
+                reason = "\(updates - state.updatesAtLastCheckpoint) updates since the last checkpoint"
+            } else if updates > state.updatesAtLastCheckpoint
+                && ContinuousClock.now - state.lastCheckpoint >= policy.interval
+            {
+                reason = "\(policy.interval) since the last checkpoint"
+            }
+            if reason != nil { state.backgroundPending = true }
+            return reason
+        }
+        guard let due else { return }
+        queue.async {
+            let result = self.run()
+            self.state.withLock { $0.backgroundPending = false }
+            if case .failure(let error) = result, error != .closed {
+                self.log(.error, "background checkpoint (\(due)) failed: \(error)")
+            }
+        }
+    }
+
+    /// Steps 1–5 above. Runs on `queue`.
+    private func run() -> Result<CheckpointResult, DatabaseError> {
+        let started = ContinuousClock.now
+        // Step 1 (on the committer thread, between two rounds).
+        let rotated = Mutex<Result<GroupCommitter.Rotation, DatabaseError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        committer.enqueue(.rotate { result in
+            rotated.withLock { $0 = result }
+            done.signal()
+        })
+        done.wait()
+        let rotation: GroupCommitter.Rotation
+        switch rotated.withLock({ $0 })! {
+        case .success(let value): rotation = value
+        case .failure(let error):
+            counters.failedCheckpoints.add(1, ordering: .relaxed)
+            return .failure(error)
+        }
+        let target = rotation.generation
+        state.withLock { $0.updatesAtLastCheckpoint = rotation.updatesBefore }
+        do throws(DatabaseError) {
+            // Step 2.
+            try snapshotStore.writeCheckpoint(target) { (write) throws(DatabaseError) in
+                var writer = CheckpointWriter(generation: target, entryCount: UInt64(rotation.snapshot.count))
+                for shard in rotation.snapshot.shards {
+                    for (key, value) in shard {
+                        key.withUnsafeBytes { key in
+                            value.withUnsafeBytes { value in writer.append(key: key, value: value) }
+                        }
+                        if writer.bufferedCount >= 1 << 20 { try write(writer.takeBuffered()) }
+                    }
+                }
+                try write(writer.finish())
+            }
+            // Step 3: the commit point.
+            try snapshotStore.writeNewVersion(target)
+            // Step 4.
+            let previous = generation
+            try snapshotStore.removeCheckpoint(previous)
+            for old in try logStore.logGenerations() where old < target {
+                try logStore.removeLog(old)
+            }
+            // Every retired segment was below `target` (checkpoints run one at a time).
+            counters.retiredLogBytes.store(0, ordering: .relaxed)
+            try snapshotStore.removeVersion()
+            // Step 5.
+            try snapshotStore.promoteNewVersion()
+        } catch {
+            counters.failedCheckpoints.add(1, ordering: .relaxed)
+            return .failure(error)
+        }
+        let duration = ContinuousClock.now - started
+        state.withLock { state in
+            state.generation = target
+            state.lastCheckpoint = .now
+        }
+        counters.checkpoints.add(1, ordering: .relaxed)
+        counters.lastCheckpointNanoseconds.store(duration.nanoseconds, ordering: .relaxed)
+        log(.info, "checkpoint \(target) written: \(rotation.snapshot.count) keys in \(duration)")
+        return .success(CheckpointResult(generation: target, keys: rotation.snapshot.count, duration: duration))
+    }
+}
+
+/// What a completed checkpoint wrote.
+public struct CheckpointResult: Sendable, Equatable {
+    /// The new active generation: checkpoint.`generation` and logfile.`generation` onward.
+    public var generation: UInt64
+    public var keys: Int
+    public var duration: Duration
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (saturating).
+    var nanoseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(clamping: seconds) &* 1_000_000_000 &+ Int(attoseconds / 1_000_000_000)
+    }
+}

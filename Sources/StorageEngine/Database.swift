@@ -1,0 +1,211 @@
+import Dispatch
+import Synchronization
+
+/// A durable in-memory key/value store.
+///
+/// Every value lives in memory; every change is first appended to a write-ahead log and made
+/// durable with fdatasync, and only then applied and acknowledged. Checkpoints compact the log.
+/// Opening a directory recovers from any crash: see `Recovery` and `Checkpointer` for the steps.
+///
+/// Thread-safe. Reads never wait for disk and run in parallel with each other and with the writer.
+/// Writes from any number of callers share one log write and one sync per round (`GroupCommitter`).
+///
+/// ```swift
+/// let db = try Database.open(directory: "./data", create: true)
+/// try await db.put("hello", Array("world".utf8))
+/// let value = try db.get("hello")            // [UInt8]("world".utf8)
+/// try await db.delete("hello")
+/// _ = try await db.checkpoint()
+/// db.close()
+/// ```
+public final class Database: Sendable {
+    public let options: DatabaseOptions
+    /// What opening found and did (interrupted switches, torn tails, records replayed…).
+    public let recovery: RecoveryReport
+
+    private let map: ShardedMap
+    private let committer: GroupCommitter
+    private let checkpointer: Checkpointer
+    private let counters: EngineCounters
+    private let isClosed = Atomic<Bool>(false)
+    /// The interval trigger for background checkpoints. DispatchSource is thread-safe; Dispatch
+    /// just predates Sendable annotations.
+    nonisolated(unsafe) private let timer: (any DispatchSourceTimer)?
+    /// Runs once on close, after everything else (releases the directory lock).
+    private let release: @Sendable () -> Void
+
+    /// Opens the data directory at `directory`, creating it if `create` is true, and recovers.
+    /// Fails with `.directoryLocked` if another open database holds it.
+    public static func open(
+        directory: String, create: Bool = false, options: DatabaseOptions = DatabaseOptions()
+    ) throws(DatabaseError) -> Database {
+        let store = try FileStore(directory: directory, create: create)
+        do {
+            return try Database(logStore: store, snapshotStore: store, options: options, sink: nil, release: { store.close() })
+        } catch {
+            store.close()
+            throw error
+        }
+    }
+
+    /// Opens a database over any stores (for example `FaultInjectingStore` in tests) and recovers.
+    /// `sink`, if given, receives every committed batch before it is acknowledged.
+    public static func open(
+        logStore: any LogStore, snapshotStore: any SnapshotStore, options: DatabaseOptions = DatabaseOptions(),
+        replicationSink: (any ReplicationSink)? = nil
+    ) throws(DatabaseError) -> Database {
+        try Database(logStore: logStore, snapshotStore: snapshotStore, options: options, sink: replicationSink, release: {})
+    }
+
+    private init(
+        logStore: any LogStore, snapshotStore: any SnapshotStore, options: DatabaseOptions,
+        sink: (any ReplicationSink)?, release: @escaping @Sendable () -> Void
+    ) throws(DatabaseError) {
+        let log = options.log ?? { _, _ in }
+        let recovered = try Recovery(logStore: logStore, snapshotStore: snapshotStore, options: options).run()
+        log(.info, "recovered: \(recovered.report.summary)")
+        if let torn = recovered.report.tornTail {
+            log(.warning, "cut a torn record from \(torn.file) at offset \(torn.offset) (\(torn.droppedBytes) bytes, never acknowledged)")
+        }
+        if let cut = recovered.report.truncatedCorruption {
+            log(.error, "truncated corrupt log \(cut.file) at offset \(cut.offset): dropped \(cut.droppedBytes) bytes (\(cut.reason))")
+        }
+        let counters = EngineCounters()
+        counters.retiredLogBytes.store(recovered.retiredLogBytes, ordering: .relaxed)
+        let policy = options.checkpoints
+        let checkpointerBox = Mutex<Checkpointer?>(nil)
+        let committer = GroupCommitter(
+            map: recovered.map, logStore: logStore, segment: recovered.segment, counters: counters, sink: sink, log: log,
+            afterRound: { updates, segmentBytes in
+                let walBytes = segmentBytes + counters.retiredLogBytes.load(ordering: .relaxed)
+                checkpointerBox.withLock { $0 }?.considerBackgroundCheckpoint(policy: policy, updates: updates, walBytes: walBytes)
+            })
+        let checkpointer = Checkpointer(
+            generation: recovered.generation, committer: committer, logStore: logStore, snapshotStore: snapshotStore,
+            counters: counters, log: log)
+        checkpointerBox.withLock { $0 = checkpointer }
+
+        self.options = options
+        self.recovery = recovered.report
+        self.map = recovered.map
+        self.committer = committer
+        self.checkpointer = checkpointer
+        self.counters = counters
+        self.release = release
+        if policy.enabled {
+            // The interval trigger must fire even when no write arrives to run the check.
+            let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+            timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
+            timer.setEventHandler { [committer] in
+                let position = committer.logPosition
+                let walBytes = position.offset + counters.retiredLogBytes.load(ordering: .relaxed)
+                let updates = counters.puts.load(ordering: .relaxed) + counters.deletes.load(ordering: .relaxed)
+                checkpointer.considerBackgroundCheckpoint(policy: policy, updates: updates, walBytes: walBytes)
+            }
+            self.timer = timer
+        } else {
+            self.timer = nil
+        }
+        committer.start()
+        timer?.resume()
+    }
+
+    deinit {
+        if !isClosed.load(ordering: .acquiring) { close() }
+    }
+
+    /// Finishes every write already submitted and any running checkpoint, closes the log and
+    /// releases the directory. Later calls fail with `.closed`. Blocks; idempotent.
+    public func close() {
+        guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        timer?.cancel()
+        checkpointer.drain()
+        committer.close()
+        release()
+    }
+
+    // MARK: Reads
+
+    /// The value of `key`, or nil. Never waits for disk.
+    public func get(_ key: Key) throws(DatabaseError) -> [UInt8]? {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        counters.gets.add(1, ordering: .relaxed)
+        return map.get(key)
+    }
+
+    // MARK: Writes
+
+    /// Sets `key` to `value`; returns once the change is durable.
+    public func put(_ key: Key, _ value: [UInt8]) async throws(DatabaseError) {
+        var batch = WriteBatch()
+        batch.put(key, value)
+        try await write(batch)
+    }
+
+    /// Removes `key` (a missing key is not an error); returns once the change is durable.
+    public func delete(_ key: Key) async throws(DatabaseError) {
+        var batch = WriteBatch()
+        batch.delete(key)
+        try await write(batch)
+    }
+
+    /// Applies every change in `batch` atomically; returns once it is durable.
+    public func write(_ batch: WriteBatch) async throws(DatabaseError) {
+        try batch.validate(options.limits)
+        let result: Result<Void, DatabaseError> = await withUnsafeContinuation { continuation in
+            committer.enqueue(batch) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+
+    /// The non-blocking form of `write`, for event loops: validates `batch` (throwing at once if it
+    /// breaks a limit), queues it, and returns. `completion` is called exactly once, on the
+    /// committer's thread, when the batch is durable and visible or has failed; it must not block.
+    public func submit(
+        _ batch: WriteBatch, completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
+    ) throws(DatabaseError) {
+        try batch.validate(options.limits)
+        committer.enqueue(batch, completion: completion)
+    }
+
+    // MARK: Checkpoints
+
+    /// Writes a checkpoint and switches to it; returns once it is durable. Writers keep going while
+    /// it runs. Checkpoints run one at a time: a call waits for a running one first.
+    public func checkpoint() async throws(DatabaseError) -> CheckpointResult {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        let result: Result<CheckpointResult, DatabaseError> = await withUnsafeContinuation { continuation in
+            checkpointer.checkpoint { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// The non-blocking form of `checkpoint`; `completion` runs on the checkpoint thread.
+    public func checkpoint(completion: @escaping @Sendable (Result<CheckpointResult, DatabaseError>) -> Void) {
+        guard !isClosed.load(ordering: .relaxed) else { return completion(.failure(.closed)) }
+        checkpointer.checkpoint(completion: completion)
+    }
+
+    // MARK: Observing
+
+    public var stats: DatabaseStats {
+        let position = committer.logPosition
+        let lastCheckpoint = counters.lastCheckpointNanoseconds.load(ordering: .relaxed)
+        return DatabaseStats(
+            keys: map.count,
+            bytes: map.bytes,
+            walBytes: position.offset + counters.retiredLogBytes.load(ordering: .relaxed),
+            generation: checkpointer.generation,
+            logPosition: position,
+            puts: counters.puts.load(ordering: .relaxed),
+            deletes: counters.deletes.load(ordering: .relaxed),
+            writes: counters.writes.load(ordering: .relaxed),
+            batches: counters.batches.load(ordering: .relaxed),
+            syncs: counters.syncs.load(ordering: .relaxed),
+            gets: counters.gets.load(ordering: .relaxed),
+            checkpoints: counters.checkpoints.load(ordering: .relaxed),
+            lastCheckpointDuration: lastCheckpoint < 0 ? nil : .nanoseconds(lastCheckpoint),
+            failedCheckpoints: counters.failedCheckpoints.load(ordering: .relaxed),
+            writesDisabledReason: committer.failure.map(\.description))
+    }
+}

@@ -1,0 +1,65 @@
+/// Everything the database can refuse or fail with. Each case carries what a user needs to act:
+/// the file, the byte offset, the size and the limit.
+public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
+    // Refused input: nothing was written.
+    case emptyKey
+    case keyTooLarge(size: Int, limit: Int)
+    case valueTooLarge(size: Int, limit: Int)
+    case batchTooLarge(size: Int, limit: Int)
+
+    // State.
+    /// The database was closed (or is closing).
+    case closed
+    /// An earlier write or sync failed; writes are refused until the database is reopened, because
+    /// the log's tail is in an unknown state. `reason` is the first failure.
+    case writesDisabled(reason: String)
+    /// This database is a read-only replica (set by the replication layer).
+    case readOnly
+
+    // Opening.
+    /// The data directory is missing and creation was not asked for.
+    case directoryMissing(path: String)
+    /// Another open database (in this process or another) holds the directory's lock.
+    case directoryLocked(path: String)
+    /// A WAL record is damaged and intact records follow it: acknowledged data would be lost by
+    /// cutting the log there. Reopen with `allowTruncatingCorruptLog` to accept the loss.
+    case corruptLog(file: String, offset: Int, reason: String)
+    /// A checkpoint failed its checks: it is never loaded.
+    case corruptCheckpoint(file: String, reason: String)
+    /// The directory's files do not form a valid state (for example a missing log segment).
+    case inconsistentDirectory(String)
+
+    // I/O.
+    /// A system call failed. `operation` names it, `path` the file, `errno` the cause.
+    case io(operation: String, path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .emptyKey: "the empty key is not allowed"
+        case .keyTooLarge(let size, let limit): "key of \(size) bytes exceeds the limit of \(limit) bytes"
+        case .valueTooLarge(let size, let limit): "value of \(size) bytes exceeds the limit of \(limit) bytes"
+        case .batchTooLarge(let size, let limit): "batch of \(size) encoded bytes exceeds the limit of \(limit) bytes"
+        case .closed: "the database is closed"
+        case .writesDisabled(let reason):
+            "writes are disabled after an I/O failure (\(reason)); reopen the database to recover"
+        case .readOnly: "writes are disabled on backup"
+        case .directoryMissing(let path): "data directory \(path) does not exist (create it, or pass -create)"
+        case .directoryLocked(let path):
+            "data directory \(path) is in use by another process or another open database (lock held on \(path)/LOCK)"
+        case .corruptLog(let file, let offset, let reason):
+            "corrupt WAL record in \(file) at byte offset \(offset): \(reason); valid records follow it, so "
+                + "the log was not truncated (open with truncation allowed to drop everything from that offset)"
+        case .corruptCheckpoint(let file, let reason): "checkpoint \(file) is damaged: \(reason)"
+        case .inconsistentDirectory(let why): "inconsistent data directory: \(why)"
+        case .io(let operation, let path, let errno): "\(operation) \(path) failed: \(errnoDescription(errno)) (errno \(errno))"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func errnoDescription(_ code: Int32) -> String {
+    String(cString: strerror(code))
+}

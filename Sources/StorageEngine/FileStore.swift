@@ -1,0 +1,360 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `LogStore` and `SnapshotStore`: files in one data directory, with the Go small-db's
+/// names (version, newVersion, checkpoint.N, logfile.N) plus LOCK, which this project adds.
+///
+/// Opening takes an exclusive `flock` on LOCK. flock locks belong to an open file description, so a
+/// second open of the same directory fails whether it comes from another process or from this one;
+/// the lock dies with the process, so a crash never leaves a stale lock behind.
+///
+/// Every mutating call is durable when it returns: data is fsync'd (fdatasync for log appends)
+/// and every create, rename and delete is followed by an fsync of the directory.
+public final class FileStore: LogStore, SnapshotStore {
+    public let path: String
+    /// The directory itself, kept open to fsync it after creates, renames and deletes.
+    private let directoryDescriptor: Int32
+    /// The open LOCK file whose flock marks the directory as ours. Released by `close()`.
+    private let lockDescriptor: Int32
+    /// Checkpoint writes sync every this many bytes, so a large checkpoint never builds a mass of
+    /// dirty pages that the next WAL fdatasync would have to wait behind.
+    private let checkpointSyncInterval = 8 << 20
+
+    /// Opens (and with `create`, makes) the data directory and locks it.
+    public init(directory: String, create: Bool) throws(DatabaseError) {
+        path = directory
+        var info = stat()
+        if stat(directory, &info) != 0 {
+            guard errno == ENOENT, create else {
+                throw errno == ENOENT ? .directoryMissing(path: directory) : .io(operation: "stat", path: directory, errno: errno)
+            }
+            try FileStore.makeDirectories(directory)
+        }
+        let directoryDescriptor = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryDescriptor >= 0 else { throw .io(operation: "open", path: directory, errno: errno) }
+        let lockPath = directory + "/LOCK"
+        let lockDescriptor = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lockDescriptor >= 0 else {
+            let code = errno
+            Glibc.close(directoryDescriptor)
+            throw .io(operation: "open", path: lockPath, errno: code)
+        }
+        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            Glibc.close(lockDescriptor)
+            Glibc.close(directoryDescriptor)
+            if code == EWOULDBLOCK { throw .directoryLocked(path: directory) }
+            throw .io(operation: "flock", path: lockPath, errno: code)
+        }
+        self.directoryDescriptor = directoryDescriptor
+        self.lockDescriptor = lockDescriptor
+    }
+
+    /// Releases the lock. The store must not be used afterwards.
+    public func close() {
+        Glibc.close(lockDescriptor)
+        Glibc.close(directoryDescriptor)
+    }
+
+    // MARK: LogStore
+
+    public func logGenerations() throws(DatabaseError) -> [UInt64] {
+        try generations(withPrefix: "logfile.")
+    }
+
+    public func readLog(_ generation: UInt64) throws(DatabaseError) -> [UInt8] {
+        try readFile(logName(generation))
+    }
+
+    public func truncateLog(_ generation: UInt64, to length: Int) throws(DatabaseError) {
+        let file = filePath(logName(generation))
+        let descriptor = try openFile(file, O_WRONLY | O_CLOEXEC)
+        defer { Glibc.close(descriptor) }
+        guard ftruncate(descriptor, off_t(length)) == 0 else { throw .io(operation: "ftruncate", path: file, errno: errno) }
+        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: file, errno: errno) }
+    }
+
+    public func createLog(_ generation: UInt64) throws(DatabaseError) -> any LogSegmentWriter {
+        let file = filePath(logName(generation))
+        let descriptor = try openFile(file, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC)
+        do throws(DatabaseError) {
+            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: file, errno: errno) }
+            try syncDirectory()
+        } catch {
+            Glibc.close(descriptor)
+            throw error
+        }
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: 0)
+    }
+
+    public func openLogForAppend(_ generation: UInt64) throws(DatabaseError) -> any LogSegmentWriter {
+        let file = filePath(logName(generation))
+        let descriptor = try openFile(file, O_WRONLY | O_APPEND | O_CLOEXEC)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let code = errno
+            Glibc.close(descriptor)
+            throw .io(operation: "fstat", path: file, errno: code)
+        }
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: Int(info.st_size))
+    }
+
+    public func removeLog(_ generation: UInt64) throws(DatabaseError) {
+        try removeFile(logName(generation))
+    }
+
+    // MARK: SnapshotStore
+
+    public func checkpointGenerations() throws(DatabaseError) -> [UInt64] {
+        try generations(withPrefix: "checkpoint.")
+    }
+
+    public func readCheckpoint(_ generation: UInt64) throws(DatabaseError) -> [UInt8] {
+        try readFile(checkpointName(generation))
+    }
+
+    public func writeCheckpoint(
+        _ generation: UInt64,
+        _ produce: (_ write: ([UInt8]) throws(DatabaseError) -> Void) throws(DatabaseError) -> Void
+    ) throws(DatabaseError) {
+        let temporary = filePath(checkpointName(generation) + ".tmp")
+        let descriptor = try openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+        do throws(DatabaseError) {
+            var unsynced = 0
+            try produce { (bytes) throws(DatabaseError) in
+                try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: temporary) }
+                unsynced += bytes.count
+                if unsynced >= checkpointSyncInterval {
+                    guard fdatasync(descriptor) == 0 else { throw .io(operation: "fdatasync", path: temporary, errno: errno) }
+                    unsynced = 0
+                }
+            }
+            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
+            Glibc.close(descriptor)
+        } catch {
+            Glibc.close(descriptor)
+            unlink(temporary)
+            throw error
+        }
+        try renameFile(checkpointName(generation) + ".tmp", to: checkpointName(generation))
+    }
+
+    public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
+        try removeFile(checkpointName(generation))
+    }
+
+    public func readVersion() throws(DatabaseError) -> UInt64? {
+        guard fileExists("version") else { return nil }
+        let text = try readFile("version")
+        guard let generation = FileStore.parseGeneration(text) else {
+            throw .inconsistentDirectory("\(filePath("version")) does not hold a generation number")
+        }
+        return generation
+    }
+
+    public func readNewVersion() throws(DatabaseError) -> UInt64? {
+        guard fileExists("newVersion") else { return nil }
+        return FileStore.parseGeneration(try readFile("newVersion"))
+    }
+
+    public func writeVersion(_ generation: UInt64) throws(DatabaseError) {
+        try writeMarker("version", generation)
+    }
+
+    public func writeNewVersion(_ generation: UInt64) throws(DatabaseError) {
+        try writeMarker("newVersion", generation)
+    }
+
+    public func promoteNewVersion() throws(DatabaseError) {
+        try renameFile("newVersion", to: "version")
+    }
+
+    public func removeVersion() throws(DatabaseError) { try removeFile("version") }
+    public func removeNewVersion() throws(DatabaseError) { try removeFile("newVersion") }
+
+    public func removeTemporaries() throws(DatabaseError) {
+        var removed = false
+        for name in try listDirectory() where name.hasSuffix(".tmp")
+            && (name == "newVersion.tmp" || name == "version.tmp" || name.hasPrefix("checkpoint."))
+        {
+            guard unlink(filePath(name)) == 0 || errno == ENOENT else {
+                throw .io(operation: "unlink", path: filePath(name), errno: errno)
+            }
+            removed = true
+        }
+        if removed { try syncDirectory() }
+    }
+
+    public func logLocation(_ generation: UInt64) -> String { filePath(logName(generation)) }
+    public func checkpointLocation(_ generation: UInt64) -> String { filePath(checkpointName(generation)) }
+
+    // MARK: Files
+
+    func logName(_ generation: UInt64) -> String { "logfile.\(generation)" }
+    func checkpointName(_ generation: UInt64) -> String { "checkpoint.\(generation)" }
+    func filePath(_ name: String) -> String { path + "/" + name }
+
+    /// A marker's content: the decimal generation and a newline, as the Go version writes it.
+    /// Surrounding whitespace is accepted on reading.
+    static func parseGeneration(_ bytes: [UInt8]) -> UInt64? {
+        let isSpace = { (byte: UInt8) in byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 }
+        let trimmed = bytes.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
+        return UInt64(String(decoding: trimmed, as: UTF8.self))
+    }
+
+    private func writeMarker(_ name: String, _ generation: UInt64) throws(DatabaseError) {
+        let temporary = filePath(name + ".tmp")
+        let descriptor = try openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+        do throws(DatabaseError) {
+            try Array("\(generation)\n".utf8).withBytes { (raw) throws(DatabaseError) in
+                try writeAll(descriptor, raw, path: temporary)
+            }
+            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
+            Glibc.close(descriptor)
+        } catch {
+            Glibc.close(descriptor)
+            unlink(temporary)
+            throw error
+        }
+        try renameFile(name + ".tmp", to: name)
+    }
+
+    private func generations(withPrefix prefix: String) throws(DatabaseError) -> [UInt64] {
+        try listDirectory().compactMap { name -> UInt64? in
+            guard name.hasPrefix(prefix) else { return nil }
+            let suffix = name.dropFirst(prefix.count)
+            guard !suffix.isEmpty, suffix.allSatisfy({ $0 >= "0" && $0 <= "9" }) else { return nil }
+            return UInt64(suffix)
+        }.sorted()
+    }
+
+    private func listDirectory() throws(DatabaseError) -> [String] {
+        guard let stream = opendir(path) else { throw .io(operation: "opendir", path: path, errno: errno) }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    private func fileExists(_ name: String) -> Bool {
+        access(filePath(name), F_OK) == 0
+    }
+
+    private func openFile(_ file: String, _ flags: Int32) throws(DatabaseError) -> Int32 {
+        let descriptor = Glibc.open(file, flags, 0o644)
+        guard descriptor >= 0 else { throw .io(operation: "open", path: file, errno: errno) }
+        return descriptor
+    }
+
+    private func readFile(_ name: String) throws(DatabaseError) -> [UInt8] {
+        let file = filePath(name)
+        let descriptor = try openFile(file, O_RDONLY | O_CLOEXEC)
+        defer { Glibc.close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw .io(operation: "fstat", path: file, errno: errno) }
+        let size = Int(info.st_size)
+        var failure: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            while initialized < size {
+                let result = read(descriptor, buffer.baseAddress! + initialized, size - initialized)
+                if result > 0 {
+                    initialized += result
+                } else if result == 0 {
+                    break  // the file shrank while we read it; take what is there
+                } else if errno != EINTR {
+                    failure = errno
+                    break
+                }
+            }
+        }
+        guard failure == 0 else { throw .io(operation: "read", path: file, errno: failure) }
+        return bytes
+    }
+
+    private func removeFile(_ name: String) throws(DatabaseError) {
+        let file = filePath(name)
+        if unlink(file) != 0 {
+            guard errno == ENOENT else { throw .io(operation: "unlink", path: file, errno: errno) }
+            return
+        }
+        try syncDirectory()
+    }
+
+    private func renameFile(_ from: String, to: String) throws(DatabaseError) {
+        guard rename(filePath(from), filePath(to)) == 0 else {
+            throw .io(operation: "rename to \(to)", path: filePath(from), errno: errno)
+        }
+        try syncDirectory()
+    }
+
+    private func syncDirectory() throws(DatabaseError) {
+        guard fsync(directoryDescriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+    }
+
+    private static func makeDirectories(_ directory: String) throws(DatabaseError) {
+        var prefix = directory.hasPrefix("/") ? "/" : ""
+        for component in directory.split(separator: "/") {
+            prefix += component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw .io(operation: "mkdir", path: prefix, errno: errno)
+            }
+            prefix += "/"
+        }
+    }
+}
+
+/// An open logfile.N, appended to by the group committer.
+///
+/// `@unchecked Sendable`: the descriptor is immutable and `size` is only read and written by the
+/// thread that appends (the committer owns the writer once the database is open; before that,
+/// recovery owns it). No two threads ever touch one segment at the same time.
+final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
+    let generation: UInt64
+    let path: String
+    private let descriptor: Int32
+    private(set) var size: Int
+    private var isClosed = false
+
+    init(generation: UInt64, path: String, descriptor: Int32, size: Int) {
+        self.generation = generation
+        self.path = path
+        self.descriptor = descriptor
+        self.size = size
+    }
+
+    deinit { close() }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(DatabaseError) {
+        try writeAll(descriptor, bytes, path: path)
+        size += bytes.count
+    }
+
+    func sync() throws(DatabaseError) {
+        guard fdatasync(descriptor) == 0 else { throw .io(operation: "fdatasync", path: path, errno: errno) }
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        Glibc.close(descriptor)
+    }
+}
+
+/// Writes every byte of `bytes`, retrying short writes and EINTR.
+func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(DatabaseError) {
+    var offset = 0
+    while offset < bytes.count {
+        let result = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+        if result >= 0 {
+            offset += result
+        } else if errno != EINTR {
+            throw .io(operation: "write", path: path, errno: errno)
+        }
+    }
+}

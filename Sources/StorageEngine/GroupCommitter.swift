@@ -1,0 +1,286 @@
+import Foundation
+import Dispatch
+import Synchronization
+import WireProtocol
+
+/// The single writer: it turns queued write requests into durable log records, then into state.
+///
+/// The group commit protocol, one round per loop iteration:
+/// 1. Take everything queued (writes and control requests) in one step. Writers that arrive from
+///    here on wait for the next round: no fixed cap on a round's size.
+/// 2. Encode every write's record into one buffer.
+/// 3. Append the buffer to the current segment with one write, then make it durable with one
+///    fdatasync.
+/// 4. Hand the records to the replication sink, if any (the output rule: it returns when the
+///    batch may be acknowledged).
+/// 5. Apply every change to the in-memory map, in queue order. Nothing is visible before it is
+///    durable.
+/// 6. Complete every request (success).
+/// 7. Run control requests (segment rotation for a checkpoint) here, between two rounds, when no
+///    write is in flight.
+///
+/// If step 3 fails, the log's tail is unknown: the round's requests fail, and so does every later
+/// write (`DatabaseError.writesDisabled`) until the database is reopened and recovery decides what
+/// the tail holds. Nothing unsynced is ever acknowledged.
+final class GroupCommitter: Sendable {
+    typealias Completion = @Sendable (Result<Void, DatabaseError>) -> Void
+
+    struct PendingWrite: Sendable {
+        let batch: WriteBatch
+        let completion: Completion
+    }
+
+    /// What a rotation hands back: the new segment's first position and the state at that point.
+    struct Rotation: Sendable {
+        let generation: UInt64
+        let snapshot: MapSnapshot
+        let updatesBefore: Int
+    }
+
+    enum ControlRequest: Sendable {
+        /// Start logfile.(current+1) and snapshot the map, between two rounds (version switch step 1).
+        case rotate(@Sendable (Result<Rotation, DatabaseError>) -> Void)
+    }
+
+    private struct Queue: ~Copyable {
+        var writes: [PendingWrite] = []
+        var controls: [ControlRequest] = []
+        var committerIsWaiting = false
+        var isClosing = false
+        var failure: DatabaseError?
+    }
+
+    private let queue = Mutex(Queue())
+    /// Signalled when work arrives while the committer waits, and when closing.
+    private let wakeup = DispatchSemaphore(value: 0)
+    /// Signalled once when the committer thread has finished.
+    private let finished = DispatchSemaphore(value: 0)
+
+    private let map: ShardedMap
+    private let logStore: any LogStore
+    private let counters: EngineCounters
+    private let sink: (any ReplicationSink)?
+    /// Called after each round with the updates and log bytes committed so far (checkpoint triggers).
+    private let afterRound: @Sendable (_ updates: Int, _ segmentBytes: Int) -> Void
+    private let log: @Sendable (LogLevel, String) -> Void
+
+    /// The committer thread's own state. Touched only by that thread once it runs (and by `init`
+    /// before it starts), so it needs no lock; `Mutex` is used only to satisfy Sendable cheaply.
+    private struct CommitterState: ~Copyable {
+        var segment: any LogSegmentWriter
+        var buffer: [UInt8] = []
+        var updates = 0
+    }
+    private let state: Mutex<CommitterState>
+    /// Where the next record goes; read by stats from any thread.
+    private let position: Mutex<LogPosition>
+
+    init(
+        map: ShardedMap, logStore: any LogStore, segment: any LogSegmentWriter, counters: EngineCounters,
+        sink: (any ReplicationSink)?, log: @escaping @Sendable (LogLevel, String) -> Void,
+        afterRound: @escaping @Sendable (Int, Int) -> Void
+    ) {
+        self.map = map
+        self.logStore = logStore
+        self.counters = counters
+        self.sink = sink
+        self.log = log
+        self.afterRound = afterRound
+        self.position = Mutex(LogPosition(generation: segment.generation, offset: segment.size))
+        self.state = Mutex(CommitterState(segment: segment))
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "small-db committer"
+        thread.start()
+    }
+
+    var logPosition: LogPosition { position.withLock { $0 } }
+
+    /// The reason writes are refused, if a write or sync failed.
+    var failure: DatabaseError? { queue.withLock { $0.failure } }
+
+    /// Queues `batch`; `completion` runs on the committer thread once the batch is durable and
+    /// applied, or has failed. Must be cheap and must not block.
+    func enqueue(_ batch: WriteBatch, completion: @escaping Completion) {
+        let refusal: DatabaseError? = queue.withLock { queue in
+            if queue.isClosing { return .closed }
+            if let failure = queue.failure { return failure }
+            queue.writes.append(PendingWrite(batch: batch, completion: completion))
+            if queue.committerIsWaiting {
+                queue.committerIsWaiting = false
+                wakeup.signal()
+            }
+            return nil
+        }
+        if let refusal { completion(.failure(refusal)) }
+    }
+
+    func enqueue(_ control: ControlRequest) {
+        let refused: Bool = queue.withLock { queue in
+            if queue.isClosing { return true }
+            queue.controls.append(control)
+            if queue.committerIsWaiting {
+                queue.committerIsWaiting = false
+                wakeup.signal()
+            }
+            return false
+        }
+        if refused, case .rotate(let completion) = control { completion(.failure(.closed)) }
+    }
+
+    /// Stops accepting work, lets the committer finish everything already queued, and waits for
+    /// its thread to end. Then closes the segment.
+    func close() {
+        queue.withLock { queue in
+            queue.isClosing = true
+            if queue.committerIsWaiting {
+                queue.committerIsWaiting = false
+                wakeup.signal()
+            }
+        }
+        finished.wait()
+        state.withLock { $0.segment.close() }
+    }
+
+    // MARK: The committer thread
+
+    private func run() {
+        var writes: [PendingWrite] = []
+        var controls: [ControlRequest] = []
+        while true {
+            // Step 1: take everything queued, or wait for work.
+            let isClosing: Bool = queue.withLock { queue in
+                swap(&writes, &queue.writes)
+                swap(&controls, &queue.controls)
+                if writes.isEmpty && controls.isEmpty && !queue.isClosing {
+                    queue.committerIsWaiting = true
+                }
+                return queue.isClosing
+            }
+            if writes.isEmpty && controls.isEmpty {
+                if isClosing { return }
+                wakeup.wait()
+                continue
+            }
+            if !writes.isEmpty { commit(writes) }
+            for control in controls { perform(control) }
+            writes.removeAll(keepingCapacity: true)
+            controls.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func commit(_ writes: [PendingWrite]) {
+        if let failure = self.failure {
+            for write in writes { write.completion(.failure(failure)) }
+            return
+        }
+        let outcome: Result<(LogPosition, Int), DatabaseError> = state.withLock { state in
+            // Step 2: encode.
+            state.buffer.removeAll(keepingCapacity: true)
+            for write in writes { GroupCommitter.encode(write.batch, into: &state.buffer) }
+            // Step 3: one write, one sync.
+            let start = LogPosition(generation: state.segment.generation, offset: state.segment.size)
+            do throws(DatabaseError) {
+                let segment = state.segment
+                try state.buffer.withBytes { (raw) throws(DatabaseError) in try segment.append(raw) }
+                try segment.sync()
+            } catch {
+                return .failure(error)
+            }
+            // Step 4: the output rule.
+            if let sink { state.buffer.withUnsafeBytes { sink.replicate($0, at: start) } }
+            if state.buffer.capacity > 16 << 20 { state.buffer = [] }  // do not pin a huge buffer
+            return .success((start, state.segment.size))
+        }
+        switch outcome {
+        case .failure(let error):
+            let failure = DatabaseError.writesDisabled(reason: error.description)
+            queue.withLock { $0.failure = failure }
+            log(.error, "write to the log failed, writes are disabled until reopen: \(error)")
+            for write in writes { write.completion(.failure(error)) }
+        case .success(let (_, end)):
+            // Step 5: apply, in order.
+            var puts = 0
+            var deletes = 0
+            var batches = 0
+            for write in writes {
+                if write.batch.count > 1 { batches += 1 }
+                for mutation in write.batch.mutations {
+                    switch mutation {
+                    case .set(let key, let value):
+                        map.set(key, value)
+                        puts += 1
+                    case .delete(let key):
+                        map.remove(key)
+                        deletes += 1
+                    }
+                }
+            }
+            position.withLock { $0.offset = end }
+            counters.puts.add(puts, ordering: .relaxed)
+            counters.deletes.add(deletes, ordering: .relaxed)
+            counters.batches.add(batches, ordering: .relaxed)
+            counters.writes.add(writes.count, ordering: .relaxed)
+            counters.syncs.add(1, ordering: .relaxed)
+            let updates = state.withLock { state in
+                state.updates += puts + deletes
+                return state.updates
+            }
+            // Step 6: answer.
+            for write in writes { write.completion(.success(())) }
+            afterRound(updates, end)
+        }
+    }
+
+    static func encode(_ batch: WriteBatch, into buffer: inout [UInt8]) {
+        let start = WALEncoder.beginRecord(in: &buffer, entryCount: batch.count)
+        for mutation in batch.mutations {
+            switch mutation {
+            case .set(let key, let value):
+                key.withUnsafeBytes { key in
+                    value.withUnsafeBytes { value in WALEncoder.appendEntry(.set, key: key, value: value, to: &buffer) }
+                }
+            case .delete(let key):
+                key.withUnsafeBytes { key in
+                    WALEncoder.appendEntry(.delete, key: key, value: UnsafeRawBufferPointer(start: nil, count: 0), to: &buffer)
+                }
+            }
+        }
+        WALEncoder.finishRecord(startingAt: start, in: &buffer)
+    }
+
+    // MARK: Step 7: control requests
+
+    private func perform(_ control: ControlRequest) {
+        switch control {
+        case .rotate(let completion):
+            completion(rotate())
+        }
+    }
+
+    /// Version switch step 1: a new segment and a snapshot, at the same point between two rounds.
+    private func rotate() -> Result<Rotation, DatabaseError> {
+        if let failure = self.failure { return .failure(failure) }
+        return state.withLock { state in
+            let next = state.segment.generation + 1
+            let segment: any LogSegmentWriter
+            do throws(DatabaseError) {
+                segment = try logStore.createLog(next)
+            } catch {
+                return .failure(error)
+            }
+            counters.retiredLogBytes.add(state.segment.size, ordering: .relaxed)
+            state.segment.close()
+            state.segment = segment
+            position.withLock { $0 = LogPosition(generation: next, offset: 0) }
+            sink?.didStartSegment(next)
+            let rotation = Rotation(generation: next, snapshot: map.snapshot(), updatesBefore: state.updates)
+            return .success(rotation)
+        }
+    }
+}

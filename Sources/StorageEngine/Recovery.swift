@@ -1,0 +1,207 @@
+import Dispatch
+import Synchronization
+import WireProtocol
+
+/// Opening a data directory: finish or discard an interrupted version switch, load the checkpoint,
+/// replay the log.
+///
+/// The steps, in order (the code below follows them):
+/// 1. Delete temporaries (newVersion.tmp, version.tmp, checkpoint.*.tmp): never a commit point.
+/// 2. If `newVersion` names G and both checkpoint.G and logfile.G exist, a switch passed its commit
+///    point: finish it (delete checkpoints and segments below G, rename newVersion to version).
+///    Otherwise delete `newVersion`: that switch never committed.
+/// 3. Read `version` (N). A directory without it and without any segment or checkpoint is new:
+///    write version 0 and create an empty logfile.0, as the Go version does.
+/// 4. Delete checkpoints other than checkpoint.N (older: superseded; newer: never committed) and
+///    segments below N. Segments above N are kept: a checkpoint starts logfile.N+1 before its
+///    commit point, and writes acknowledged since then live only there.
+/// 5. Load checkpoint.N (required for N > 0), checking its checksum while parsing it.
+/// 6. Replay logfile.N, N+1, …, M in order. A torn tail of the last segment is cut off (it was
+///    never acknowledged). Any other damage is corruption: refuse to open, naming the file and
+///    offset, unless the options allow truncation; then cut there and drop every later segment.
+/// 7. Open logfile.M for appending.
+struct Recovery {
+    let logStore: any LogStore
+    let snapshotStore: any SnapshotStore
+    let options: DatabaseOptions
+
+    struct Result: Sendable {
+        let map: ShardedMap
+        let segment: any LogSegmentWriter
+        let generation: UInt64
+        let retiredLogBytes: Int
+        let report: RecoveryReport
+    }
+
+    func run() throws(DatabaseError) -> Result {
+        let started = ContinuousClock.now
+        var report = RecoveryReport()
+
+        // Step 1.
+        try snapshotStore.removeTemporaries()
+
+        // Step 2.
+        if let pending = try snapshotStore.readNewVersion() {
+            let hasCheckpoint = try snapshotStore.checkpointGenerations().contains(pending)
+            let hasLog = try logStore.logGenerations().contains(pending)
+            if hasCheckpoint && hasLog {
+                try removeGenerations(below: pending)
+                try snapshotStore.promoteNewVersion()
+                report.finishedSwitch = pending
+            } else {
+                try snapshotStore.removeNewVersion()
+                report.discardedSwitch = pending
+            }
+        }
+
+        // Step 3.
+        let generation: UInt64
+        if let version = try snapshotStore.readVersion() {
+            generation = version
+        } else if try logStore.logGenerations().isEmpty, try snapshotStore.checkpointGenerations().isEmpty {
+            try snapshotStore.writeVersion(0)
+            try logStore.createLog(0).close()
+            report.initialized = true
+            generation = 0
+        } else {
+            throw .inconsistentDirectory("the version file is missing but the directory holds checkpoints or log segments")
+        }
+
+        // Step 4.
+        for stale in try snapshotStore.checkpointGenerations() where stale != generation {
+            try snapshotStore.removeCheckpoint(stale)
+        }
+        for stale in try logStore.logGenerations() where stale < generation {
+            try logStore.removeLog(stale)
+        }
+        let segments = try logStore.logGenerations()
+        guard segments.first == generation else {
+            throw .inconsistentDirectory("\(logStore.logLocation(generation)) is missing (version is \(generation))")
+        }
+        for (index, segment) in segments.enumerated() where segment != generation + UInt64(index) {
+            throw .inconsistentDirectory("\(logStore.logLocation(generation + UInt64(index))) is missing before \(logStore.logLocation(segment))")
+        }
+
+        // Step 5.
+        let map: ShardedMap
+        if try snapshotStore.checkpointGenerations().contains(generation) {
+            map = try loadCheckpoint(generation, report: &report)
+        } else if generation == 0 {
+            map = ShardedMap()
+        } else {
+            throw .inconsistentDirectory("\(snapshotStore.checkpointLocation(generation)) is missing (version is \(generation))")
+        }
+
+        // Step 6.
+        var lastSegment = segments[segments.count - 1]
+        var retiredLogBytes = 0
+        var lastSegmentSize = 0
+        for (index, segment) in segments.enumerated() {
+            let isLast = index == segments.count - 1
+            let bytes = try logStore.readLog(segment)
+            var records = 0
+            let outcome = bytes.withUnsafeBytes { raw in
+                WALSegmentReader.scan(raw) { record in
+                    records += 1
+                    record.forEachEntry { opcode, key, value in
+                        if opcode == .set {
+                            map.set(Key(bytes: key), Array(value))
+                        } else {
+                            map.remove(Key(bytes: key))
+                        }
+                    }
+                }
+            }
+            report.segmentsReplayed.append(segment)
+            report.recordsReplayed += records
+            let file = logStore.logLocation(segment)
+            var stopHere = false
+            switch outcome {
+            case .clean(let end):
+                if isLast { lastSegmentSize = end } else { retiredLogBytes += end }
+            case .tornTail(let offset, let dropped, let damage) where isLast:
+                try logStore.truncateLog(segment, to: offset)
+                report.tornTail = .init(file: file, offset: offset, droppedBytes: dropped, reason: damage.description)
+                lastSegmentSize = offset
+            case .tornTail(let offset, _, let damage), .corrupted(let offset, let damage, _):
+                // Damage with acknowledged data after it, in this segment or in a later one.
+                guard options.corruptLog == .truncate else {
+                    throw .corruptLog(file: file, offset: offset, reason: damage.description)
+                }
+                try logStore.truncateLog(segment, to: offset)
+                report.truncatedCorruption = .init(
+                    file: file, offset: offset, droppedBytes: bytes.count - offset, reason: damage.description)
+                lastSegmentSize = offset
+                lastSegment = segment
+                stopHere = true
+            }
+            if stopHere {
+                for later in segments[(index + 1)...] {
+                    try logStore.removeLog(later)
+                    report.droppedSegments.append(later)
+                }
+                break
+            }
+        }
+
+        // Step 7.
+        let writer = try logStore.openLogForAppend(lastSegment)
+        precondition(writer.size == lastSegmentSize, "segment size changed during recovery")
+        report.keys = map.count
+        report.duration = ContinuousClock.now - started
+        return Result(map: map, segment: writer, generation: generation, retiredLogBytes: retiredLogBytes, report: report)
+    }
+
+    /// Deletes checkpoints and segments of generations below `generation`, and `version`.
+    private func removeGenerations(below generation: UInt64) throws(DatabaseError) {
+        for old in try snapshotStore.checkpointGenerations() where old < generation {
+            try snapshotStore.removeCheckpoint(old)
+        }
+        for old in try logStore.logGenerations() where old < generation {
+            try logStore.removeLog(old)
+        }
+    }
+
+    /// Loads checkpoint.N into a new map. The checksum is verified on a second core while this one
+    /// parses; a mismatch discards the map.
+    private func loadCheckpoint(_ generation: UInt64, report: inout RecoveryReport) throws(DatabaseError) -> ShardedMap {
+        let file = snapshotStore.checkpointLocation(generation)
+        let bytes = try snapshotStore.readCheckpoint(generation)
+        do {
+            return try bytes.withUnsafeBytes { unsafeRaw in
+                // Both tasks only read the buffer, and concurrentPerform returns after both end.
+                nonisolated(unsafe) let raw = unsafeRaw
+                let header = try CheckpointReader.header(of: raw, expectedGeneration: generation)
+                let map = ShardedMap(expectedKeys: Int(clamping: min(header.entryCount, UInt64(raw.count / 8))))
+                let checksumFailure = Mutex<CheckpointError?>(nil)
+                let parseFailure = Mutex<(any Error)?>(nil)
+                DispatchQueue.concurrentPerform(iterations: 2) { task in
+                    do {
+                        if task == 0 {
+                            try CheckpointReader.verifyChecksum(of: raw, header: header)
+                        } else {
+                            try CheckpointReader.forEachEntry(of: raw, header: header) { key, value in
+                                map.set(Key(bytes: key), Array(value))
+                            }
+                        }
+                    } catch let error as CheckpointError where task == 0 {
+                        checksumFailure.withLock { $0 = error }
+                    } catch {
+                        parseFailure.withLock { $0 = error }
+                    }
+                }
+                if let error = checksumFailure.withLock({ $0 }) { throw error }
+                if let error = parseFailure.withLock({ $0 }) { throw error }
+                report.checkpointGeneration = generation
+                report.checkpointEntries = Int(header.entryCount)
+                return map
+            }
+        } catch let error as CheckpointError {
+            throw .corruptCheckpoint(file: file, reason: error.description)
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw .corruptCheckpoint(file: file, reason: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/// Where checkpoints and the version markers live: checkpoint.N, version and newVersion.
+///
+/// The markers are the commit points of the version switch (see `VersionSwitch`), so they live
+/// with the snapshots they commit. Every mutating call is durable when it returns (file and
+/// directory synced), except where it says otherwise.
+public protocol SnapshotStore: AnyObject, Sendable {
+    /// The generations that have a committed checkpoint.N file, ascending (no temporaries).
+    func checkpointGenerations() throws(DatabaseError) -> [UInt64]
+    /// The whole content of checkpoint.N.
+    func readCheckpoint(_ generation: UInt64) throws(DatabaseError) -> [UInt8]
+    /// Writes checkpoint.N: `produce` calls its argument with consecutive pieces of the file; they
+    /// go to checkpoint.N.tmp, which is synced and then renamed to checkpoint.N, and the directory
+    /// is synced. If anything fails the temporary is removed and checkpoint.N is untouched.
+    func writeCheckpoint(
+        _ generation: UInt64,
+        _ produce: (_ write: ([UInt8]) throws(DatabaseError) -> Void) throws(DatabaseError) -> Void
+    ) throws(DatabaseError)
+    /// Deletes checkpoint.N. Deleting a missing file is not an error.
+    func removeCheckpoint(_ generation: UInt64) throws(DatabaseError)
+
+    /// The generation in `version`, or nil if the file does not exist. A file that exists but does
+    /// not hold a number is an error.
+    func readVersion() throws(DatabaseError) -> UInt64?
+    /// The generation in `newVersion`, or nil if it is missing or unreadable (an interrupted switch
+    /// that never reached its commit point).
+    func readNewVersion() throws(DatabaseError) -> UInt64?
+    /// Writes `version` (through a temporary and a rename); used to initialise a directory.
+    func writeVersion(_ generation: UInt64) throws(DatabaseError)
+    /// Writes `newVersion` through newVersion.tmp: the commit point of a version switch.
+    func writeNewVersion(_ generation: UInt64) throws(DatabaseError)
+    /// Renames `newVersion` to `version`: the last step of a version switch.
+    func promoteNewVersion() throws(DatabaseError)
+    func removeVersion() throws(DatabaseError)
+    func removeNewVersion() throws(DatabaseError)
+    /// Deletes leftovers that are never a commit point: newVersion.tmp, version.tmp, checkpoint.*.tmp.
+    func removeTemporaries() throws(DatabaseError)
+    /// How errors and logs name checkpoint.N (a path, for files).
+    func checkpointLocation(_ generation: UInt64) -> String
+}
+
+extension SnapshotStore {
+    public func checkpointLocation(_ generation: UInt64) -> String { "checkpoint.\(generation)" }
+}

@@ -23,15 +23,16 @@ let package = Package(
         .target(name: "StorageEngine", dependencies: ["WireProtocol"], swiftSettings: strict),
         .target(name: "Replication", dependencies: ["StorageEngine", "WireProtocol"], swiftSettings: strict),
         .target(name: "HTTPFront", dependencies: ["StorageEngine", "WireProtocol"], swiftSettings: strict),
+        .target(name: "GoFlags", path: "Sources/Executables/GoFlags", swiftSettings: strict),
         .executableTarget(
             name: "small_db_example",
-            dependencies: ["StorageEngine"],
+            dependencies: ["StorageEngine", "GoFlags"],
             path: "Sources/Executables/small_db_example",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "small_db_bench",
-            dependencies: ["StorageEngine", "WireProtocol"],
+            dependencies: ["StorageEngine", "WireProtocol", "GoFlags"],
             path: "Benchmarks/small_db_bench",
             swiftSettings: strict
         ),
@@ -42,6 +43,7 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),
+        .testTarget(name: "GoFlagsTests", dependencies: ["GoFlags"], swiftSettings: strict),
         .testTarget(name: "HTTPFrontTests", dependencies: ["HTTPFront"], swiftSettings: strict),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication"], swiftSettings: strict),
     ],

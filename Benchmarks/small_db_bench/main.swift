@@ -1,1 +1,57 @@
-print("placeholder")
+// small_db_bench: measures the storage engine through its public API.
+//
+//   swift run -c release small_db_bench [-json] [-case NAME[,NAME…]] [-dir DIR] [-duration 3s] [-keys N]
+//
+// Cases: disk (the disk's own synced-append rate, the bound for one writer), puts (durable puts
+// with 1, 16, 64, 256 concurrent writers, 100-byte values), gets (1 and 2 threads),
+// checkpoint (write latency while a checkpoint of -keys keys runs), open (open time and resident
+// memory for a -keys checkpoint plus a -keys-record WAL, measured in a fresh child process).
+// Never run in CI: the figures depend on the machine; docs/PERFORMANCE.md says how to read them.
+import Foundation
+import GoFlags
+import StorageEngine
+
+let flags = FlagSet(programName: "small_db_bench")
+flags.bool("json", usage: "print JSON instead of a table")
+flags.string("case", default: "disk,puts,gets,checkpoint,open", usage: "comma-separated cases to run")
+flags.string("dir", usage: "where to put benchmark data (default: the system temporary directory)")
+flags.duration("duration", default: .seconds(3), usage: "how long each throughput measurement runs")
+flags.int("keys", default: 1_000_000, usage: "keys for the checkpoint and open cases")
+flags.string("child-open", usage: "internal: open this directory, print open time and RSS as JSON, exit")
+do {
+    try flags.parse(Array(CommandLine.arguments.dropFirst()))
+} catch .helpRequested {
+    print(flags.usage)
+    exit(0)
+} catch {
+    FileHandle.standardError.write(Data("\(error)\n\(flags.usage)\n".utf8))
+    exit(2)
+}
+
+if !flags.string("child-open").isEmpty {
+    exit(OpenChild.run(directory: flags.string("child-open")))
+}
+
+let baseDirectory = flags.string("dir").isEmpty ? FileManager.default.temporaryDirectory.path : flags.string("dir")
+let runDirectory = baseDirectory + "/small_db_bench-\(UUID().uuidString)"
+try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+defer { if ProcessInfo.processInfo.environment["KEEP"] == nil { try? FileManager.default.removeItem(atPath: runDirectory) } }
+
+let context = BenchContext(
+    directory: runDirectory, duration: flags.duration("duration"), keys: flags.int("keys"),
+    executable: CommandLine.arguments[0])
+var results: [BenchResult] = []
+for name in flags.string("case").split(separator: ",").map(String.init) {
+    FileHandle.standardError.write(Data("running \(name)…\n".utf8))
+    switch name {
+    case "disk": results += try DiskBench.run(context)
+    case "puts": results += try await PutBench.run(context)
+    case "gets": results += try await GetBench.run(context)
+    case "checkpoint": results += try await CheckpointLatencyBench.run(context)
+    case "open": results += try await OpenBench.run(context)
+    default:
+        FileHandle.standardError.write(Data("unknown case \(name)\n".utf8))
+        exit(2)
+    }
+}
+print(flags.bool("json") ? Report.json(results) : Report.table(results))

@@ -130,7 +130,16 @@ public final class Database: Sendable {
     public func get(_ key: Key) throws(DatabaseError) -> [UInt8]? {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }
         counters.gets.add(1, ordering: .relaxed)
-        return map.get(key)
+        return map.get(key)?.bytes
+    }
+
+    /// Calls `body` with the value of `key` (nil if missing) without copying it: for servers that
+    /// encode the value straight into a response. The bytes are valid only inside `body`.
+    public func withValue<R>(for key: Key, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        guard !isClosed.load(ordering: .relaxed) else { throw DatabaseError.closed }
+        counters.gets.add(1, ordering: .relaxed)
+        guard let value = map.get(key) else { return try body(nil) }
+        return try value.withUnsafeBytes { try body($0) }
     }
 
     // MARK: Writes

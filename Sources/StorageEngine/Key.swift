@@ -1,17 +1,18 @@
 /// A key: arbitrary bytes (not necessarily UTF-8), compared and hashed byte for byte.
 ///
-/// Keys of up to 15 bytes are stored inline, in two machine words, with no heap allocation: the
-/// common case (short identifiers) then costs no allocation, no reference counting, and hashes as
-/// two integers. Longer keys keep their bytes in an array.
+/// A key of up to 15 bytes is stored inline in 16 bytes, with no heap allocation: the common case
+/// (short identifiers) then costs no allocation and no reference counting, and hashes as two
+/// machine words. A longer key keeps its bytes in a heap object. `MemoryLayout<Key>.size` is 16
+/// (the inline length's unused high bits tag the heap case), which keeps a million keys' hash
+/// buckets small.
 ///
-/// Invariant: a key of 15 bytes or fewer is always `.inline` and its unused inline bytes are zero,
+/// Invariant: a key of 15 bytes or fewer is always `.inline`, with its unused inline bytes zero,
 /// so equal keys have equal representations and `==`/`hash(into:)` can compare words directly.
 public struct Key: Sendable, Hashable, Comparable {
     @usableFromInline
-    enum Storage: Sendable, Hashable {
-        /// Bytes 0–7 in `low`, 8–14 in the low 7 bytes of `high`, the length in `high`'s top byte.
-        case inline(low: UInt64, high: UInt64)
-        case heap([UInt8])
+    enum Storage: Sendable {
+        case inline(InlineKeyBytes)
+        case heap(HeapKeyBytes)
     }
 
     /// Keys up to this length are stored inline.
@@ -23,15 +24,15 @@ public struct Key: Sendable, Hashable, Comparable {
     /// A key with a copy of `bytes`.
     public init(bytes: UnsafeRawBufferPointer) {
         guard bytes.count <= Key.inlineCapacity else {
-            storage = .heap(Array(bytes))
+            storage = .heap(HeapKeyBytes(Array(bytes)))
             return
         }
-        var words: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &words) { raw in
-            raw.copyMemory(from: bytes)
-            raw[15] = UInt8(bytes.count)
+        var inline = InlineKeyBytes()
+        withUnsafeMutableBytes(of: &inline) { raw in
+            if let source = bytes.baseAddress { raw.baseAddress!.copyMemory(from: source, byteCount: bytes.count) }
         }
-        storage = .inline(low: words.0, high: words.1)
+        inline.length = InlineKeyBytes.Length(rawValue: UInt8(bytes.count))!
+        storage = .inline(inline)
     }
 
     /// A key with a copy of `bytes`.
@@ -49,8 +50,8 @@ public struct Key: Sendable, Hashable, Comparable {
     /// The number of bytes in the key.
     public var count: Int {
         switch storage {
-        case .inline(_, let high): Int(high >> 56)
-        case .heap(let bytes): bytes.count
+        case .inline(let inline): Int(inline.length.rawValue)
+        case .heap(let heap): heap.bytes.count
         }
     }
 
@@ -64,14 +65,33 @@ public struct Key: Sendable, Hashable, Comparable {
     @inlinable
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
-        case .inline(let low, let high):
-            let words = (low, high)
-            let count = Int(high >> 56)
-            return try Swift.withUnsafeBytes(of: words) { raw in
+        case .inline(let inline):
+            let count = Int(inline.length.rawValue)
+            return try Swift.withUnsafeBytes(of: inline) { raw in
                 try body(UnsafeRawBufferPointer(rebasing: raw[0..<count]))
             }
-        case .heap(let bytes):
-            return try bytes.withUnsafeBytes(body)
+        case .heap(let heap):
+            return try heap.bytes.withUnsafeBytes(body)
+        }
+    }
+
+    public static func == (lhs: Key, rhs: Key) -> Bool {
+        switch (lhs.storage, rhs.storage) {
+        case (.inline(let left), .inline(let right)): left.words == right.words
+        case (.heap(let left), .heap(let right)): left.bytes == right.bytes
+        default: false  // by the invariant, an inline key never equals a heap key
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch storage {
+        case .inline(let inline):
+            let words = inline.words
+            hasher.combine(words.0)
+            hasher.combine(words.1)
+        case .heap(let heap):
+            heap.bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+            hasher.combine(heap.bytes.count)
         }
     }
 
@@ -80,21 +100,57 @@ public struct Key: Sendable, Hashable, Comparable {
     @inlinable
     var shardHash: UInt64 {
         switch storage {
-        case .inline(let low, let high):
-            return (low ^ (high &* 0x9E37_79B9_7F4A_7C15)) &* 0xFF51_AFD7_ED55_8CCD
-        case .heap(let bytes):
+        case .inline(let inline):
+            let words = inline.words
+            return (words.0 ^ (words.1 &* 0x9E37_79B9_7F4A_7C15)) &* 0xFF51_AFD7_ED55_8CCD
+        case .heap(let heap):
             var hash: UInt64 = 0xCBF2_9CE4_8422_2325  // FNV-1a
-            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+            for byte in heap.bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
             return hash &* 0xFF51_AFD7_ED55_8CCD
         }
     }
 
-    /// Byte-wise lexicographic order (shorter prefix first), as memcmp orders keys.
+    /// Byte-wise lexicographic order (a prefix sorts first), as memcmp orders keys.
     public static func < (lhs: Key, rhs: Key) -> Bool {
         lhs.withUnsafeBytes { left in
             rhs.withUnsafeBytes { right in left.lexicographicallyPrecedes(right) }
         }
     }
+}
+
+/// The 15 inline bytes and the length, laid out so the length's unused high bits are spare.
+@usableFromInline
+struct InlineKeyBytes: Sendable {
+    /// 0…15; an enum rather than a UInt8 so that Swift can use its unused values to tag
+    /// `Key.Storage`, keeping `Key` at 16 bytes.
+    @usableFromInline
+    enum Length: UInt8, Sendable {
+        case l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15
+    }
+
+    var byte0to7: UInt64 = 0
+    var byte8to11: UInt32 = 0
+    var byte12to13: UInt16 = 0
+    var byte14: UInt8 = 0
+    @usableFromInline
+    var length: Length = .l0
+
+    /// The 16 bytes as two words (for hashing and equality).
+    @usableFromInline
+    var words: (UInt64, UInt64) {
+        withUnsafeBytes(of: self) { raw in
+            (raw.loadUnaligned(as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+    }
+}
+
+/// The bytes of a key longer than 15 bytes. Immutable.
+@usableFromInline
+final class HeapKeyBytes: Sendable {
+    @usableFromInline
+    let bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
 }
 
 extension Key: ExpressibleByStringLiteral {

@@ -105,7 +105,7 @@ struct Recovery {
                     records += 1
                     record.forEachEntry { opcode, key, value in
                         if opcode == .set {
-                            map.set(Key(bytes: key), Array(value))
+                            map.set(Key(bytes: key), StoredValue(value))
                         } else {
                             map.remove(Key(bytes: key))
                         }
@@ -162,36 +162,38 @@ struct Recovery {
         }
     }
 
-    /// Loads checkpoint.N into a new map. The checksum is verified on a second core while this one
-    /// parses; a mismatch discards the map.
+    /// Loads checkpoint.N into a new map. The checksum is verified on another core while this
+    /// thread parses; a mismatch discards the map. (Parsing stays on the calling thread so every
+    /// value is allocated from one malloc arena, which keeps resident memory down.)
     private func loadCheckpoint(_ generation: UInt64, report: inout RecoveryReport) throws(DatabaseError) -> ShardedMap {
         let file = snapshotStore.checkpointLocation(generation)
         let bytes = try snapshotStore.readCheckpoint(generation)
         do {
             return try bytes.withUnsafeBytes { unsafeRaw in
-                // Both tasks only read the buffer, and concurrentPerform returns after both end.
+                // The verifier only reads the buffer, and we wait for it before the buffer goes.
                 nonisolated(unsafe) let raw = unsafeRaw
                 let header = try CheckpointReader.header(of: raw, expectedGeneration: generation)
-                let map = ShardedMap(expectedKeys: Int(clamping: min(header.entryCount, UInt64(raw.count / 8))))
                 let checksumFailure = Mutex<CheckpointError?>(nil)
-                let parseFailure = Mutex<(any Error)?>(nil)
-                DispatchQueue.concurrentPerform(iterations: 2) { task in
-                    do {
-                        if task == 0 {
-                            try CheckpointReader.verifyChecksum(of: raw, header: header)
-                        } else {
-                            try CheckpointReader.forEachEntry(of: raw, header: header) { key, value in
-                                map.set(Key(bytes: key), Array(value))
-                            }
-                        }
-                    } catch let error as CheckpointError where task == 0 {
-                        checksumFailure.withLock { $0 = error }
+                let verified = DispatchSemaphore(value: 0)
+                DispatchQueue.global().async {
+                    do throws(CheckpointError) {
+                        try CheckpointReader.verifyChecksum(of: raw, header: header)
                     } catch {
-                        parseFailure.withLock { $0 = error }
+                        checksumFailure.withLock { $0 = error }
                     }
+                    verified.signal()
                 }
+                let map = ShardedMap(expectedKeys: Int(clamping: min(header.entryCount, UInt64(raw.count / 8))))
+                do {
+                    try CheckpointReader.forEachEntry(of: raw, header: header) { key, value in
+                        map.set(Key(bytes: key), StoredValue(value))
+                    }
+                } catch {
+                    verified.wait()
+                    throw error
+                }
+                verified.wait()
                 if let error = checksumFailure.withLock({ $0 }) { throw error }
-                if let error = parseFailure.withLock({ $0 }) { throw error }
                 report.checkpointGeneration = generation
                 report.checkpointEntries = Int(header.entryCount)
                 return map

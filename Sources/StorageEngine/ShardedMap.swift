@@ -32,12 +32,12 @@ final class ShardedMap: Sendable {
         Int(truncatingIfNeeded: key.shardHash >> 32) & (ShardedMap.shardCount - 1)
     }
 
-    func get(_ key: Key) -> [UInt8]? {
+    func get(_ key: Key) -> StoredValue? {
         shards[shardIndex(key)].dictionary.withLock { $0[key] }
     }
 
     /// Sets `key` to `value`. Single writer only.
-    func set(_ key: Key, _ value: [UInt8]) {
+    func set(_ key: Key, _ value: StoredValue) {
         let old = shards[shardIndex(key)].dictionary.withLock { $0.updateValue(value, forKey: key) }
         if let old {
             byteCount.add(value.count - old.count, ordering: .relaxed)
@@ -73,15 +73,15 @@ final class ShardedMap: Sendable {
 
 /// One shard: a dictionary and its lock.
 private final class Shard: Sendable {
-    let dictionary: Mutex<[Key: [UInt8]]>
+    let dictionary: Mutex<[Key: StoredValue]>
 
     init(capacity: Int) {
-        dictionary = Mutex([Key: [UInt8]](minimumCapacity: capacity))
+        dictionary = Mutex([Key: StoredValue](minimumCapacity: capacity))
     }
 }
 
 /// A frozen copy of the map, for writing a checkpoint or bootstrapping a replica.
 struct MapSnapshot: Sendable {
-    let shards: [[Key: [UInt8]]]
+    let shards: [[Key: StoredValue]]
     let count: Int
 }

@@ -4,7 +4,7 @@
 /// several as one batch record under one checksum (docs/FORMAT.md).
 public struct WriteBatch: Sendable {
     enum Mutation: Sendable {
-        case set(Key, [UInt8])
+        case set(Key, StoredValue)
         case delete(Key)
 
         var key: Key {
@@ -20,7 +20,7 @@ public struct WriteBatch: Sendable {
 
     /// Sets `key` to `value` when the batch commits.
     public mutating func put(_ key: Key, _ value: [UInt8]) {
-        mutations.append(.set(key, value))
+        mutations.append(.set(key, StoredValue(value)))
     }
 
     /// Removes `key` when the batch commits (a missing key is not an error).

@@ -37,6 +37,11 @@ final class Checkpointer: Sendable {
         var updatesAtLastCheckpoint = 0
         /// A background checkpoint is queued or running.
         var backgroundPending = false
+        /// After a failed background checkpoint, none is tried before this instant, and the wait
+        /// doubles with each further failure (1 s up to 60 s). Without it a persistent failure
+        /// (a full disk) would retry after every commit round, each try starting a new segment.
+        var retryNotBefore: ContinuousClock.Instant?
+        var retryDelay: Duration = .seconds(1)
     }
     private let state: Mutex<State>
 
@@ -69,6 +74,7 @@ final class Checkpointer: Sendable {
         guard policy.enabled else { return }
         let due: String? = state.withLock { state in
             guard !state.backgroundPending else { return nil }
+            if let retryNotBefore = state.retryNotBefore, ContinuousClock.now < retryNotBefore { return nil }
             var reason: String?
             if walBytes >= policy.logBytes {
                 reason = "log reached \(walBytes) bytes"
@@ -85,9 +91,20 @@ final class Checkpointer: Sendable {
         guard let due else { return }
         queue.async {
             let result = self.run()
-            self.state.withLock { $0.backgroundPending = false }
-            if case .failure(let error) = result, error != .closed {
-                self.log(.error, "background checkpoint (\(due)) failed: \(error)")
+            let retryDelay: Duration? = self.state.withLock { state in
+                state.backgroundPending = false
+                guard case .failure = result else {
+                    state.retryNotBefore = nil
+                    state.retryDelay = .seconds(1)
+                    return nil
+                }
+                let delay = state.retryDelay
+                state.retryNotBefore = .now + delay
+                state.retryDelay = min(delay * 2, .seconds(60))
+                return delay
+            }
+            if case .failure(let error) = result, error != .closed, let retryDelay {
+                self.log(.error, "background checkpoint (\(due)) failed: \(error); next try in \(retryDelay) at the earliest")
             }
         }
     }
@@ -128,9 +145,11 @@ final class Checkpointer: Sendable {
             }
             // Step 3: the commit point.
             try snapshotStore.writeNewVersion(target)
-            // Step 4.
-            let previous = generation
-            try snapshotStore.removeCheckpoint(previous)
+            // Step 4. (Every older checkpoint, not just N: a switch that failed after its step 2
+            // may have left one behind.)
+            for old in try snapshotStore.checkpointGenerations() where old < target {
+                try snapshotStore.removeCheckpoint(old)
+            }
             for old in try logStore.logGenerations() where old < target {
                 try logStore.removeLog(old)
             }

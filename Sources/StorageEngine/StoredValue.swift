@@ -25,11 +25,13 @@ struct StoredValue: @unchecked Sendable {
         self = bytes.withUnsafeBytes { StoredValue($0) }
     }
 
-    var count: Int { Int(buffer.header) }
+    /// (Through the header pointer rather than `buffer.header`: the property would pay for a
+    /// dynamic exclusivity check on every read.)
+    var count: Int { buffer.withUnsafeMutablePointerToHeader { Int($0.pointee) } }
 
     func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try buffer.withUnsafeMutablePointerToElements { elements in
-            try body(UnsafeRawBufferPointer(start: elements, count: Int(buffer.header)))
+        try buffer.withUnsafeMutablePointers { header, elements in
+            try body(UnsafeRawBufferPointer(start: elements, count: Int(header.pointee)))
         }
     }
 

@@ -1,7 +1,8 @@
 /// Puts and deletes that commit together: after a crash either all of them are there or none.
 ///
 /// A batch of one change is written as the Go small-db's plain set/delete record; a batch of
-/// several as one batch record under one checksum (docs/FORMAT.md).
+/// several as one batch record under one checksum (docs/FORMAT.md). An empty batch writes nothing
+/// and succeeds. Within a batch, later changes to a key win over earlier ones.
 public struct WriteBatch: Sendable {
     enum Mutation: Sendable {
         case set(Key, StoredValue)

@@ -11,6 +11,16 @@
 ///   acknowledged, so the reader reports the offset and lets the caller refuse to guess.
 ///   `WALScanResult.corrupted`. (The Go reader truncated here silently; we do not.)
 ///
+/// Where the search for a valid record after the damage starts: at the damaged record's declared
+/// end when its length field is plausible, else one byte after its start. Records follow each
+/// other, so nothing inside a record's declared extent is a record: a crash that cuts off a
+/// record whose value happens to contain an encoded record must read as a torn tail, not as
+/// corruption. The cost: a length field damaged into a plausible value that runs past the end of
+/// the file hides what follows it. (An out-of-order write-back inside one unsynced group write,
+/// which leaves a damaged record followed by an intact unacknowledged one, reads as corruption: the
+/// open is refused rather than guessed at, and truncation, if the operator allows it, loses
+/// nothing that was acknowledged.)
+///
 /// The reader never traps and never allocates from a length it has not checked against the bytes
 /// actually present.
 public enum WALSegmentReader {
@@ -28,7 +38,7 @@ public enum WALSegmentReader {
                 try body(record)
                 offset = record.offset + record.encodedSize
             case .damaged(let damage):
-                if let next = firstValidRecord(in: bytes, after: offset) {
+                if let next = firstValidRecord(in: bytes, from: searchStart(in: bytes, damagedAt: offset)) {
                     return .corrupted(offset: offset, damage: damage, nextValidOffset: next)
                 }
                 return .tornTail(offset: offset, droppedBytes: bytes.count - offset, damage: damage)
@@ -56,12 +66,24 @@ public enum WALSegmentReader {
         return .record(WALRecordView(offset: offset, payload: payload))
     }
 
-    /// The offset of the first valid record that starts after `damagedOffset`, if any. Only runs on
+    /// Where to look for a valid record after a damaged one at `damagedOffset` (see the type's
+    /// comment): its declared end if the length field is plausible, else the next byte.
+    static func searchStart(in bytes: UnsafeRawBufferPointer, damagedAt damagedOffset: Int) -> Int {
+        guard bytes.count - damagedOffset >= WALFormat.headerSize else { return bytes.count }
+        let payloadLength = Int(bytes.loadLittleEndianUInt32(at: damagedOffset))
+        guard payloadLength >= WALFormat.batchHeaderSize, payloadLength <= WALFormat.maxPayloadSize else {
+            return damagedOffset + 1
+        }
+        return damagedOffset + WALFormat.headerSize + payloadLength + WALFormat.trailerSize
+    }
+
+    /// The offset of the first valid record that starts at or after `start`, if any. Only runs on
     /// the damage path. Cheap structural checks reject almost every offset before a CRC is
     /// computed.
-    static func firstValidRecord(in bytes: UnsafeRawBufferPointer, after damagedOffset: Int) -> Int? {
-        var candidate = damagedOffset + 1
-        let minimumRecord = WALFormat.headerSize + WALFormat.entryHeaderSize + WALFormat.trailerSize
+    static func firstValidRecord(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        var candidate = start
+        // The smallest valid record: an empty batch (length, op and count, CRC).
+        let minimumRecord = WALFormat.headerSize + WALFormat.batchHeaderSize + WALFormat.trailerSize
         while bytes.count - candidate >= minimumRecord {
             if plausibleRecordStart(in: bytes, at: candidate),
                case .record = decodeRecord(in: bytes, at: candidate)
@@ -85,7 +107,8 @@ public enum WALSegmentReader {
             let valueLength = Int(bytes.loadLittleEndianUInt32(at: offset + 9))
             return WALFormat.entryHeaderSize + keyLength + valueLength == payloadLength
         case WALOpcode.batch.rawValue:
-            return true
+            let count = Int(bytes.loadLittleEndianUInt32(at: offset + 5))
+            return count <= (payloadLength - WALFormat.batchHeaderSize) / WALFormat.entryHeaderSize
         default:
             return false
         }

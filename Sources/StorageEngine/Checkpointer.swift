@@ -42,6 +42,8 @@ final class Checkpointer: Sendable {
         /// (a full disk) would retry after every commit round, each try starting a new segment.
         var retryNotBefore: ContinuousClock.Instant?
         var retryDelay: Duration = .seconds(1)
+        /// Set by `close`: no checkpoint starts afterwards.
+        var isClosed = false
     }
     private let state: Mutex<State>
 
@@ -61,20 +63,28 @@ final class Checkpointer: Sendable {
 
     /// Runs a checkpoint now (after any already queued) and calls `completion` when it is durable.
     func checkpoint(completion: @escaping @Sendable (Result<CheckpointResult, DatabaseError>) -> Void) {
-        queue.async { completion(self.run()) }
+        let accepted: Bool = state.withLock { state in
+            guard !state.isClosed else { return false }
+            queue.async { completion(self.run()) }  // under the lock: see `close`
+            return true
+        }
+        if !accepted { completion(.failure(.closed)) }
     }
 
-    /// Blocks until every queued checkpoint has finished (used by close).
-    func drain() {
+    /// Stops new checkpoints and waits for those already queued, which still run (the committer
+    /// is still open). Checkpoints are queued under the same lock that sets the flag, so each one
+    /// is either queued before the flag, and so before the final `sync`, or refused.
+    func close() {
+        state.withLock { $0.isClosed = true }
         queue.sync {}
     }
 
     /// Called after each commit round: starts a background checkpoint if a trigger has fired.
     func considerBackgroundCheckpoint(policy: DatabaseOptions.CheckpointPolicy, updates: Int, walBytes: Int) {
         guard policy.enabled else { return }
-        let due: String? = state.withLock { state in
-            guard !state.backgroundPending else { return nil }
-            if let retryNotBefore = state.retryNotBefore, ContinuousClock.now < retryNotBefore { return nil }
+        state.withLock { state in
+            guard !state.backgroundPending, !state.isClosed else { return }
+            if let retryNotBefore = state.retryNotBefore, ContinuousClock.now < retryNotBefore { return }
             var reason: String?
             if walBytes >= policy.logBytes {
                 reason = "log reached \(walBytes) bytes"
@@ -85,27 +95,29 @@ final class Checkpointer: Sendable {
             {
                 reason = "\(policy.interval) since the last checkpoint"
             }
-            if reason != nil { state.backgroundPending = true }
-            return reason
+            if let reason {
+                state.backgroundPending = true
+                queue.async { self.runInBackground(reason) }  // under the lock: see `close`
+            }
         }
-        guard let due else { return }
-        queue.async {
-            let result = self.run()
-            let retryDelay: Duration? = self.state.withLock { state in
-                state.backgroundPending = false
-                guard case .failure = result else {
-                    state.retryNotBefore = nil
-                    state.retryDelay = .seconds(1)
-                    return nil
-                }
-                let delay = state.retryDelay
-                state.retryNotBefore = .now + delay
-                state.retryDelay = min(delay * 2, .seconds(60))
-                return delay
+    }
+
+    private func runInBackground(_ reason: String) {
+        let result = run()
+        let retryDelay: Duration? = state.withLock { state in
+            state.backgroundPending = false
+            guard case .failure = result else {
+                state.retryNotBefore = nil
+                state.retryDelay = .seconds(1)
+                return nil
             }
-            if case .failure(let error) = result, error != .closed, let retryDelay {
-                self.log(.error, "background checkpoint (\(due)) failed: \(error); next try in \(retryDelay) at the earliest")
-            }
+            let delay = state.retryDelay
+            state.retryNotBefore = .now + delay
+            state.retryDelay = min(delay * 2, .seconds(60))
+            return delay
+        }
+        if case .failure(let error) = result, let retryDelay {
+            log(.error, "background checkpoint (\(reason)) failed: \(error); next try in \(retryDelay) at the earliest")
         }
     }
 

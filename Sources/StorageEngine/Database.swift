@@ -67,6 +67,9 @@ public final class Database: Sendable {
         if let torn = recovered.report.tornTail {
             log(.warning, "cut a torn record from \(torn.file) at offset \(torn.offset) (\(torn.droppedBytes) bytes, never acknowledged)")
         }
+        if let damaged = recovered.report.damagedCheckpoint {
+            log(.error, "damaged checkpoint \(damaged); recovered from the previous generation, which was still whole")
+        }
         if let cut = recovered.report.truncatedCorruption {
             log(.error, "truncated corrupt log \(cut.file) at offset \(cut.offset): dropped \(cut.droppedBytes) bytes (\(cut.reason))")
         }
@@ -119,7 +122,7 @@ public final class Database: Sendable {
     public func close() {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         timer?.cancel()
-        checkpointer.drain()
+        checkpointer.close()
         committer.close()
         release()
     }

@@ -31,7 +31,11 @@ import Synchronization
 ///   `DatabaseError.io(operation:path:errno: EIO)`. Effects: fail cleanly; fail an append after a
 ///   prefix of its bytes landed (unsynced); make the change but fail the sync that would make it
 ///   durable (`failAfterApplying`, e.g. a rename done whose directory fsync failed); or cut the
-///   power just as the operation starts, so that a test can crash at an exact step.
+///   power just as the operation starts (`powerLoss`, `tornPowerLoss`), so that a test can crash
+///   at an exact step. `operationCount(_:)` tells how many operations of a kind a run performs,
+///   so a test can measure a run once and then crash it at each of its steps.
+/// - **Failure clean-up as `FileStore` does it**: a failed checkpoint or marker write unlinks its
+///   temporary without a directory sync; a failed createLog leaves the file it created.
 ///
 /// What it does not simulate:
 /// - Finer-grained data loss: only a prefix of each file's unsynced bytes can survive, plus at most
@@ -49,8 +53,11 @@ import Synchronization
 ///   cannot be told apart from a call of the new one (calls in progress and open writers are fenced).
 /// - Timing, disk full (ENOSPC, except as an injected EIO), permissions, and the 64 MiB record limit.
 ///
-/// Thread-safe: all state is behind one `Mutex`. File names are the store's paths ("logfile.3"),
-/// so errors and recovery reports name them the same way.
+/// Thread-safe and `Sendable` without `@unchecked`: all state is behind one `Mutex`, and the writer
+/// objects hold only constants. The inspection and damage helpers (`fileNames()`, `contents(of:)`,
+/// `corrupt(file:offset:mask:)`…) are the test's hands on the platters: they work with the power
+/// off too. File names are the store's paths ("logfile.3"), so errors and recovery reports name
+/// them the same way.
 public final class FaultInjectingStore: LogStore, SnapshotStore {
     /// The operations a fault can be injected into. Each call counts as one operation of its kind
     /// (see `operationCount(_:)`) when the store is on and the call gets as far as the operation.
@@ -96,6 +103,8 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         /// The power is cut as the operation starts (as `powerLoss()`: every unsynced byte is lost):
         /// nothing of the operation happens and the store is off until `powerOn()`.
         case powerLoss
+        /// As `.powerLoss`, but unsynced tails are torn as `powerLoss(seed:garble:)` tears them.
+        case tornPowerLoss(seed: UInt64, garble: Bool)
     }
 
     /// How much of a file's unsynced tail survives a power loss.
@@ -172,6 +181,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
     /// Cuts the power. `tear` is called, in name order, for each file that survives with unsynced
     /// bytes (its name and how many bytes are unsynced) and says how many of them survive; it runs
     /// under the store's lock and must not call the store. Then the store is off until `powerOn()`.
+    /// With the power already off, nothing happens (and the report is empty).
     @discardableResult
     public func powerLoss(_ tear: (_ file: String, _ unsyncedBytes: Int) -> TornWrite) -> PowerLossReport {
         disk.withLock { $0.cutPower(tear) }
@@ -195,20 +205,11 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
     /// unsynced bytes also get one of those bytes inverted.
     @discardableResult
     public func powerLoss(seed: UInt64, garble: Bool = false) -> PowerLossReport {
-        var random = SplitMix64(seed: seed)
-        return powerLoss { _, count in
-            var torn: TornWrite
-            switch random.next() % 4 {
-            case 0: torn = .dropAll
-            case 1: torn = TornWrite(keep: count)
-            default: torn = TornWrite(keep: Int(random.next() % UInt64(count + 1)))
-            }
-            if garble, torn.keep > 0, random.next() % 3 == 0 {
-                torn.garbage = Int(random.next() % UInt64(torn.keep))
-            }
-            return torn
-        }
+        disk.withLock { $0.cutPower(seed: seed, garble: garble) }
     }
+
+    /// What the last power loss did (whether `powerLoss` or an injected `.powerLoss` fault cut it).
+    public var lastPowerLoss: PowerLossReport? { disk.withLock { $0.lastPowerLoss } }
 
     /// Restores power after `powerLoss`. Writers opened before the power loss stay dead; new ones
     /// (and every store call) work again. Close the old `Database` first (see the type's notes).
@@ -406,16 +407,17 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
                     throw .io(operation: "fsync", path: temporary, errno: EIO)
                 }
             }
+            try disk.withLock { (disk) throws(DatabaseError) in
+                guard disk.epoch == epoch else { throw .io(operation: "rename to \(name)", path: temporary, errno: EIO) }
+                try disk.rename(temporary, to: name)
+            }
         } catch {
-            // FileStore unlinks the temporary (without a directory sync) and ignores the result.
+            // FileStore unlinks the temporary (without a directory sync) and ignores the result:
+            // after a rename whose directory fsync failed, there is nothing left to unlink.
             disk.withLock { disk in
                 if disk.isPoweredOn && disk.epoch == epoch { disk.unlinkWithoutSync(temporary) }
             }
             throw error
-        }
-        try disk.withLock { (disk) throws(DatabaseError) in
-            guard disk.epoch == epoch else { throw .io(operation: "rename to \(name)", path: temporary, errno: EIO) }
-            try disk.rename(temporary, to: name)
         }
     }
 
@@ -516,7 +518,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
                 switch effect {
                 case nil, .failAfterApplying: landed = bytes.count
                 case .partialWrite(let count): landed = min(max(count, 0), bytes.count)
-                case .fail, .powerLoss: landed = 0
+                case .fail, .powerLoss, .tornPowerLoss: landed = 0  // (power losses throw from fault)
                 }
                 disk.files[id]!.content.append(contentsOf: bytes.prefix(landed))
                 disk.descriptors[descriptor]!.size = disk.files[id]!.content.count
@@ -619,6 +621,7 @@ private struct Disk {
     var faults: [ArmedFault] = []
     var operationCounts: [FaultInjectingStore.Operation: Int] = [:]
     var statistics = FaultInjectingStore.Statistics()
+    var lastPowerLoss: FaultInjectingStore.PowerLossReport?
 
     mutating func newFile(_ file: File) -> Int {
         nextFile += 1
@@ -649,11 +652,16 @@ private struct Disk {
         faults.removeAll { $0.remaining <= 0 }
         guard let fired else { return nil }
         statistics.injectedFaults += 1
-        if fired == .powerLoss {
-            _ = cutPower { _, _ in .dropAll }
+        switch fired {
+        case .powerLoss:
+            cutPower { _, _ in .dropAll }
             throw .io(operation: call, path: path, errno: EIO)
+        case .tornPowerLoss(let seed, let garble):
+            cutPower(seed: seed, garble: garble)
+            throw .io(operation: call, path: path, errno: EIO)
+        default:
+            return fired
         }
-        return fired
     }
 
     func lookup(_ name: String) throws(DatabaseError) -> Int {
@@ -786,12 +794,37 @@ private struct Disk {
             unlinkWithoutSync(temporary)
             throw .io(operation: "write", path: temporary, errno: EIO)
         }
-        try rename(temporary, to: name)
+        do throws(DatabaseError) {
+            try rename(temporary, to: name)
+        } catch {
+            if isPoweredOn { unlinkWithoutSync(temporary) }  // as FileStore: the temporary goes
+            throw error
+        }
+    }
+
+    /// A power loss tearing unsynced tails at random (see `FaultInjectingStore.powerLoss(seed:garble:)`).
+    @discardableResult
+    mutating func cutPower(seed: UInt64, garble: Bool) -> FaultInjectingStore.PowerLossReport {
+        var random = SplitMix64(seed: seed)
+        return cutPower { _, count in
+            var torn: FaultInjectingStore.TornWrite
+            switch random.next() % 4 {
+            case 0: torn = .dropAll
+            case 1: torn = .init(keep: count)
+            default: torn = .init(keep: Int(random.next() % UInt64(count + 1)))
+            }
+            if garble, torn.keep > 0, random.next() % 3 == 0 {
+                torn.garbage = Int(random.next() % UInt64(torn.keep))
+            }
+            return torn
+        }
     }
 
     /// The power loss itself (see `FaultInjectingStore.powerLoss(_:)`).
+    @discardableResult
     mutating func cutPower(_ tear: (String, Int) -> FaultInjectingStore.TornWrite) -> FaultInjectingStore.PowerLossReport {
         var report = FaultInjectingStore.PowerLossReport()
+        guard isPoweredOn else { return report }
         report.lostEntries = directory.keys.filter { durableDirectory[$0] != directory[$0] }.sorted()
         report.revivedEntries = durableDirectory.keys.filter { directory[$0] != durableDirectory[$0] }.sorted()
         var survivors: [Int: File] = [:]
@@ -821,6 +854,7 @@ private struct Disk {
         epoch += 1
         isPoweredOn = false
         statistics.powerLosses += 1
+        lastPowerLoss = report
         return report
     }
 }

@@ -120,6 +120,8 @@ public final class FileStore: LogStore, SnapshotStore {
     ) throws(DatabaseError) {
         let temporary = filePath(checkpointName(generation) + ".tmp")
         let descriptor = try openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+        var isOpen = true
+        defer { if isOpen { Glibc.close(descriptor) } }
         do throws(DatabaseError) {
             var unsynced = 0
             try produce { (bytes) throws(DatabaseError) in
@@ -132,12 +134,12 @@ public final class FileStore: LogStore, SnapshotStore {
             }
             guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
             Glibc.close(descriptor)
+            isOpen = false
+            try renameFile(checkpointName(generation) + ".tmp", to: checkpointName(generation))
         } catch {
-            Glibc.close(descriptor)
             unlink(temporary)
             throw error
         }
-        try renameFile(checkpointName(generation) + ".tmp", to: checkpointName(generation))
     }
 
     public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
@@ -206,18 +208,20 @@ public final class FileStore: LogStore, SnapshotStore {
     private func writeMarker(_ name: String, _ generation: UInt64) throws(DatabaseError) {
         let temporary = filePath(name + ".tmp")
         let descriptor = try openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+        var isOpen = true
+        defer { if isOpen { Glibc.close(descriptor) } }
         do throws(DatabaseError) {
             try Array("\(generation)\n".utf8).withBytes { (raw) throws(DatabaseError) in
                 try writeAll(descriptor, raw, path: temporary)
             }
             guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
             Glibc.close(descriptor)
+            isOpen = false
+            try renameFile(name + ".tmp", to: name)
         } catch {
-            Glibc.close(descriptor)
             unlink(temporary)
             throw error
         }
-        try renameFile(name + ".tmp", to: name)
     }
 
     private func generations(withPrefix prefix: String) throws(DatabaseError) -> [UInt64] {

@@ -286,6 +286,9 @@ final class GroupCommitter: Sendable {
             do throws(DatabaseError) {
                 segment = try logStore.createLog(next)
             } catch {
+                // Nothing was written to it: remove what the failed creation may have left, so
+                // the next checkpoint can create it again.
+                try? logStore.removeLog(next)
                 return .failure(error)
             }
             counters.retiredLogBytes.add(state.segment.size, ordering: .relaxed)

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 import WireProtocol
 
@@ -8,10 +9,14 @@ import WireProtocol
 /// The steps, in order (the code below follows them):
 /// 1. Delete temporaries (newVersion.tmp, version.tmp, checkpoint.*.tmp): never a commit point.
 /// 2. If `newVersion` names G and both checkpoint.G and logfile.G exist, a switch passed its commit
-///    point: finish it (delete checkpoints and segments below G, rename newVersion to version).
-///    Otherwise delete `newVersion`: that switch never committed.
+///    point: check checkpoint.G, then finish the switch (delete checkpoints and segments below G,
+///    rename newVersion to version). Otherwise delete `newVersion`: that switch never committed.
+///    If checkpoint.G is damaged and the old generation is still whole (its checkpoint and every
+///    segment up to G), fall back to it instead: deleting it first would destroy the only good
+///    copy. If the old generation is gone too, refuse to open.
 /// 3. Read `version` (N). A directory without it and without any segment or checkpoint is new:
-///    write version 0 and create an empty logfile.0, as the Go version does.
+///    write version 0 and create an empty logfile.0, as the Go version does. (Generation 0 with
+///    no segment at all is a crash during that initialisation: create logfile.0.)
 /// 4. Delete checkpoints other than checkpoint.N (older: superseded; newer: never committed) and
 ///    segments below N. Segments above N are kept: a checkpoint starts logfile.N+1 before its
 ///    commit point, and writes acknowledged since then live only there.
@@ -21,6 +26,9 @@ import WireProtocol
 ///    offset, unless the options allow truncation; then cut there and drop every later segment.
 /// 7. Open logfile.M for appending.
 struct Recovery {
+    /// Checkpoints at least this large have their CRC checked on a second thread while parsing.
+    static let parallelVerifyThreshold = 4 << 20
+
     let logStore: any LogStore
     let snapshotStore: any SnapshotStore
     let options: DatabaseOptions
@@ -44,14 +52,24 @@ struct Recovery {
         if let pending = try snapshotStore.readNewVersion() {
             let hasCheckpoint = try snapshotStore.checkpointGenerations().contains(pending)
             let hasLog = try logStore.logGenerations().contains(pending)
-            if hasCheckpoint && hasLog {
+            let damage = hasCheckpoint && hasLog ? try checkpointDamage(pending) : nil
+            if hasCheckpoint && hasLog && damage == nil {
                 try removeGenerations(below: pending)
                 try snapshotStore.promoteNewVersion()
                 report.finishedSwitch = pending
+            } else if let damage {
+                guard try oldGenerationIsWhole(below: pending) else {
+                    throw .corruptCheckpoint(file: snapshotStore.checkpointLocation(pending), reason: damage)
+                }
+                try snapshotStore.removeNewVersion()
+                report.discardedSwitch = pending
+                report.damagedCheckpoint = "\(snapshotStore.checkpointLocation(pending)): \(damage)"
             } else {
                 try snapshotStore.removeNewVersion()
                 report.discardedSwitch = pending
             }
+        } else {
+            try snapshotStore.removeNewVersion()  // absent, or never finished writing: not a commit
         }
 
         // Step 3.
@@ -74,7 +92,12 @@ struct Recovery {
         for stale in try logStore.logGenerations() where stale < generation {
             try logStore.removeLog(stale)
         }
-        let segments = try logStore.logGenerations()
+        var segments = try logStore.logGenerations()
+        if generation == 0 && segments.isEmpty, try snapshotStore.checkpointGenerations().isEmpty {
+            // A crash while initialising, between `version` and logfile.0: nothing was ever written.
+            try logStore.createLog(0).close()
+            segments = [0]
+        }
         guard segments.first == generation else {
             throw .inconsistentDirectory("\(logStore.logLocation(generation)) is missing (version is \(generation))")
         }
@@ -152,7 +175,33 @@ struct Recovery {
         return Result(map: map, segment: writer, generation: generation, retiredLogBytes: retiredLogBytes, report: report)
     }
 
-    /// Deletes checkpoints and segments of generations below `generation`, and `version`.
+    /// Why checkpoint.N cannot be loaded, or nil if it is whole: header, checksum and structure
+    /// are checked, nothing is kept.
+    private func checkpointDamage(_ generation: UInt64) throws(DatabaseError) -> String? {
+        let bytes = try snapshotStore.readCheckpoint(generation)
+        do {
+            try bytes.withUnsafeBytes { raw in
+                let header = try CheckpointReader.header(of: raw, expectedGeneration: generation)
+                try CheckpointReader.verifyChecksum(of: raw, header: header)
+                try CheckpointReader.forEachEntry(of: raw, header: header) { _, _ in }
+            }
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// Whether the generation in `version` can still be recovered on its own: its checkpoint (none
+    /// needed for generation 0) and every segment from it up to `pending`.
+    private func oldGenerationIsWhole(below pending: UInt64) throws(DatabaseError) -> Bool {
+        guard let old = try snapshotStore.readVersion(), old < pending else { return false }
+        if old > 0, try !snapshotStore.checkpointGenerations().contains(old) { return false }
+        let segments = Set(try logStore.logGenerations())
+        return (old...pending).allSatisfy { segments.contains($0) }
+    }
+
+    /// Deletes checkpoints and segments of generations below `generation` (`version` is then
+    /// replaced by the rename of `newVersion`).
     private func removeGenerations(below generation: UInt64) throws(DatabaseError) {
         for old in try snapshotStore.checkpointGenerations() where old < generation {
             try snapshotStore.removeCheckpoint(old)
@@ -175,13 +224,20 @@ struct Recovery {
                 let header = try CheckpointReader.header(of: raw, expectedGeneration: generation)
                 let checksumFailure = Mutex<CheckpointError?>(nil)
                 let verified = DispatchSemaphore(value: 0)
-                DispatchQueue.global().async {
+                let verify: @Sendable () -> Void = {
                     do throws(CheckpointError) {
                         try CheckpointReader.verifyChecksum(of: raw, header: header)
                     } catch {
                         checksumFailure.withLock { $0 = error }
                     }
                     verified.signal()
+                }
+                // A thread of its own, not a Dispatch or cooperative-pool worker: the caller blocks
+                // below, and a pool that must first grow to run the verifier would stall the open.
+                if raw.count >= Recovery.parallelVerifyThreshold {
+                    Thread(block: verify).start()
+                } else {
+                    verify()
                 }
                 let map = ShardedMap(expectedKeys: Int(clamping: min(header.entryCount, UInt64(raw.count / 8))))
                 do {

@@ -4,6 +4,9 @@ public struct RecoveryReport: Sendable, Equatable {
     public var finishedSwitch: UInt64?
     /// A version switch interrupted before its commit point, discarded on open (its generation).
     public var discardedSwitch: UInt64?
+    /// A committed switch whose new checkpoint was found damaged; the old generation, still whole,
+    /// was recovered instead. The file and what is wrong with it.
+    public var damagedCheckpoint: String?
     /// The directory was empty and was initialised.
     public var initialized = false
     /// The checkpoint loaded, if any, and its entries.
@@ -35,7 +38,11 @@ public struct RecoveryReport: Sendable, Equatable {
         var parts: [String] = []
         if initialized { parts.append("initialised an empty directory") }
         if let finishedSwitch { parts.append("finished an interrupted checkpoint switch to generation \(finishedSwitch)") }
-        if let discardedSwitch { parts.append("discarded an uncommitted checkpoint switch to generation \(discardedSwitch)") }
+        if let damagedCheckpoint {
+            parts.append("IGNORED damaged checkpoint \(damagedCheckpoint); recovered from the previous generation")
+        } else if let discardedSwitch {
+            parts.append("discarded an uncommitted checkpoint switch to generation \(discardedSwitch)")
+        }
         if let checkpointGeneration {
             parts.append("loaded checkpoint.\(checkpointGeneration) (\(checkpointEntries) entries)")
         } else if !initialized {

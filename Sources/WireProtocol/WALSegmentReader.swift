@@ -12,11 +12,12 @@
 ///   `WALScanResult.corrupted`. (The Go reader truncated here silently; we do not.)
 ///
 /// Where the search for a valid record after the damage starts: at the damaged record's declared
-/// end when its length field is plausible, else one byte after its start. Records follow each
-/// other, so nothing inside a record's declared extent is a record: a crash that cuts off a
-/// record whose value happens to contain an encoded record must read as a torn tail, not as
-/// corruption. The cost: a length field damaged into a plausible value that runs past the end of
-/// the file hides what follows it. (An out-of-order write-back inside one unsynced group write,
+/// end when its header is self-consistent (a known opcode, and for a set or delete, a payload
+/// length equal to 9 + key length + value length), else one byte after its start. Records follow
+/// each other, so nothing inside an intact header's declared extent is a record: a crash that cuts
+/// off a record whose value happens to contain an encoded record reads as a torn tail, not as
+/// corruption. A damaged length field almost never stays consistent with the two entry lengths,
+/// so its record falls back to the byte-by-byte search. (An out-of-order write-back inside one unsynced group write,
 /// which leaves a damaged record followed by an intact unacknowledged one, reads as corruption: the
 /// open is refused rather than guessed at, and truncation, if the operator allows it, loses
 /// nothing that was acknowledged.)
@@ -67,14 +68,39 @@ public enum WALSegmentReader {
     }
 
     /// Where to look for a valid record after a damaged one at `damagedOffset` (see the type's
-    /// comment): its declared end if the length field is plausible, else the next byte.
-    static func searchStart(in bytes: UnsafeRawBufferPointer, damagedAt damagedOffset: Int) -> Int {
-        guard bytes.count - damagedOffset >= WALFormat.headerSize else { return bytes.count }
+    /// comment): its declared end if its header is self-consistent, else the next byte.
+    public static func searchStart(in bytes: UnsafeRawBufferPointer, damagedAt damagedOffset: Int) -> Int {
+        let next = damagedOffset + 1
+        let available = bytes.count - damagedOffset
+        let opcodeOffset = damagedOffset + WALFormat.headerSize
+        guard available > WALFormat.headerSize else { return next }
         let payloadLength = Int(bytes.loadLittleEndianUInt32(at: damagedOffset))
-        guard payloadLength >= WALFormat.batchHeaderSize, payloadLength <= WALFormat.maxPayloadSize else {
-            return damagedOffset + 1
+        guard payloadLength >= WALFormat.batchHeaderSize, payloadLength <= WALFormat.maxPayloadSize else { return next }
+        let declaredEnd = opcodeOffset + payloadLength + WALFormat.trailerSize
+        switch bytes[opcodeOffset] {
+        case WALOpcode.set.rawValue, WALOpcode.delete.rawValue:
+            guard available >= WALFormat.headerSize + WALFormat.entryHeaderSize else { return next }
+            let keyLength = Int(bytes.loadLittleEndianUInt32(at: opcodeOffset + 1))
+            let valueLength = Int(bytes.loadLittleEndianUInt32(at: opcodeOffset + 5))
+            return WALFormat.entryHeaderSize + keyLength + valueLength == payloadLength ? declaredEnd : next
+        case WALOpcode.batch.rawValue:
+            guard available >= WALFormat.headerSize + WALFormat.batchHeaderSize else { return next }
+            let count = Int(bytes.loadLittleEndianUInt32(at: opcodeOffset + 1))
+            let room = payloadLength - WALFormat.batchHeaderSize
+            guard count <= room / WALFormat.entryHeaderSize else { return next }
+            let entry = opcodeOffset + WALFormat.batchHeaderSize
+            if count > 0 && bytes.count - entry >= WALFormat.entryHeaderSize {
+                let opcode = bytes[entry]
+                let keyLength = Int(bytes.loadLittleEndianUInt32(at: entry + 1))
+                let valueLength = Int(bytes.loadLittleEndianUInt32(at: entry + 5))
+                guard opcode == WALOpcode.set.rawValue || opcode == WALOpcode.delete.rawValue,
+                      WALFormat.entryHeaderSize + keyLength + valueLength <= room
+                else { return next }
+            }
+            return declaredEnd
+        default:
+            return next
         }
-        return damagedOffset + WALFormat.headerSize + payloadLength + WALFormat.trailerSize
     }
 
     /// The offset of the first valid record that starts at or after `start`, if any. Only runs on

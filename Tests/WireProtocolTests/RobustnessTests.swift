@@ -7,15 +7,11 @@ import WireProtocol
 // MARK: - WAL invariants
 
 /// The first offset after the record damaged at `damaged` where a valid record starts, by trying
-/// every offset. The search starts where the reader's rule says: at the damaged record's declared
-/// end if its length field is plausible (5 bytes to 64 MiB), else one byte after it.
+/// every offset from where the reader's rule says the search starts (`searchStart`, pinned by its
+/// own tests in WALSegmentReaderTests).
 private func bruteForceNextRecord(_ bytes: [UInt8], after damaged: Int) -> Int? {
     bytes.withUnsafeBytes { raw in
-        var candidate = damaged + 1
-        if raw.count - damaged >= 4 {
-            let length = Int(raw.loadLittleEndianUInt32(at: damaged))
-            if length >= 5 && length <= WALFormat.maxPayloadSize { candidate = damaged + 8 + length }
-        }
+        var candidate = WALSegmentReader.searchStart(in: raw, damagedAt: damaged)
         while candidate < raw.count {
             if case .record = WALSegmentReader.decodeRecord(in: raw, at: candidate) { return candidate }
             candidate += 1

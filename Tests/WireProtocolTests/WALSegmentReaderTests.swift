@@ -271,6 +271,19 @@ struct WALScanEndingTests {
         #expect(result == .tornTail(offset: offsets[1], droppedBytes: bytes.count - offsets[1], damage: .checksumMismatch))
     }
 
+    @Test("a length field inconsistent with its entry's lengths makes the search start one byte later")
+    func inconsistentHeaderSearchesFromTheNextByte() {
+        let (bytes, offsets) = encodeRecords([[.set(key: [1], value: [2])], [.set(key: [3], value: [4])]])
+        bytes.withUnsafeBytes { raw in
+            #expect(WALSegmentReader.searchStart(in: raw, damagedAt: offsets[0]) == offsets[1])
+        }
+        var damaged = bytes
+        damaged[0] = 200  // payload length 200, but 9 + 1 + 1 = 11
+        damaged.withUnsafeBytes { raw in
+            #expect(WALSegmentReader.searchStart(in: raw, damagedAt: 0) == 1)
+        }
+    }
+
     @Test("a damaged length field that is implausible makes the search start one byte later")
     func implausibleLengthSearchesFromTheNextByte() {
         var (bytes, offsets) = encodeRecords([

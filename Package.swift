@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Replication", targets: ["Replication"]),
         .executable(name: "small_db_example", targets: ["small_db_example"]),
         .executable(name: "small_db_bench", targets: ["small_db_bench"]),
+        .executable(name: "small_db_stress", targets: ["small_db_stress"]),
     ],
     targets: [
         .target(name: "WireProtocol", swiftSettings: strict),
@@ -31,6 +32,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "small_db_stress",
+            dependencies: ["StorageEngine", "GoFlags"],
+            path: "Sources/Executables/small_db_stress",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "small_db_bench",
             dependencies: ["StorageEngine", "WireProtocol", "GoFlags"],
             path: "Benchmarks/small_db_bench",
@@ -39,7 +46,7 @@ let package = Package(
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"], swiftSettings: strict),
         .testTarget(
             name: "StorageEngineTests",
-            dependencies: ["StorageEngine", "WireProtocol"],
+            dependencies: ["StorageEngine", "WireProtocol", "small_db_stress"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),

@@ -5,6 +5,7 @@ struct BenchContext: Sendable {
     let directory: String
     let duration: Duration
     let keys: Int
+    let writerCounts: [Int]
     let executable: String
 
     /// A fresh, empty directory for one case.

@@ -7,7 +7,7 @@ import StorageEngine
 enum PutBench {
     static func run(_ context: BenchContext) async throws -> [BenchResult] {
         var results: [BenchResult] = []
-        for writers in [1, 16, 64, 256] {
+        for writers in context.writerCounts {
             let directory = context.freshDirectory("puts-\(writers)")
             var options = DatabaseOptions()
             options.checkpoints.enabled = false
@@ -42,5 +42,35 @@ enum PutBench {
             return try await group.reduce(0, +)
         }
         return Double(total) / (clock.now - start).seconds
+    }
+}
+
+/// One writer against the disk's own limit, interleaved so both see the same disk: five rounds of
+/// (synced 128-byte appends for a second, then durable puts by one writer for a second), and the
+/// median of the five ratios. A lone writer waits for its own sync, so 1.0 is the ceiling.
+enum LoneWriterBench {
+    static func run(_ context: BenchContext) async throws -> [BenchResult] {
+        let directory = context.freshDirectory("lone-writer")
+        var options = DatabaseOptions()
+        options.checkpoints.enabled = false
+        let db = try Database.open(directory: directory, create: true, options: options)
+        var disk: [Double] = []
+        var puts: [Double] = []
+        var ratios: [Double] = []
+        for _ in 0..<5 {
+            let diskRate = DiskBench.measure(directory: context.directory, duration: .seconds(1), blockSize: 128)
+            let putRate = try await PutBench.measure(db, writers: 1, duration: .seconds(1))
+            disk.append(diskRate)
+            puts.append(putRate)
+            ratios.append(putRate / diskRate)
+        }
+        db.close()
+        try? FileManager.default.removeItem(atPath: directory)
+        let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+        return [
+            BenchResult(name: "lone writer: disk 128 B synced appends", value: median(disk), unit: "syncs/s", note: "median of 5 × 1 s"),
+            BenchResult(name: "lone writer: durable puts", value: median(puts), unit: "puts/s", note: "median of 5 × 1 s, interleaved"),
+            BenchResult(name: "lone writer: puts / disk syncs", value: median(ratios), unit: "ratio", note: "median of the 5 paired ratios"),
+        ]
     }
 }

@@ -2,7 +2,8 @@
 //
 //   swift run -c release small_db_bench [-json] [-case NAME[,NAME…]] [-dir DIR] [-duration 3s] [-keys N]
 //
-// Cases: disk (the disk's own synced-append rate, the bound for one writer), puts (durable puts
+// Cases: disk (the disk's own synced-append rate, the bound for one writer), lone-writer (one
+// writer's durable puts against that rate, interleaved, as a ratio), puts (durable puts
 // with 1, 16, 64, 256 concurrent writers, 100-byte values), gets (1 and 2 threads),
 // checkpoint (write latency while a checkpoint of -keys keys runs), open (open time and resident
 // memory for a -keys checkpoint plus a -keys-record WAL, measured in a fresh child process).
@@ -13,10 +14,11 @@ import StorageEngine
 
 let flags = FlagSet(programName: "small_db_bench")
 flags.bool("json", usage: "print JSON instead of a table")
-flags.string("case", default: "disk,puts,gets,checkpoint,open", usage: "comma-separated cases to run")
+flags.string("case", default: "disk,lone-writer,puts,gets,checkpoint,open", usage: "comma-separated cases to run")
 flags.string("dir", usage: "where to put benchmark data (default: the system temporary directory)")
 flags.duration("duration", default: .seconds(3), usage: "how long each throughput measurement runs")
 flags.int("keys", default: 1_000_000, usage: "keys for the checkpoint and open cases")
+flags.string("writers", default: "1,16,64,256", usage: "comma-separated writer counts for the puts case")
 flags.string("child-open", usage: "internal: open this directory, print open time and RSS as JSON, exit")
 do {
     try flags.parse(Array(CommandLine.arguments.dropFirst()))
@@ -39,6 +41,7 @@ defer { if ProcessInfo.processInfo.environment["KEEP"] == nil { try? FileManager
 
 let context = BenchContext(
     directory: runDirectory, duration: flags.duration("duration"), keys: flags.int("keys"),
+    writerCounts: flags.string("writers").split(separator: ",").compactMap { Int($0) },
     executable: CommandLine.arguments[0])
 var results: [BenchResult] = []
 for name in flags.string("case").split(separator: ",").map(String.init) {
@@ -46,6 +49,7 @@ for name in flags.string("case").split(separator: ",").map(String.init) {
     switch name {
     case "disk": results += try DiskBench.run(context)
     case "puts": results += try await PutBench.run(context)
+    case "lone-writer": results += try await LoneWriterBench.run(context)
     case "gets": results += try await GetBench.run(context)
     case "checkpoint": results += try await CheckpointLatencyBench.run(context)
     case "open": results += try await OpenBench.run(context)

@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "small_db_example", targets: ["small_db_example"]),
         .executable(name: "small_db_bench", targets: ["small_db_bench"]),
         .executable(name: "small_db_stress", targets: ["small_db_stress"]),
+        .executable(name: "small_db_bench_probe", targets: ["small_db_bench_probe"]),
     ],
     targets: [
         .target(name: "WireProtocol", swiftSettings: strict),
@@ -35,6 +36,12 @@ let package = Package(
             name: "small_db_stress",
             dependencies: ["StorageEngine", "GoFlags"],
             path: "Sources/Executables/small_db_stress",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "small_db_bench_probe",
+            dependencies: ["StorageEngine"],
+            path: "Benchmarks/small_db_bench_probe",
             swiftSettings: strict
         ),
         .executableTarget(

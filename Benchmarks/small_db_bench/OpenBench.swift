@@ -2,8 +2,8 @@ import Foundation
 import StorageEngine
 
 /// Open time and resident memory: a checkpoint of `keys` keys (11-byte keys, 100-byte values)
-/// plus a WAL of `keys` put records (overwrites), opened by a fresh child process so that nothing
-/// of the setup counts.
+/// plus a WAL of `keys` put records (overwrites), opened by small_db_bench_probe in a fresh
+/// process (the engine alone, no Foundation) so that nothing of the setup counts.
 enum OpenBench {
     static func run(_ context: BenchContext) async throws -> [BenchResult] {
         let directory = context.freshDirectory("open")
@@ -29,19 +29,20 @@ enum OpenBench {
         let walBytes = db.stats.walBytes
         db.close()
 
-        var samples: [OpenChild.Measurement] = []
+        var samples: [Measurement] = []
+        let probe = URL(fileURLWithPath: context.executable).deletingLastPathComponent().appendingPathComponent("small_db_bench_probe")
         for _ in 0..<3 {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: context.executable)
-            process.arguments = ["-child-open", directory]
+            process.executableURL = probe
+            process.arguments = [directory]
             let output = Pipe()
             process.standardOutput = output
             try process.run()
             let data = output.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
-            samples.append(try JSONDecoder().decode(OpenChild.Measurement.self, from: data))
+            samples.append(try JSONDecoder().decode(Measurement.self, from: data))
         }
-        if ProcessInfo.processInfo.environment["KEEP"] == nil { try? FileManager.default.removeItem(atPath: directory) }
+        try? FileManager.default.removeItem(atPath: directory)
         let openTimes = samples.map(\.openSeconds).sorted()
         let rss = samples.map(\.residentBytes).sorted()
         return [
@@ -53,23 +54,9 @@ enum OpenBench {
     }
 }
 
-enum OpenChild {
-    struct Measurement: Codable {
-        let openSeconds: Double
-        let residentBytes: Int
-        let keys: Int
-    }
-
-    static func run(directory: String) -> Int32 {
-        var options = DatabaseOptions()
-        options.checkpoints.enabled = false
-        let clock = ContinuousClock()
-        let start = clock.now
-        guard let db = try? Database.open(directory: directory, options: options) else { return 1 }
-        let elapsed = clock.now - start
-        let measurement = Measurement(openSeconds: elapsed.seconds, residentBytes: residentBytes(), keys: db.stats.keys)
-        db.close()
-        print(String(decoding: (try? JSONEncoder().encode(measurement)) ?? Data(), as: UTF8.self))
-        return 0
-    }
+/// What small_db_bench_probe prints.
+struct Measurement: Codable {
+    let openSeconds: Double
+    let residentBytes: Int
+    let keys: Int
 }

@@ -19,7 +19,6 @@ flags.string("dir", usage: "where to put benchmark data (default: the system tem
 flags.duration("duration", default: .seconds(3), usage: "how long each throughput measurement runs")
 flags.int("keys", default: 1_000_000, usage: "keys for the checkpoint and open cases")
 flags.string("writers", default: "1,16,64,256", usage: "comma-separated writer counts for the puts case")
-flags.string("child-open", usage: "internal: open this directory, print open time and RSS as JSON, exit")
 do {
     try flags.parse(Array(CommandLine.arguments.dropFirst()))
 } catch .helpRequested {
@@ -30,14 +29,10 @@ do {
     exit(2)
 }
 
-if !flags.string("child-open").isEmpty {
-    exit(OpenChild.run(directory: flags.string("child-open")))
-}
-
 let baseDirectory = flags.string("dir").isEmpty ? FileManager.default.temporaryDirectory.path : flags.string("dir")
 let runDirectory = baseDirectory + "/small_db_bench-\(UUID().uuidString)"
 try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-defer { if ProcessInfo.processInfo.environment["KEEP"] == nil { try? FileManager.default.removeItem(atPath: runDirectory) } }
+defer { try? FileManager.default.removeItem(atPath: runDirectory) }
 
 let context = BenchContext(
     directory: runDirectory, duration: flags.duration("duration"), keys: flags.int("keys"),

@@ -1,4 +1,3 @@
-import Foundation
 import Dispatch
 import Synchronization
 import WireProtocol
@@ -93,12 +92,10 @@ final class GroupCommitter: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
+        startDetachedThread { [self] in
             run()
             finished.signal()
         }
-        thread.name = "small-db committer"
-        thread.start()
     }
 
     var logPosition: LogPosition { position.withLock { $0 } }

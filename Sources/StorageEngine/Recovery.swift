@@ -1,5 +1,4 @@
 import Dispatch
-import Foundation
 import Synchronization
 import WireProtocol
 
@@ -235,7 +234,7 @@ struct Recovery {
                 // A thread of its own, not a Dispatch or cooperative-pool worker: the caller blocks
                 // below, and a pool that must first grow to run the verifier would stall the open.
                 if raw.count >= Recovery.parallelVerifyThreshold {
-                    Thread(block: verify).start()
+                    startDetachedThread(verify)
                 } else {
                     verify()
                 }

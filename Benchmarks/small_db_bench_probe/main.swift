@@ -1,0 +1,48 @@
+// small_db_bench_probe DIR: opens the data directory DIR, prints one JSON line with the open time,
+// the resident memory afterwards and the key count, and exits. small_db_bench runs it in a fresh
+// process for its open case, so that nothing of the benchmark's own setup counts. It links the
+// storage engine and nothing else (no Foundation), as a program embedding the engine would.
+import StorageEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// VmRSS from /proc/self/status, in bytes.
+func residentBytes() -> Int {
+    guard let file = fopen("/proc/self/status", "r") else { return 0 }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 512)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if text.hasPrefix("VmRSS:") {
+            return (Int(text.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0) * 1024
+        }
+    }
+    return 0
+}
+
+/// Writes `text` to standard error (one write(2); the C `stderr` global is not concurrency-safe).
+func printError(_ text: String) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+guard CommandLine.arguments.count == 2 else {
+    printError("usage: small_db_bench_probe DIR\n")
+    exit(2)
+}
+var options = DatabaseOptions()
+options.checkpoints.enabled = false
+let clock = ContinuousClock()
+let start = clock.now
+let db: Database
+do {
+    db = try Database.open(directory: CommandLine.arguments[1], options: options)
+} catch {
+    printError("small_db_bench_probe: \(error)\n")
+    exit(1)
+}
+let (seconds, attoseconds) = (clock.now - start).components
+let openSeconds = Double(seconds) + Double(attoseconds) / 1e18
+print("{\"openSeconds\":\(openSeconds),\"residentBytes\":\(residentBytes()),\"keys\":\(db.stats.keys)}")
+db.close()

@@ -19,15 +19,7 @@ flags.string("dir", usage: "where to put benchmark data (default: the system tem
 flags.duration("duration", default: .seconds(3), usage: "how long each throughput measurement runs")
 flags.int("keys", default: 1_000_000, usage: "keys for the checkpoint and open cases")
 flags.string("writers", default: "1,16,64,256", usage: "comma-separated writer counts for the puts case")
-do {
-    try flags.parse(Array(CommandLine.arguments.dropFirst()))
-} catch .helpRequested {
-    print(flags.usage)
-    exit(0)
-} catch {
-    FileHandle.standardError.write(Data("\(error)\n\(flags.usage)\n".utf8))
-    exit(2)
-}
+flags.parseOrExit()
 
 let baseDirectory = flags.string("dir").isEmpty ? FileManager.default.temporaryDirectory.path : flags.string("dir")
 let runDirectory = baseDirectory + "/small_db_bench-\(UUID().uuidString)"

@@ -805,7 +805,7 @@ private struct Disk {
     /// A power loss tearing unsynced tails at random (see `FaultInjectingStore.powerLoss(seed:garble:)`).
     @discardableResult
     mutating func cutPower(seed: UInt64, garble: Bool) -> FaultInjectingStore.PowerLossReport {
-        var random = SplitMix64(seed: seed)
+        var random = SeededRandom(seed: seed)
         return cutPower { _, count in
             var torn: FaultInjectingStore.TornWrite
             switch random.next() % 4 {
@@ -856,20 +856,5 @@ private struct Disk {
         statistics.powerLosses += 1
         lastPowerLoss = report
         return report
-    }
-}
-
-/// SplitMix64: a small, fast, seedable generator (for `powerLoss(seed:)`).
-private struct SplitMix64 {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -824,20 +824,7 @@ private func seeds(_ range: Range<UInt64>) -> [UInt64] {
     return Array(range)
 }
 
-/// SplitMix64: small, fast and reproducible across platforms and Swift versions.
-private struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SeededRandom {
     /// A number in 0..<bound (bound > 0); the tiny modulo bias does not matter here.
     mutating func next(below bound: Int) -> Int {
         Int(next() % UInt64(bound))

@@ -1,9 +1,13 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Command-line flags in Go's `flag` package syntax, so the executables accept exactly what the Go
 /// small-db's do: `-name value`, `-name=value`, `--name`, booleans as `-name` or `-name=false`,
 /// durations like `500ms`, `5s`, `1m30s`. Parsing stops at the first non-flag argument or `--`.
 ///
-/// Declare flags, then `parse`; errors name the flag and are meant to be printed with the usage,
-/// and the program exits with status 2, as Go's does.
+/// Declare flags, then `parseOrExit` (or `parse`, to handle errors yourself): errors name the
+/// flag and are printed with the usage, and the program exits with status 2, as Go's does.
 public final class FlagSet {
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case unknownFlag(String)
@@ -81,6 +85,21 @@ public final class FlagSet {
 
     /// Whether the flag was given on the command line.
     public func isSet(_ name: String) -> Bool { flags[name]?.isSet ?? false }
+
+    /// Parses the process's arguments; on -h prints the usage and exits 0, on an error prints it
+    /// with the usage to standard error and exits 2 (Go's `flag.ExitOnError`).
+    public func parseOrExit(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
+        do {
+            try parse(arguments)
+        } catch .helpRequested {
+            print(usage)
+            exit(0)
+        } catch {
+            let text = Array("\(error)\n\(usage)\n".utf8)
+            _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            exit(2)
+        }
+    }
 
     /// Parses `arguments` (without the program name).
     public func parse(_ arguments: [String]) throws(ParseError) {

@@ -12,15 +12,7 @@ let flags = FlagSet(programName: "small_db_example")
 flags.string("dir", usage: "data directory (default: a new temporary directory)")
 flags.bool("keep", usage: "keep the temporary data directory afterwards")
 flags.bool("background", usage: "let a background checkpoint run (every 200 updates) instead of a manual one")
-do {
-    try flags.parse(Array(CommandLine.arguments.dropFirst()))
-} catch .helpRequested {
-    print(flags.usage)
-    exit(0)
-} catch {
-    FileHandle.standardError.write(Data("\(error)\n\(flags.usage)\n".utf8))
-    exit(2)
-}
+flags.parseOrExit()
 
 let isTemporary = flags.string("dir").isEmpty
 let directory = isTemporary

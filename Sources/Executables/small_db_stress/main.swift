@@ -24,14 +24,9 @@ flags.int("keys", default: 16, usage: "keys per writer")
 flags.int("batch-every", default: 5, usage: "every this many operations is an atomic batch (0: none)")
 flags.int("checkpoint-updates", usage: "background checkpoint after this many updates (0: the default triggers)")
 flags.int("ops", usage: "operations per writer, then exit (0: run until killed)")
-do throws(FlagSet.ParseError) {
-    try flags.parse(Array(CommandLine.arguments.dropFirst()))
-    guard !flags.string("dir").isEmpty else { throw .missingValue("dir") }
-} catch .helpRequested {
-    print(flags.usage)
-    exit(0)
-} catch {
-    FileHandle.standardError.write(Data("\(error)\n\(flags.usage)\n".utf8))
+flags.parseOrExit()
+if flags.string("dir").isEmpty {
+    FileHandle.standardError.write(Data("flag -dir is required\n\(flags.usage)\n".utf8))
     exit(2)
 }
 

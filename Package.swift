@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "StorageEngine", targets: ["StorageEngine"]),
         .library(name: "HTTPFront", targets: ["HTTPFront"]),
         .library(name: "Replication", targets: ["Replication"]),
+        .executable(name: "small_db_server", targets: ["small_db_server"]),
         .executable(name: "small_db_example", targets: ["small_db_example"]),
         .executable(name: "small_db_bench", targets: ["small_db_bench"]),
         .executable(name: "small_db_stress", targets: ["small_db_stress"]),
@@ -24,12 +25,19 @@ let package = Package(
         .target(name: "WireProtocol", swiftSettings: strict),
         .target(name: "StorageEngine", dependencies: ["WireProtocol"], swiftSettings: strict),
         .target(name: "Replication", dependencies: ["StorageEngine", "WireProtocol"], swiftSettings: strict),
-        .target(name: "HTTPFront", dependencies: ["StorageEngine", "WireProtocol"], swiftSettings: strict),
+        .target(name: "CLinuxShims"),
+        .target(name: "HTTPFront", dependencies: ["StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
         .target(name: "GoFlags", path: "Sources/Executables/GoFlags", swiftSettings: strict),
         .executableTarget(
             name: "small_db_example",
             dependencies: ["StorageEngine", "GoFlags"],
             path: "Sources/Executables/small_db_example",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "small_db_server",
+            dependencies: ["StorageEngine", "HTTPFront", "GoFlags"],
+            path: "Sources/Executables/small_db_server",
             swiftSettings: strict
         ),
         .executableTarget(

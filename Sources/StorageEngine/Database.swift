@@ -218,6 +218,8 @@ public final class Database: Sendable {
             checkpoints: counters.checkpoints.load(ordering: .relaxed),
             lastCheckpointDuration: lastCheckpoint < 0 ? nil : .nanoseconds(lastCheckpoint),
             failedCheckpoints: counters.failedCheckpoints.load(ordering: .relaxed),
-            writesDisabledReason: committer.failure.map(\.description))
+            writesDisabledReason: committer.failure.map(\.description),
+            commitSizes: counters.commitSizes.snapshot,
+            syncLatency: counters.syncLatency.snapshot)
     }
 }

@@ -31,6 +31,9 @@ public struct DatabaseStats: Sendable, Equatable {
     public var failedCheckpoints: Int
     /// Why writes are refused, if an I/O failure disabled them.
     public var writesDisabledReason: String?
+    /// Write requests per group commit, and the duration of each log write + fdatasync.
+    public var commitSizes: HistogramSnapshot
+    public var syncLatency: HistogramSnapshot
 }
 
 /// The counters behind `DatabaseStats`, updated without locks. Relaxed ordering: each counter is
@@ -47,4 +50,6 @@ final class EngineCounters: Sendable {
     let lastCheckpointNanoseconds = Atomic<Int>(-1)
     /// Bytes in log segments other than the one being appended to.
     let retiredLogBytes = Atomic<Int>(0)
+    let commitSizes = Histogram(bounds: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096])
+    let syncLatency = Histogram(bounds: Histogram.latencyBounds, sumScale: 1e9)
 }

@@ -211,8 +211,10 @@ final class GroupCommitter: Sendable {
             guard !state.buffer.isEmpty else { return .success((start, start.offset, false)) }
             do throws(DatabaseError) {
                 let segment = state.segment
+                let syncStarted = ContinuousClock.now
                 try state.buffer.withBytes { (raw) throws(DatabaseError) in try segment.append(raw) }
                 try segment.sync()
+                counters.syncLatency.record(ContinuousClock.now - syncStarted)
             } catch {
                 return .failure(error)
             }
@@ -251,7 +253,10 @@ final class GroupCommitter: Sendable {
             counters.deletes.add(deletes, ordering: .relaxed)
             counters.batches.add(batches, ordering: .relaxed)
             counters.writes.add(writes.count, ordering: .relaxed)
-            if synced { counters.syncs.add(1, ordering: .relaxed) }
+            if synced {
+                counters.syncs.add(1, ordering: .relaxed)
+                counters.commitSizes.record(Double(writes.count))
+            }
             let updates = state.withLock { state in
                 state.updates += puts + deletes
                 return state.updates

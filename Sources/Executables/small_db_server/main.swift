@@ -1,0 +1,126 @@
+// small_db_server: the database over HTTP+JSON, with the Go small-db server's flags.
+//
+//   swift run -c release small_db_server -dir ./data -create            (listens on :8080)
+//
+// Startup: parse flags, open (and recover) the data directory, start the HTTP front, log where it
+// listens. SIGINT or SIGTERM: stop accepting, finish in-flight requests within -shutdown-timeout,
+// close the database cleanly, exit 0. Flags and behaviour: docs/OPERATIONS.md.
+import Dispatch
+import GoFlags
+import HTTPFront
+import StorageEngine
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let flags = FlagSet(programName: "small_db_server")
+flags.string("dir", usage: "data directory (required)")
+flags.bool("create", usage: "create the data directory if it does not exist")
+flags.string("addr", default: ":8080", usage: "HTTP listen address")
+flags.string("repl-addr", default: ":9090", usage: "replication listen address (primary)")
+flags.string("backup-of", usage: "primary's replication address (host:port): run as a read-only backup")
+flags.duration("repl-heartbeat-interval", default: .seconds(1), usage: "primary: heartbeat period (0 disables)")
+flags.duration("repl-heartbeat-timeout", default: .seconds(5), usage: "backup: promote after this long without hearing from the primary (0 disables)")
+flags.bool("disable-background-checkpoint", usage: "never checkpoint in the background")
+flags.duration("checkpoint-interval", default: .zero, usage: "checkpoint when the last one is older than this (0 = 60s)")
+flags.int("checkpoint-log-bytes", usage: "checkpoint when the WAL reaches this many bytes (0 = 64 MiB)")
+flags.int("checkpoint-updates", usage: "checkpoint after this many committed updates (0 = off)")
+flags.duration("shutdown-timeout", default: .seconds(5), usage: "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
+flags.string("auth-token-file", usage: "file holding a bearer token; then every route but /v1/health needs it")
+flags.int("max-connections", default: 4096, usage: "client connections beyond this are answered 503 and closed")
+flags.duration("request-timeout", default: .seconds(10), usage: "a client must send a whole request within this time of its first byte")
+flags.duration("idle-timeout", default: .seconds(120), usage: "close keep-alive connections idle this long")
+flags.parseOrExit()
+
+func fail(_ message: String, status: Int32) -> Never {
+    LogLine.write(.error, message)
+    exit(status)
+}
+
+guard !flags.string("dir").isEmpty else {
+    fail("flag -dir is required\n\(flags.usage)", status: 2)
+}
+guard let address = ListenAddress(parsing: flags.string("addr")) else {
+    fail("invalid value \"\(flags.string("addr"))\" for flag -addr: expected host:port\n\(flags.usage)", status: 2)
+}
+if !flags.string("backup-of").isEmpty {
+    fail("-backup-of: replication is not available in this build yet", status: 2)
+}
+
+var options = DatabaseOptions()
+options.checkpoints.enabled = !flags.bool("disable-background-checkpoint")
+if flags.duration("checkpoint-interval") > .zero { options.checkpoints.interval = flags.duration("checkpoint-interval") }
+if flags.int("checkpoint-log-bytes") > 0 { options.checkpoints.logBytes = flags.int("checkpoint-log-bytes") }
+options.checkpoints.updates = max(0, flags.int("checkpoint-updates"))
+options.log = { level, message in LogLine.write(level, message) }
+
+var configuration = HTTPServerConfiguration()
+configuration.address = address
+configuration.maxConnections = max(1, flags.int("max-connections"))
+configuration.requestReadTimeout = flags.duration("request-timeout")
+configuration.idleTimeout = flags.duration("idle-timeout")
+configuration.log = { level, message in LogLine.write(level, message) }
+if !flags.string("auth-token-file").isEmpty {
+    configuration.authToken = readToken(flags.string("auth-token-file"))
+}
+
+/// Blocks until SIGINT or SIGTERM arrives; returns its name. (The handlers run on a Dispatch
+/// queue, off the main thread, so they capture nothing but the semaphore.)
+func waitForTerminationSignal() -> String {
+    let stop = DispatchSemaphore(value: 0)
+    let name = Mutex<String>("")
+    var sources: [any DispatchSourceSignal] = []
+    for (number, label) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { @Sendable in
+            name.withLock { $0 = label }
+            stop.signal()
+        }
+        source.resume()
+        sources.append(source)
+    }
+    stop.wait()
+    return name.withLock { $0 }
+}
+
+/// The token file's first line, without surrounding whitespace. Exits 2 if it is missing or empty.
+func readToken(_ path: String) -> [UInt8] {
+    guard let file = fopen(path, "r") else { fail("-auth-token-file: cannot read \(path): \(String(cString: strerror(errno)))", status: 2) }
+    defer { fclose(file) }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard fgets(&buffer, Int32(buffer.count), file) != nil else { fail("-auth-token-file: \(path) is empty", status: 2) }
+    let line = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    let isSpace = { (byte: UInt8) in byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
+    let token = Array(line.drop(while: isSpace).reversed().drop(while: isSpace).reversed())
+    guard !token.isEmpty else { fail("-auth-token-file: \(path) holds no token", status: 2) }
+    return token
+}
+
+LogLine.write(.info, "small_db_server starting: dir \(flags.string("dir")), \(configuration.eventLoops) event loops")
+let database: Database
+do {
+    database = try Database.open(directory: flags.string("dir"), create: flags.bool("create"), options: options)
+} catch {
+    fail("cannot open \(flags.string("dir")): \(error)", status: 1)
+}
+
+let server = HTTPServer(database: database, configuration: configuration)
+do {
+    try server.start()
+} catch {
+    database.close()
+    fail("cannot start the HTTP server: \(error)", status: 1)
+}
+let shownHost = address.host.isEmpty ? "0.0.0.0 and [::]" : address.host
+LogLine.write(.info, "listening for HTTP on \(shownHost) port \(server.port ?? address.port)\(configuration.authToken == nil ? "" : " (bearer token required)")")
+
+// Wait for SIGINT or SIGTERM.
+let shutdownTimeout = flags.duration("shutdown-timeout")
+let received = waitForTerminationSignal()
+LogLine.write(.info, "received \(received): shutting down (in-flight requests have up to \(formatGoDuration(shutdownTimeout)))")
+server.shutdown(gracePeriod: shutdownTimeout)
+database.close()
+LogLine.write(.info, "stopped cleanly")
+exit(0)

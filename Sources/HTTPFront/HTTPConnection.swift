@@ -1,0 +1,319 @@
+import CLinuxShims
+import StorageEngine
+import WireProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One client connection, owned by one event loop.
+///
+/// Requests are decoded as bytes arrive and answered strictly in order (pipelining): each request
+/// takes the next response slot; a handler may fill its slot at once (a GET) or later, from the
+/// engine's committer thread (a PUT, once durable); filled slots at the head of the queue are
+/// written out in order.
+///
+/// What must stay true:
+/// - Everything here runs on the owning loop's thread. `Responder.send`, the one entry point from
+///   other threads, hops onto the loop with `EventLoop.execute`. (Hence `@unchecked Sendable`:
+///   the reference crosses threads only inside such a task.)
+/// - Memory per connection is bounded: the decoder's limits bound the input; reading stops while
+///   more than `maxPendingResponses` responses or `maxBufferedOutput` bytes wait to be written.
+/// - After a malformed request, the error response is the last thing sent, then the connection closes.
+final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
+    static let maxPendingResponses = 64
+    static let maxBufferedOutput = 4 << 20
+    static let readChunk = 64 << 10
+
+    let descriptor: Int32
+    let loop: EventLoop
+    private let server: LoopServer
+    private var decoder: HTTPRequestDecoder
+
+    /// Responses not yet written, in request order. `firstSlot` is the slot number of `slots[0]`.
+    private var slots: [ResponseSlot] = []
+    private var firstSlot = 0
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+
+    private var readingPaused = false
+    private var watchingWrites = false
+    /// No more requests will be read: a malformed request, `Connection: close`, the peer's EOF,
+    /// or a shutdown. The connection closes once every slot is written.
+    private var noMoreRequests = false
+    private(set) var isClosed = false
+
+    /// When the current partial request began (for the request-read timeout), and the last time
+    /// anything happened (for the idle timeout).
+    private var partialRequestSince: ContinuousClock.Instant?
+    private var lastActivity = ContinuousClock.now
+
+    enum ResponseSlot {
+        case pending
+        case ready([UInt8], closeAfter: Bool)
+    }
+
+    init(descriptor: Int32, server: LoopServer) {
+        self.descriptor = descriptor
+        self.loop = server.loop
+        self.server = server
+        self.decoder = HTTPRequestDecoder(limits: server.configuration.limits)
+    }
+
+    /// True when nothing is buffered, in flight or unwritten: the connection may be closed at
+    /// any moment without losing an answer (graceful shutdown closes such connections).
+    var isIdle: Bool { slots.isEmpty && outputOffset == output.count && decoder.isIdle && decoder.bufferedByteCount == 0 }
+
+    // MARK: Events
+
+    func handleEvents(_ events: UInt32) {
+        if events & EPOLLIN.rawValue != 0 || events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            readAvailable()
+        }
+        if !isClosed && events & EPOLLOUT.rawValue != 0 {
+            flush()
+        }
+    }
+
+    private func readAvailable() {
+        guard !readingPaused, !noMoreRequests else { return }
+        var buffer = [UInt8](repeating: 0, count: HTTPConnection.readChunk)
+        while !isClosed {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                lastActivity = .now
+                buffer.withUnsafeBytes { decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                decodeRequests()
+                if count < buffer.count || readingPaused || noMoreRequests { break }
+            } else if count == 0 {
+                // The peer finished sending. Answer what was asked, then close.
+                noMoreRequests = true
+                closeIfDone()
+                break
+            } else {
+                if errno == EINTR { continue }
+                if errno != EAGAIN && errno != EWOULDBLOCK { close() }
+                break
+            }
+        }
+    }
+
+    private func decodeRequests() {
+        while !noMoreRequests {
+            let event: HTTPDecodeEvent?
+            do {
+                event = try decoder.next()
+            } catch {
+                server.metrics.loops[loop.index].record(route: .other, method: "OTHER", status: error.status, duration: .zero)
+                let response = HTTPResponse.json(status: error.status, error: error.description)
+                appendSlot(.ready(encode(response, headOnly: false, close: true), closeAfter: true))
+                noMoreRequests = true
+                break
+            }
+            guard let event else { break }
+            switch event {
+            case .continueExpected:
+                // An interim response; it takes a slot so that it follows every earlier answer.
+                appendSlot(.ready(HTTPResponseEncoder.continueResponse, closeAfter: false))
+            case .request(let request):
+                let slot = firstSlot + slots.count
+                slots.append(.pending)
+                if !request.keepAlive { noMoreRequests = true }
+                let responder = Responder(connection: self, slot: slot, request: request, started: .now)
+                server.router.route(request, responder)
+            }
+        }
+        partialRequestSince = decoder.isIdle ? nil : (partialRequestSince ?? .now)
+        if slots.count >= HTTPConnection.maxPendingResponses { pauseReading() }
+        writeReadySlots()
+    }
+
+    private func appendSlot(_ slot: ResponseSlot) {
+        slots.append(slot)
+    }
+
+    // MARK: Responses
+
+    /// Fills `slot` (on the loop's thread) and writes whatever is ready at the head of the queue.
+    func complete(slot: Int, bytes: [UInt8], closeAfter: Bool) {
+        loop.assertOnLoop()
+        guard !isClosed, slot >= firstSlot, slot - firstSlot < slots.count else { return }
+        slots[slot - firstSlot] = .ready(bytes, closeAfter: closeAfter)
+        writeReadySlots()
+    }
+
+    func encode(_ response: HTTPResponse, headOnly: Bool, close: Bool) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128 + (headOnly ? 0 : response.body.count))
+        HTTPResponseEncoder.encode(response, headOnly: headOnly, closeConnection: close, to: &bytes)
+        return bytes
+    }
+
+    private func writeReadySlots() {
+        var closeAfter = false
+        var taken = 0
+        for slot in slots {
+            guard case .ready(let bytes, let close) = slot else { break }
+            output.append(contentsOf: bytes)
+            taken += 1
+            if close {
+                closeAfter = true
+                break
+            }
+        }
+        if taken > 0 {
+            slots.removeFirst(taken)
+            firstSlot += taken
+        }
+        if closeAfter {
+            noMoreRequests = true
+            slots.removeAll()  // nothing after a closing response is ever sent
+        }
+        flush()
+    }
+
+    private func flush() {
+        while outputOffset < output.count {
+            let written = output.withUnsafeBytes { raw in
+                write(descriptor, raw.baseAddress! + outputOffset, raw.count - outputOffset)
+            }
+            if written > 0 {
+                outputOffset += written
+                lastActivity = .now
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                watchWrites(true)
+                return
+            } else {
+                close()
+                return
+            }
+        }
+        output.removeAll(keepingCapacity: output.capacity <= HTTPConnection.readChunk)
+        outputOffset = 0
+        watchWrites(false)
+        if readingPaused && slots.count < HTTPConnection.maxPendingResponses / 2 {
+            resumeReading()
+        }
+        closeIfDone()
+    }
+
+    private func closeIfDone() {
+        if noMoreRequests && slots.isEmpty && outputOffset == output.count { close() }
+    }
+
+    // MARK: Interest in events
+
+    private func pauseReading() {
+        guard !readingPaused else { return }
+        readingPaused = true
+        updateInterest()
+    }
+
+    private func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
+        updateInterest()
+        readAvailable()  // level-triggered epoll would report it anyway; bytes may already wait
+    }
+
+    private func watchWrites(_ watch: Bool) {
+        guard watch != watchingWrites, !isClosed else { return }
+        watchingWrites = watch
+        updateInterest()
+    }
+
+    private func updateInterest() {
+        guard !isClosed else { return }
+        var events: UInt32 = EPOLLRDHUP.rawValue
+        if !readingPaused && !noMoreRequests { events |= EPOLLIN.rawValue }
+        if watchingWrites || output.count > outputOffset { events |= EPOLLOUT.rawValue }
+        if output.count - outputOffset > HTTPConnection.maxBufferedOutput { events &= ~EPOLLIN.rawValue }
+        loop.modify(descriptor, events: events)
+    }
+
+    // MARK: Timeouts and shutdown
+
+    /// Called on every loop tick. Closes a connection whose client is too slow to send a request,
+    /// or that has been idle too long.
+    func checkTimeouts(now: ContinuousClock.Instant) {
+        let configuration = server.configuration
+        if let since = partialRequestSince, now - since > configuration.requestReadTimeout {
+            server.metrics.timedOutConnections.add(1, ordering: .relaxed)
+            let response = HTTPResponse.json(status: 408, error: "request not received within \(configuration.requestReadTimeout)")
+            noMoreRequests = true
+            partialRequestSince = nil
+            if slots.isEmpty {
+                output.append(contentsOf: encode(response, headOnly: false, close: true))
+                flush()
+            }
+            closeIfDone()
+        } else if isIdle && now - lastActivity > configuration.idleTimeout {
+            server.metrics.timedOutConnections.add(1, ordering: .relaxed)
+            close()
+        }
+    }
+
+    /// Graceful shutdown: read no more requests; answer those in flight, then close.
+    func finishAndClose() {
+        noMoreRequests = true
+        updateInterest()
+        closeIfDone()
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        loop.deregister(descriptor)
+        Glibc.close(descriptor)
+        slots.removeAll()
+        output.removeAll()
+        server.connectionClosed(self)
+    }
+}
+
+/// Answers one request. Holds what is needed to fill the request's slot from any thread.
+struct Responder: Sendable {
+    let connection: HTTPConnection
+    let slot: Int
+    let request: HTTPRequest
+    let started: ContinuousClock.Instant
+
+    var headOnly: Bool { request.method == "HEAD" }
+
+    /// Sends `response` for this request; callable from any thread, exactly once.
+    func send(_ response: HTTPResponse, route: RouteName) {
+        let connection = self.connection
+        let slot = self.slot
+        let request = self.request
+        let started = self.started
+        let deliver: @Sendable () -> Void = {
+            connection.recordAnswer(route: route, method: request.method, status: response.status, started: started)
+            let close = !request.keepAlive
+            let bytes = connection.encode(response, headOnly: request.method == "HEAD", close: close)
+            connection.complete(slot: slot, bytes: bytes, closeAfter: close)
+        }
+        if connection.loop.isOnLoop { deliver() } else { connection.loop.execute(deliver) }
+    }
+}
+
+extension HTTPConnection {
+    fileprivate func recordAnswer(route: RouteName, method: String, status: Int, started: ContinuousClock.Instant) {
+        server.metrics.loops[loop.index].record(route: route, method: method, status: status, duration: .now - started)
+    }
+}
+
+extension HTTPResponse {
+    /// A JSON response whose body is `{"error":"…"}` and a newline, as the Go server writes it.
+    static func json(status: Int, error message: String) -> HTTPResponse {
+        var body: [UInt8] = Array(#"{"error":"#.utf8)
+        JSONWriter.appendString(message, to: &body)
+        body.append(contentsOf: Array("}\n".utf8))
+        return HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: body)
+    }
+
+    /// A JSON response with a prepared body (the caller includes the trailing newline).
+    static func json(status: Int, body: [UInt8], headers: [(name: String, value: String)] = []) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)
+    }
+}

@@ -1,1 +1,0 @@
-// The HTTPFront layer: built in its own issue (see README.md).

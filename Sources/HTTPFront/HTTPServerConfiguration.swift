@@ -1,0 +1,54 @@
+public import StorageEngine
+public import WireProtocol
+
+/// How the HTTP front runs. Defaults are what `small_db_server` uses (docs/OPERATIONS.md).
+public struct HTTPServerConfiguration: Sendable {
+    /// Where to listen (the -addr flag; default ":8080").
+    public var address = ListenAddress(host: "", port: 8080)
+    /// Event loops, each a thread with its own epoll and listening socket. Default: one per core.
+    public var eventLoops = HTTPServerConfiguration.coreCount
+    /// Request size limits. The request line allows any key up to the engine's 4 KiB limit fully
+    /// percent-encoded (12 KiB); the body allows the largest value (16 MiB) in base64 in JSON.
+    public var limits: HTTPLimits = {
+        var limits = HTTPLimits()
+        limits.maxRequestLineBytes = 16 << 10
+        limits.maxBodyBytes = 24 << 20
+        return limits
+    }()
+    /// A client must send a whole request (head and body) within this time of its first byte.
+    public var requestReadTimeout: Duration = .seconds(10)
+    /// A keep-alive connection with nothing in flight is closed after this long.
+    public var idleTimeout: Duration = .seconds(120)
+    /// Connections beyond this are answered 503 and closed at once.
+    public var maxConnections = 4096
+    /// If set, every route but /v1/health needs `Authorization: Bearer <token>`.
+    public var authToken: [UInt8]?
+    /// Receives one line per notable event.
+    public var log: (@Sendable (LogLevel, String) -> Void)?
+
+    public init() {}
+
+    public static var coreCount: Int {
+        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+}
+
+/// Whether this server is a primary or a read-only backup (the replication layer provides it;
+/// a server without replication is always a writable primary).
+public protocol ServerRole: Sendable {
+    /// "primary" or "backup", as GET /v1/role reports it.
+    var roleName: String { get }
+    /// False on a backup: PUT, DELETE and checkpoint answer 403.
+    var acceptsWrites: Bool { get }
+}
+
+/// The role of a server without replication.
+public struct StandalonePrimary: ServerRole {
+    public init() {}
+    public var roleName: String { "primary" }
+    public var acceptsWrites: Bool { true }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,134 @@
+import StorageEngine
+import WireProtocol
+
+/// GET, PUT, DELETE /v1/kv/{key} and POST /v1/checkpoint.
+///
+/// Reads answer on the loop's thread (a shard lock, never the disk). Writes are handed to the
+/// engine with `Database.submit`, which never blocks; the engine calls back once the write is
+/// durable, and the response goes out then: every 200 to a PUT or DELETE is durable.
+struct KeyValueHandlers: Sendable {
+    let database: Database
+    let role: any ServerRole
+
+    func handle(_ request: HTTPRequest, key rawKey: ArraySlice<UInt8>, _ responder: Responder) {
+        guard let keyBytes = PercentDecoding.decode(rawKey) else {
+            return responder.send(.json(status: 400, error: "invalid URL escape in key"), route: .kv)
+        }
+        guard !keyBytes.isEmpty else {
+            return responder.send(.json(status: 400, error: "empty key"), route: .kv)
+        }
+        let key = Key(keyBytes)
+        switch request.method {
+        case "GET", "HEAD": get(key, keyBytes: keyBytes, responder)
+        case "PUT": put(key, body: request.body, responder)
+        default: delete(key, responder)
+        }
+    }
+
+    private func get(_ key: Key, keyBytes: [UInt8], _ responder: Responder) {
+        do {
+            let response: HTTPResponse = try database.withValue(for: key) { value in
+                guard let value else {
+                    var message = Array("key not found: ".utf8)
+                    message.append(contentsOf: keyBytes)
+                    var body = Array(#"{"error":"#.utf8)
+                    message.withUnsafeBytes { JSONWriter.appendString($0, to: &body) }
+                    body.append(contentsOf: Array("}\n".utf8))
+                    return .json(status: 404, body: body)
+                }
+                var body: [UInt8] = []
+                body.reserveCapacity(48 + keyBytes.count * 2 + Base64.encodedCount(of: value.count))
+                body.append(contentsOf: Array(#"{"key":"#.utf8))
+                keyBytes.withUnsafeBytes { JSONWriter.appendString($0, to: &body) }
+                body.append(contentsOf: Array(#","value":""#.utf8))
+                Base64.encode(value, to: &body)
+                body.append(contentsOf: Array(#"","encoding":"base64"}"#.utf8))
+                body.append(0x0A)
+                return .json(status: 200, body: body)
+            }
+            responder.send(response, route: .kv)
+        } catch {
+            responder.send(.json(status: 503, error: "\(error)"), route: .kv)
+        }
+    }
+
+    private func put(_ key: Key, body: [UInt8], _ responder: Responder) {
+        guard role.acceptsWrites else { return responder.send(KeyValueHandlers.readOnly, route: .kv) }
+        let decoded: PutRequestBody
+        do {
+            decoded = try PutRequestBodyDecoder.decode(body)
+        } catch {
+            return responder.send(.json(status: 400, error: "invalid JSON body: \(error)"), route: .kv)
+        }
+        let value: [UInt8]
+        switch decoded.encoding.trimmedASCIIWhitespace().lowercased() {
+        case "", "base64":
+            do {
+                value = try Base64.decode(decoded.value.utf8)
+            } catch {
+                return responder.send(.json(status: 400, error: "invalid base64 value: \(error)"), route: .kv)
+            }
+        case "utf-8", "utf8", "plain", "text":
+            value = Array(decoded.value.utf8)
+        case let other:
+            return responder.send(
+                .json(status: 400, error: "unknown encoding \"\(other)\": use base64 (the default) or utf-8"), route: .kv)
+        }
+        var batch = WriteBatch()
+        batch.put(key, value)
+        submit(batch, responder)
+    }
+
+    private func delete(_ key: Key, _ responder: Responder) {
+        guard role.acceptsWrites else { return responder.send(KeyValueHandlers.readOnly, route: .kv) }
+        var batch = WriteBatch()
+        batch.delete(key)
+        submit(batch, responder)
+    }
+
+    private func submit(_ batch: WriteBatch, _ responder: Responder) {
+        do {
+            try database.submit(batch) { result in
+                switch result {
+                case .success: responder.send(KeyValueHandlers.ok, route: .kv)
+                case .failure(let error): responder.send(KeyValueHandlers.failure(error), route: .kv)
+                }
+            }
+        } catch {
+            responder.send(KeyValueHandlers.failure(error), route: .kv)
+        }
+    }
+
+    func checkpoint(_ responder: Responder) {
+        guard role.acceptsWrites else { return responder.send(KeyValueHandlers.readOnly, route: .checkpoint) }
+        database.checkpoint { result in
+            switch result {
+            case .success: responder.send(KeyValueHandlers.ok, route: .checkpoint)
+            case .failure(let error): responder.send(KeyValueHandlers.failure(error), route: .checkpoint)
+            }
+        }
+    }
+
+    static let ok = HTTPResponse.json(status: 200, body: Array("{\"ok\":true}\n".utf8))
+    static let readOnly = HTTPResponse.json(status: 403, error: "writes are disabled on backup")
+
+    /// The status for an engine error: the client's fault (limits) is 400, a backup 403, an
+    /// engine that cannot write (closed, I/O failure) 503, anything else 500.
+    static func failure(_ error: DatabaseError) -> HTTPResponse {
+        switch error {
+        case .emptyKey, .keyTooLarge, .valueTooLarge, .batchTooLarge: .json(status: 400, error: error.description)
+        case .readOnly: readOnly
+        case .closed, .writesDisabled: .json(status: 503, error: error.description)
+        default: .json(status: 500, error: error.description)
+        }
+    }
+}
+
+extension String {
+    /// The string without leading and trailing ASCII whitespace (Go's strings.TrimSpace, for ASCII).
+    func trimmedASCIIWhitespace() -> String {
+        let isSpace: (Unicode.Scalar) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\u{0B}" || $0 == "\u{0C}" }
+        let scalars = unicodeScalars.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
+        return String(String.UnicodeScalarView(scalars))
+    }
+}

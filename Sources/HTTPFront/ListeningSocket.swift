@@ -1,0 +1,53 @@
+import CLinuxShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A non-blocking TCP listening socket. Each event loop has its own, bound to the same port with
+/// SO_REUSEPORT, so the kernel spreads new connections over the loops and no loop hands
+/// connections to another.
+struct ListeningSocket {
+    let descriptor: Int32
+
+    /// Binds and listens on `address`. With `reusePort`, further sockets may bind the same port.
+    static func open(_ address: ListenAddress, backlog: Int32 = 1024) throws(ServerError) -> ListeningSocket {
+        let resolved = try ResolvedAddress.resolve(address)
+        let descriptor = socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw .socket(operation: "socket", address: address.description, errno: errno) }
+        var on: Int32 = 1
+        var off: Int32 = 0
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEPORT, &on, socklen_t(MemoryLayout<Int32>.size))
+        if resolved.family == AF_INET6 {
+            // Dual stack: an IPv6 socket on "::" accepts IPv4 connections too, as Go's ":port" does.
+            setsockopt(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var storage = resolved.storage
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, resolved.length) }
+        }
+        guard bound == 0 else {
+            let code = errno
+            close(descriptor)
+            throw .socket(operation: "bind", address: address.description, errno: code)
+        }
+        guard listen(descriptor, backlog) == 0 else {
+            let code = errno
+            close(descriptor)
+            throw .socket(operation: "listen", address: address.description, errno: code)
+        }
+        return ListeningSocket(descriptor: descriptor)
+    }
+
+    var port: UInt16 { ResolvedAddress.boundPort(of: descriptor) }
+
+    /// Accepts one pending connection as a non-blocking socket with TCP_NODELAY, or nil when none
+    /// is pending (or the accept failed in a way that only concerns that connection).
+    func accept() -> Int32? {
+        let connection = small_db_accept_nonblocking(descriptor)
+        guard connection >= 0 else { return nil }
+        var on: Int32 = 1
+        setsockopt(connection, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        return connection
+    }
+}

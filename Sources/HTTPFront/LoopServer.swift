@@ -1,0 +1,97 @@
+import CLinuxShims
+import StorageEngine
+import Synchronization
+import WireProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The server's part on one event loop: its listening socket and the connections it accepted.
+///
+/// Confined to its loop's thread like `HTTPConnection` (hence `@unchecked Sendable`: the reference
+/// crosses threads only inside tasks given to `EventLoop.execute`).
+final class LoopServer: EventLoopHandler, @unchecked Sendable {
+    let loop: EventLoop
+    let configuration: HTTPServerConfiguration
+    let metrics: ServerMetrics
+    let router: Router
+    private let listener: ListeningSocket
+    private var listening = true
+    private var connections: [Int32: HTTPConnection] = [:]
+    /// Set by `beginShutdown`; called (on the loop) once the last connection has closed.
+    private var whenEmpty: (@Sendable () -> Void)?
+
+    init(loop: EventLoop, listener: ListeningSocket, configuration: HTTPServerConfiguration, metrics: ServerMetrics, router: Router) {
+        self.loop = loop
+        self.listener = listener
+        self.configuration = configuration
+        self.metrics = metrics
+        self.router = router
+    }
+
+    /// Registers the listening socket (on the loop's thread).
+    func attach() {
+        _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue, handler: self)
+        loop.onTick = { [unowned self] in
+            let now = ContinuousClock.now
+            for connection in connections.values { connection.checkTimeouts(now: now) }
+        }
+    }
+
+    /// The listening socket is readable: accept every pending connection.
+    func handleEvents(_ events: UInt32) {
+        while listening, let descriptor = listener.accept() {
+            let total = metrics.openConnections.add(1, ordering: .relaxed).newValue
+            guard total <= configuration.maxConnections else {
+                metrics.openConnections.subtract(1, ordering: .relaxed)
+                metrics.rejectedConnections.add(1, ordering: .relaxed)
+                var bytes: [UInt8] = []
+                HTTPResponseEncoder.encode(
+                    .json(status: 503, error: "too many connections (limit \(configuration.maxConnections))"),
+                    headOnly: false, closeConnection: true, to: &bytes)
+                _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+                close(descriptor)
+                continue
+            }
+            metrics.acceptedConnections.add(1, ordering: .relaxed)
+            let connection = HTTPConnection(descriptor: descriptor, server: self)
+            guard loop.register(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, handler: connection) else {
+                metrics.openConnections.subtract(1, ordering: .relaxed)
+                close(descriptor)
+                continue
+            }
+            connections[descriptor] = connection
+        }
+    }
+
+    /// A connection closed itself (on the loop's thread).
+    func connectionClosed(_ connection: HTTPConnection) {
+        connections[connection.descriptor] = nil
+        metrics.openConnections.subtract(1, ordering: .relaxed)
+        if connections.isEmpty, let whenEmpty {
+            self.whenEmpty = nil
+            whenEmpty()
+        }
+    }
+
+    /// Graceful shutdown, step 1 (on the loop's thread): stop accepting, let every connection
+    /// answer what it has read and close. `whenEmpty` runs once no connection is left.
+    func beginShutdown(whenEmpty: @escaping @Sendable () -> Void) {
+        if listening {
+            listening = false
+            loop.deregister(listener.descriptor)
+            close(listener.descriptor)
+        }
+        self.whenEmpty = whenEmpty
+        for connection in Array(connections.values) { connection.finishAndClose() }
+        if connections.isEmpty, let pending = self.whenEmpty {
+            self.whenEmpty = nil
+            pending()
+        }
+    }
+
+    /// Graceful shutdown, last step: close whatever is still open.
+    func closeAll() {
+        for connection in Array(connections.values) { connection.close() }
+    }
+}

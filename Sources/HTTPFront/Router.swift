@@ -1,0 +1,104 @@
+import StorageEngine
+import WireProtocol
+
+/// Maps requests to the API's handlers (the Go server's routes, docs/OPERATIONS.md):
+///
+///     GET|HEAD        /v1/health        {"ok":true}
+///     GET|HEAD        /v1/role          {"role":"primary"|"backup"}
+///     GET|HEAD|PUT|DELETE /v1/kv/{key}  the key is the percent-decoded rest of the path, as bytes
+///     POST            /v1/checkpoint    {"ok":true} once the checkpoint is durable
+///     GET|HEAD        /metrics          Prometheus text
+///
+/// Wrong method: 405 with Allow. Unknown path: 404. With an auth token configured, every route
+/// but /v1/health needs `Authorization: Bearer <token>` (401 otherwise).
+/// Routing looks at the raw path, before percent-decoding: "/v1/kv//a" is the key "/a", and no
+/// path is cleaned or redirected (the Go router's 301s made such keys unreachable).
+struct Router: Sendable {
+    let database: Database
+    let role: any ServerRole
+    let authToken: [UInt8]?
+    let metrics: ServerMetrics
+    let kv: KeyValueHandlers
+
+    init(database: Database, role: any ServerRole, configuration: HTTPServerConfiguration, metrics: ServerMetrics) {
+        self.database = database
+        self.role = role
+        self.authToken = configuration.authToken
+        self.metrics = metrics
+        self.kv = KeyValueHandlers(database: database, role: role)
+    }
+
+    static let kvPrefix = Array("/v1/kv/".utf8)
+
+    func route(_ request: HTTPRequest, _ responder: Responder) {
+        let path = request.path
+        if path.elementsEqual("/v1/health".utf8) {
+            guard allow(request, ["GET", "HEAD"], route: .health, responder) else { return }
+            return responder.send(.json(status: 200, body: Array("{\"ok\":true}\n".utf8)), route: .health)
+        }
+        let route: RouteName
+        if path.starts(with: Router.kvPrefix) {
+            route = .kv
+        } else if path.elementsEqual("/v1/role".utf8) {
+            route = .role
+        } else if path.elementsEqual("/v1/checkpoint".utf8) {
+            route = .checkpoint
+        } else if path.elementsEqual("/metrics".utf8) {
+            route = .metrics
+        } else {
+            return responder.send(.json(status: 404, error: "not found: no route for this path"), route: .other)
+        }
+        guard authorized(request) else {
+            var response = HTTPResponse.json(status: 401, error: "missing or wrong bearer token")
+            response.headers.append(("WWW-Authenticate", "Bearer"))
+            return responder.send(response, route: route)
+        }
+        switch route {
+        case .kv:
+            guard allow(request, ["GET", "HEAD", "PUT", "DELETE"], allowHeader: "GET, PUT, DELETE", route: .kv, responder) else { return }
+            kv.handle(request, key: path.dropFirst(Router.kvPrefix.count), responder)
+        case .role:
+            guard allow(request, ["GET", "HEAD"], route: .role, responder) else { return }
+            var body = Array(#"{"role":"#.utf8)
+            JSONWriter.appendString(role.roleName, to: &body)
+            body.append(contentsOf: Array("}\n".utf8))
+            responder.send(.json(status: 200, body: body), route: .role)
+        case .checkpoint:
+            guard allow(request, ["POST"], route: .checkpoint, responder) else { return }
+            kv.checkpoint(responder)
+        case .metrics:
+            guard allow(request, ["GET", "HEAD"], route: .metrics, responder) else { return }
+            let text = metrics.render(engine: database.stats)
+            responder.send(
+                HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: Array(text.utf8)),
+                route: .metrics)
+        default:
+            responder.send(.json(status: 404, error: "not found"), route: .other)
+        }
+    }
+
+    /// Answers 405 (with Allow) unless the method is one of `methods`.
+    private func allow(
+        _ request: HTTPRequest, _ methods: [String], allowHeader: String? = nil, route: RouteName, _ responder: Responder
+    ) -> Bool {
+        if methods.contains(request.method) { return true }
+        let allowed = allowHeader ?? methods.filter { $0 != "HEAD" }.joined(separator: ", ")
+        var response = HTTPResponse.json(status: 405, error: "method \(request.method) not allowed; allowed: \(allowed)")
+        response.headers.append(("Allow", allowed))
+        responder.send(response, route: route)
+        return false
+    }
+
+    /// Constant-time comparison of the bearer token: the time taken does not depend on where the
+    /// first wrong byte is.
+    private func authorized(_ request: HTTPRequest) -> Bool {
+        guard let authToken else { return true }
+        guard let header = request.headers["Authorization"], header.hasPrefix("Bearer ") else { return false }
+        let presented = Array(header.utf8.dropFirst(7))
+        var difference = UInt8(presented.count == authToken.count ? 0 : 1)
+        for index in 0..<authToken.count {
+            difference |= authToken[index] ^ (index < presented.count ? presented[index] : 0)
+        }
+        return difference == 0
+    }
+}

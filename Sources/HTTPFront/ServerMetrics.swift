@@ -1,0 +1,172 @@
+import StorageEngine
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP front's own metrics. Each event loop records into its own `LoopMetrics` (a lock no
+/// other loop takes, so recording costs an uncontended lock); a scrape sums them.
+final class ServerMetrics: Sendable {
+    let loops: [LoopMetrics]
+    let openConnections = Atomic<Int>(0)
+    let acceptedConnections = Atomic<Int>(0)
+    let rejectedConnections = Atomic<Int>(0)
+    let timedOutConnections = Atomic<Int>(0)
+
+    init(loopCount: Int) {
+        loops = (0..<loopCount).map { _ in LoopMetrics() }
+    }
+}
+
+/// What the routes are called in metrics: a fixed, small set (a label per key would be unbounded).
+enum RouteName: String, Sendable, CaseIterable {
+    case health, role, kv, checkpoint, metrics, replication, promote, other
+}
+
+/// One loop's request counters and latency histograms.
+final class LoopMetrics: Sendable {
+    struct RequestKey: Hashable {
+        let route: RouteName
+        let method: String
+        let status: Int
+    }
+
+    let requests = Mutex<[RequestKey: Int]>([:])
+    let latency: [RouteName: Histogram] = Dictionary(
+        uniqueKeysWithValues: RouteName.allCases.map { ($0, Histogram(bounds: Histogram.latencyBounds, sumScale: 1e9)) })
+
+    func record(route: RouteName, method: String, status: Int, duration: Duration) {
+        // Methods outside the API are folded into one label value, so a client cannot grow the
+        // series without bound.
+        let label = ["GET", "HEAD", "PUT", "DELETE", "POST"].contains(method) ? method : "OTHER"
+        requests.withLock { $0[RequestKey(route: route, method: label, status: status), default: 0] += 1 }
+        latency[route]?.record(duration)
+    }
+}
+
+/// Renders the Prometheus text exposition format (version 0.0.4).
+struct PrometheusText {
+    private(set) var text = ""
+
+    mutating func help(_ name: String, _ type: String, _ help: String) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    mutating func sample(_ name: String, _ labels: [(String, String)] = [], _ value: Double) {
+        text += name
+        if !labels.isEmpty {
+            text += "{" + labels.map { "\($0.0)=\"\(PrometheusText.escape($0.1))\"" }.joined(separator: ",") + "}"
+        }
+        text += " " + PrometheusText.format(value) + "\n"
+    }
+
+    mutating func gauge(_ name: String, _ help: String, _ value: Double) {
+        self.help(name, "gauge", help)
+        sample(name, [], value)
+    }
+
+    mutating func counter(_ name: String, _ help: String, _ value: Double) {
+        self.help(name, "counter", help)
+        sample(name, [], value)
+    }
+
+    mutating func histogram(_ name: String, _ labels: [(String, String)], _ snapshot: HistogramSnapshot) {
+        var cumulative = 0
+        for (index, bound) in snapshot.bounds.enumerated() {
+            cumulative += snapshot.counts[index]
+            sample(name + "_bucket", labels + [("le", PrometheusText.format(bound))], Double(cumulative))
+        }
+        sample(name + "_bucket", labels + [("le", "+Inf")], Double(snapshot.count))
+        sample(name + "_sum", labels, snapshot.sum)
+        sample(name + "_count", labels, Double(snapshot.count))
+    }
+
+    static func format(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+
+    static func escape(_ value: String) -> String {
+        var escaped = ""
+        for character in value {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\"": escaped += "\\\""
+            case "\n": escaped += "\\n"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+}
+
+extension ServerMetrics {
+    /// The whole /metrics page: the HTTP front's series, then the engine's.
+    func render(engine stats: DatabaseStats) -> String {
+        var out = PrometheusText()
+        out.help("smalldb_http_requests_total", "counter", "HTTP requests answered, by route, method and status.")
+        var totals: [LoopMetrics.RequestKey: Int] = [:]
+        for loop in loops {
+            for (key, count) in loop.requests.withLock({ $0 }) { totals[key, default: 0] += count }
+        }
+        for (key, count) in totals.sorted(by: { ($0.key.route.rawValue, $0.key.method, $0.key.status) < ($1.key.route.rawValue, $1.key.method, $1.key.status) }) {
+            out.sample("smalldb_http_requests_total", [("route", key.route.rawValue), ("method", key.method), ("status", String(key.status))], Double(count))
+        }
+        out.help("smalldb_http_request_duration_seconds", "histogram", "Time from a complete request to its response being queued, by route.")
+        for route in RouteName.allCases {
+            var merged: HistogramSnapshot?
+            for loop in loops {
+                guard let snapshot = loop.latency[route]?.snapshot else { continue }
+                if var total = merged {
+                    total.counts = zip(total.counts, snapshot.counts).map(+)
+                    total.sum += snapshot.sum
+                    total.count += snapshot.count
+                    merged = total
+                } else {
+                    merged = snapshot
+                }
+            }
+            if let merged, merged.count > 0 { out.histogram("smalldb_http_request_duration_seconds", [("route", route.rawValue)], merged) }
+        }
+        out.gauge("smalldb_http_open_connections", "Client connections open now.", Double(openConnections.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_accepted_total", "Client connections accepted.", Double(acceptedConnections.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_rejected_total", "Client connections refused because the connection limit was reached.", Double(rejectedConnections.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the header-read or idle timeout.", Double(timedOutConnections.load(ordering: .relaxed)))
+
+        out.counter("smalldb_puts_total", "Committed puts (batch entries included).", Double(stats.puts))
+        out.counter("smalldb_deletes_total", "Committed deletes (batch entries included).", Double(stats.deletes))
+        out.counter("smalldb_gets_total", "Reads served.", Double(stats.gets))
+        out.counter("smalldb_write_requests_total", "Committed write requests (each put, delete or batch).", Double(stats.writes))
+        out.counter("smalldb_batches_total", "Committed requests that were batches of several changes.", Double(stats.batches))
+        out.counter("smalldb_syncs_total", "Group commits: one log write and one fdatasync each.", Double(stats.syncs))
+        out.help("smalldb_commit_size", "histogram", "Write requests per group commit.")
+        out.histogram("smalldb_commit_size", [], stats.commitSizes)
+        out.help("smalldb_sync_duration_seconds", "histogram", "Duration of each group commit's log write and fdatasync.")
+        out.histogram("smalldb_sync_duration_seconds", [], stats.syncLatency)
+        out.gauge("smalldb_wal_bytes", "Bytes in the live log segments (what recovery would replay).", Double(stats.walBytes))
+        out.gauge("smalldb_generation", "The active checkpoint generation (the version file).", Double(stats.generation))
+        out.counter("smalldb_checkpoints_total", "Checkpoints completed since start.", Double(stats.checkpoints))
+        out.counter("smalldb_checkpoint_failures_total", "Checkpoints that failed since start.", Double(stats.failedCheckpoints))
+        let lastCheckpoint = stats.lastCheckpointDuration.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 } ?? 0
+        out.gauge("smalldb_last_checkpoint_duration_seconds", "Duration of the last completed checkpoint (0: none yet).", lastCheckpoint)
+        out.gauge("smalldb_keys", "Keys held.", Double(stats.keys))
+        out.gauge("smalldb_data_bytes", "Bytes of keys and values held (payload, not memory overhead).", Double(stats.bytes))
+        out.gauge("smalldb_resident_memory_bytes", "Resident memory of the server process (VmRSS).", Double(residentMemoryBytes()))
+        out.gauge("smalldb_writes_disabled", "1 if an I/O failure has disabled writes until restart.", stats.writesDisabledReason == nil ? 0 : 1)
+        return out.text
+    }
+}
+
+/// VmRSS of this process, from /proc/self/status.
+func residentMemoryBytes() -> Int {
+    guard let file = fopen("/proc/self/status", "r") else { return 0 }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 512)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if text.hasPrefix("VmRSS:") {
+            return (Int(text.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0) * 1024
+        }
+    }
+    return 0
+}

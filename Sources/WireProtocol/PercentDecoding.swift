@@ -1,0 +1,27 @@
+/// Percent-decoding of a path segment (RFC 3986 §2.1), as Go's url.PathUnescape does it.
+///
+/// Keys are bytes, so the result is bytes: "%00" is a NUL, "%2F" a '/' that is part of the key
+/// rather than a separator, "%FF" a byte that is not UTF-8. '+' stays '+' (it means a space only
+/// in form-encoded queries, never in a path). A '%' that is not followed by two hex digits makes
+/// the whole input invalid, as in Go, which answers 400: decoding it some other way would give
+/// one URL two meanings.
+public enum PercentDecoding {
+    /// The bytes of `bytes` with every "%XX" (hex digits in either case) replaced by the byte XX;
+    /// nil if a '%' is not followed by two hex digits. O(n); one allocation of at most n bytes.
+    public static func decode(_ bytes: some Collection<UInt8>) -> [UInt8]? {
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(bytes.count)
+        var iterator = bytes.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == HTTPSyntax.percent else {
+                decoded.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(HTTPSyntax.hexValue),
+                  let low = iterator.next().flatMap(HTTPSyntax.hexValue)
+            else { return nil }
+            decoded.append(high << 4 | low)
+        }
+        return decoded
+    }
+}

@@ -66,7 +66,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "GoFlagsTests", dependencies: ["GoFlags"], swiftSettings: strict),
-        .testTarget(name: "HTTPFrontTests", dependencies: ["HTTPFront"], swiftSettings: strict),
+        .testTarget(
+            name: "HTTPFrontTests",
+            dependencies: ["HTTPFront", "StorageEngine", "WireProtocol", "small_db_server"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -61,12 +61,20 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
 
     /// True when nothing is buffered, in flight or unwritten: the connection may be closed at
     /// any moment without losing an answer (graceful shutdown closes such connections).
-    var isIdle: Bool { slots.isEmpty && outputOffset == output.count && decoder.isIdle && decoder.bufferedByteCount == 0 }
+    var isIdle: Bool { slots.isEmpty && outputOffset == output.count && decoder.isIdle }
 
     // MARK: Events
 
     func handleEvents(_ events: UInt32) {
-        if events & EPOLLIN.rawValue != 0 || events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+        if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            close()  // both directions are gone: nothing can be delivered any more
+            return
+        }
+        if lingeringUntil != nil {
+            discardInput()
+            return
+        }
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 {
             readAvailable()
         }
         if !isClosed && events & EPOLLOUT.rawValue != 0 {
@@ -76,12 +84,12 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
 
     private func readAvailable() {
         guard !readingPaused, !noMoreRequests else { return }
-        var buffer = [UInt8](repeating: 0, count: HTTPConnection.readChunk)
+        let buffer = server.readBuffer
         while !isClosed {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count > 0 {
                 lastActivity = .now
-                buffer.withUnsafeBytes { decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
                 decodeRequests()
                 if count < buffer.count || readingPaused || noMoreRequests { break }
             } else if count == 0 {
@@ -199,7 +207,35 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     }
 
     private func closeIfDone() {
-        if noMoreRequests && slots.isEmpty && outputOffset == output.count { close() }
+        if noMoreRequests && slots.isEmpty && outputOffset == output.count && lingeringUntil == nil { lingerThenClose() }
+    }
+
+    // MARK: Lingering close
+
+    /// Set while the connection waits for the client's end after its last response: closing a
+    /// socket that still has unread input makes the kernel send a reset, which can destroy the
+    /// response in flight (a 400 after a malformed pipelined request, say). So: shut down our
+    /// sending side, read and discard until the client closes or `lingerTime` passes, then close.
+    private var lingeringUntil: ContinuousClock.Instant?
+    static let lingerTime: Duration = .seconds(2)
+
+    private func lingerThenClose() {
+        guard !isClosed else { return }
+        shutdown(descriptor, Int32(SHUT_WR))
+        lingeringUntil = .now + HTTPConnection.lingerTime
+        loop.modify(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+        discardInput()
+    }
+
+    private func discardInput() {
+        let buffer = server.readBuffer
+        while !isClosed {
+            let count = read(descriptor, buffer.baseAddress, buffer.count)
+            if count > 0 { continue }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            close()  // end of input, or an error
+        }
     }
 
     // MARK: Interest in events
@@ -224,9 +260,9 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     }
 
     private func updateInterest() {
-        guard !isClosed else { return }
-        var events: UInt32 = EPOLLRDHUP.rawValue
-        if !readingPaused && !noMoreRequests { events |= EPOLLIN.rawValue }
+        guard !isClosed, lingeringUntil == nil else { return }
+        var events: UInt32 = 0
+        if !readingPaused && !noMoreRequests { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
         if watchingWrites || output.count > outputOffset { events |= EPOLLOUT.rawValue }
         if output.count - outputOffset > HTTPConnection.maxBufferedOutput { events &= ~EPOLLIN.rawValue }
         loop.modify(descriptor, events: events)
@@ -238,6 +274,10 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     /// or that has been idle too long.
     func checkTimeouts(now: ContinuousClock.Instant) {
         let configuration = server.configuration
+        if let lingeringUntil {
+            if now >= lingeringUntil { close() }
+            return
+        }
         if let since = partialRequestSince, now - since > configuration.requestReadTimeout {
             server.metrics.timedOutConnections.add(1, ordering: .relaxed)
             let response = HTTPResponse.json(status: 408, error: "request not received within \(configuration.requestReadTimeout)")

@@ -18,6 +18,9 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     private let listener: ListeningSocket
     private var listening = true
     private var connections: [Int32: HTTPConnection] = [:]
+    /// One read buffer for all of this loop's connections: reads happen one at a time on the
+    /// loop's thread, and each connection copies what it reads into its decoder at once.
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: HTTPConnection.readChunk, alignment: 16)
     /// Set by `beginShutdown`; called (on the loop) once the last connection has closed.
     private var whenEmpty: (@Sendable () -> Void)?
 
@@ -28,6 +31,8 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
         self.metrics = metrics
         self.router = router
     }
+
+    deinit { readBuffer.deallocate() }
 
     /// Registers the listening socket (on the loop's thread).
     func attach() {

@@ -340,6 +340,7 @@ struct Responder: Sendable {
 extension HTTPConnection {
     fileprivate func recordAnswer(route: RouteName, method: String, status: Int, started: ContinuousClock.Instant) {
         server.metrics.loops[loop.index].record(route: route, method: method, status: status, duration: .now - started)
+        if status >= 500 { server.logServerError("\(method) \(route.rawValue) answered \(status)") }
     }
 }
 

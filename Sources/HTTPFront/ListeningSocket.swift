@@ -41,13 +41,24 @@ struct ListeningSocket {
 
     var port: UInt16 { ResolvedAddress.boundPort(of: descriptor) }
 
-    /// Accepts one pending connection as a non-blocking socket with TCP_NODELAY, or nil when none
-    /// is pending (or the accept failed in a way that only concerns that connection).
-    func accept() -> Int32? {
+    enum AcceptResult {
+        case accepted(Int32)
+        case noneWaiting
+        case failed(Int32)
+    }
+
+    /// Accepts one pending connection as a non-blocking socket with TCP_NODELAY.
+    func accept() -> AcceptResult {
         let connection = small_db_accept_nonblocking(descriptor)
-        guard connection >= 0 else { return nil }
+        guard connection >= 0 else {
+            switch errno {
+            case EAGAIN, EWOULDBLOCK: return .noneWaiting
+            case ECONNABORTED, EINTR, EPROTO: return accept()  // that connection is gone; try the next
+            case let code: return .failed(code)
+            }
+        }
         var on: Int32 = 1
         setsockopt(connection, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-        return connection
+        return .accepted(connection)
     }
 }

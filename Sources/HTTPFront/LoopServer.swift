@@ -17,6 +17,7 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     let router: Router
     private let listener: ListeningSocket
     private var listening = true
+    private var acceptingPaused = false
     private var connections: [Int32: HTTPConnection] = [:]
     /// One read buffer for all of this loop's connections: reads happen one at a time on the
     /// loop's thread, and each connection copies what it reads into its decoder at once.
@@ -38,6 +39,10 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     func attach() {
         _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue, handler: self)
         loop.onTick = { [unowned self] in
+            if acceptingPaused && listening {
+                acceptingPaused = false
+                loop.modify(listener.descriptor, events: EPOLLIN.rawValue)
+            }
             let now = ContinuousClock.now
             for connection in connections.values { connection.checkTimeouts(now: now) }
         }
@@ -45,7 +50,20 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
 
     /// The listening socket is readable: accept every pending connection.
     func handleEvents(_ events: UInt32) {
-        while listening, let descriptor = listener.accept() {
+        while listening {
+            let descriptor: Int32
+            switch listener.accept() {
+            case .accepted(let accepted): descriptor = accepted
+            case .noneWaiting: return
+            case .failed(let code):
+                // Out of descriptors (EMFILE) and the like: the connection stays queued in the
+                // kernel. Stop watching the listener until the next tick, or level-triggered
+                // epoll would spin on it.
+                logServerError("accept failed: \(errnoText(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
+                acceptingPaused = true
+                loop.modify(listener.descriptor, events: 0)
+                return
+            }
             let total = metrics.openConnections.add(1, ordering: .relaxed).newValue
             guard total <= configuration.maxConnections else {
                 metrics.openConnections.subtract(1, ordering: .relaxed)
@@ -68,6 +86,24 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
             connections[descriptor] = connection
         }
     }
+
+    /// Logs a server-side failure (a 5xx answer, a failed accept), at most one line per second per
+    /// loop: a failing disk must not flood the log; the line says how many were folded into it.
+    func logServerError(_ message: String) {
+        guard let log = configuration.log else { return }
+        let now = ContinuousClock.now
+        if let last = lastErrorLog, now - last < .seconds(1) {
+            suppressedErrors += 1
+            return
+        }
+        let folded = suppressedErrors > 0 ? " (and \(suppressedErrors) more since the last such line)" : ""
+        log(.error, message + folded)
+        lastErrorLog = now
+        suppressedErrors = 0
+    }
+
+    private var lastErrorLog: ContinuousClock.Instant?
+    private var suppressedErrors = 0
 
     /// A connection closed itself (on the loop's thread).
     func connectionClosed(_ connection: HTTPConnection) {

@@ -94,7 +94,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
                 if count < buffer.count || readingPaused || noMoreRequests { break }
             } else if count == 0 {
                 // The peer finished sending. Answer what was asked, then close.
-                noMoreRequests = true
+                stopReading()
                 closeIfDone()
                 break
             } else {
@@ -113,19 +113,19 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             } catch {
                 server.metrics.loops[loop.index].record(route: .other, method: "OTHER", status: error.status, duration: .zero)
                 let response = HTTPResponse.json(status: error.status, error: error.description)
-                appendSlot(.ready(encode(response, headOnly: false, close: true), closeAfter: true))
-                noMoreRequests = true
+                slots.append(.ready(encode(response, headOnly: false, close: true), closeAfter: true))
+                stopReading()
                 break
             }
             guard let event else { break }
             switch event {
             case .continueExpected:
                 // An interim response; it takes a slot so that it follows every earlier answer.
-                appendSlot(.ready(HTTPResponseEncoder.continueResponse, closeAfter: false))
+                slots.append(.ready(HTTPResponseEncoder.continueResponse, closeAfter: false))
             case .request(let request):
                 let slot = firstSlot + slots.count
                 slots.append(.pending)
-                if !request.keepAlive { noMoreRequests = true }
+                if !request.keepAlive { stopReading() }
                 let responder = Responder(connection: self, slot: slot, request: request, started: .now)
                 server.router.route(request, responder)
             }
@@ -135,8 +135,13 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         writeReadySlots()
     }
 
-    private func appendSlot(_ slot: ResponseSlot) {
-        slots.append(slot)
+    /// No more requests will be read from this connection. Input stops being watched too, so
+    /// that level-triggered epoll does not keep reporting bytes (or an end of input) that nobody
+    /// will read while the last answers are still being prepared.
+    private func stopReading() {
+        guard !noMoreRequests else { return }
+        noMoreRequests = true
+        updateInterest()
     }
 
     // MARK: Responses
@@ -173,7 +178,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             firstSlot += taken
         }
         if closeAfter {
-            noMoreRequests = true
+            stopReading()
             slots.removeAll()  // nothing after a closing response is ever sent
         }
         flush()
@@ -281,7 +286,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         if let since = partialRequestSince, now - since > configuration.requestReadTimeout {
             server.metrics.timedOutConnections.add(1, ordering: .relaxed)
             let response = HTTPResponse.json(status: 408, error: "request not received within \(configuration.requestReadTimeout)")
-            noMoreRequests = true
+            stopReading()
             partialRequestSince = nil
             if slots.isEmpty {
                 output.append(contentsOf: encode(response, headOnly: false, close: true))
@@ -296,8 +301,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
 
     /// Graceful shutdown: read no more requests; answer those in flight, then close.
     func finishAndClose() {
-        noMoreRequests = true
-        updateInterest()
+        stopReading()
         closeIfDone()
     }
 

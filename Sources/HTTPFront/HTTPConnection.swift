@@ -12,6 +12,11 @@ import Glibc
 /// engine's committer thread (a PUT, once durable); filled slots at the head of the queue are
 /// written out in order.
 ///
+/// Requests on one connection also take effect in order: writes (PUT, DELETE, POST) go to the
+/// engine as they arrive, which commits them in that order; a read waits until every earlier write
+/// of its connection is durable and visible, and everything after a waiting request waits too. So
+/// a pipelined PUT then GET of a key returns the new value, never the old one.
+///
 /// What must stay true:
 /// - Everything here runs on the owning loop's thread. `Responder.send`, the one entry point from
 ///   other threads, hops onto the loop with `EventLoop.execute`. (Hence `@unchecked Sendable`:
@@ -48,9 +53,15 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     private var lastActivity = ContinuousClock.now
 
     enum ResponseSlot {
-        case pending
+        case pending(isWrite: Bool)
         case ready([UInt8], closeAfter: Bool)
     }
+
+    /// Writes handed to the engine and not yet answered.
+    private var writesInFlight = 0
+    /// Requests held back to keep the connection's order (see the type's comment).
+    private var waiting: [(request: HTTPRequest, slot: Int, isWrite: Bool)] = []
+    private var releasingWaiting = false
 
     init(descriptor: Int32, server: LoopServer) {
         self.descriptor = descriptor
@@ -124,10 +135,14 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
                 slots.append(.ready(HTTPResponseEncoder.continueResponse, closeAfter: false))
             case .request(let request):
                 let slot = firstSlot + slots.count
-                slots.append(.pending)
+                let isWrite = request.method == "PUT" || request.method == "DELETE" || request.method == "POST"
+                slots.append(.pending(isWrite: isWrite))
                 if !request.keepAlive { stopReading() }
-                let responder = Responder(connection: self, slot: slot, request: request, started: .now)
-                server.router.route(request, responder)
+                if waiting.isEmpty && (isWrite || writesInFlight == 0) {
+                    dispatch(request, slot: slot, isWrite: isWrite)
+                } else {
+                    waiting.append((request, slot, isWrite))
+                }
             }
         }
         partialRequestSince = decoder.isIdle ? nil : (partialRequestSince ?? .now)
@@ -146,11 +161,29 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
 
     // MARK: Responses
 
+    private func dispatch(_ request: HTTPRequest, slot: Int, isWrite: Bool) {
+        if isWrite { writesInFlight += 1 }
+        server.router.route(request, Responder(connection: self, slot: slot, request: request, started: .now))
+    }
+
+    /// Dispatches held-back requests, in order, as far as the ordering rule allows.
+    private func releaseWaiting() {
+        guard !releasingWaiting else { return }  // a dispatch that answers at once re-enters here
+        releasingWaiting = true
+        defer { releasingWaiting = false }
+        while let next = waiting.first, next.isWrite || writesInFlight == 0 {
+            waiting.removeFirst()
+            dispatch(next.request, slot: next.slot, isWrite: next.isWrite)
+        }
+    }
+
     /// Fills `slot` (on the loop's thread) and writes whatever is ready at the head of the queue.
     func complete(slot: Int, bytes: [UInt8], closeAfter: Bool) {
         loop.assertOnLoop()
         guard !isClosed, slot >= firstSlot, slot - firstSlot < slots.count else { return }
+        if case .pending(isWrite: true) = slots[slot - firstSlot] { writesInFlight -= 1 }
         slots[slot - firstSlot] = .ready(bytes, closeAfter: closeAfter)
+        releaseWaiting()
         writeReadySlots()
     }
 
@@ -230,6 +263,9 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         lingeringUntil = .now + HTTPConnection.lingerTime
         loop.modify(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
         discardInput()
+        // Shutting down, with nothing unread: a reset can no longer hurt an answer, and waiting
+        // for every idle client to hang up would only delay the shutdown.
+        if !isClosed && server.isShuttingDown { close() }
     }
 
     private func discardInput() {
@@ -283,9 +319,10 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             if now >= lingeringUntil { close() }
             return
         }
-        if let since = partialRequestSince, now - since > configuration.requestReadTimeout {
+        if let since = partialRequestSince, configuration.requestReadTimeout > .zero, now - since > configuration.requestReadTimeout {
             server.metrics.timedOutConnections.add(1, ordering: .relaxed)
-            let response = HTTPResponse.json(status: 408, error: "request not received within \(configuration.requestReadTimeout)")
+            server.metrics.loops[loop.index].record(route: .other, method: "OTHER", status: 408, duration: now - since)
+            let response = HTTPResponse.json(status: 408, error: "the request was not received in time (request timeout)")
             stopReading()
             partialRequestSince = nil
             if slots.isEmpty {
@@ -293,7 +330,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
                 flush()
             }
             closeIfDone()
-        } else if isIdle && now - lastActivity > configuration.idleTimeout {
+        } else if isIdle && configuration.idleTimeout > .zero && now - lastActivity > configuration.idleTimeout {
             server.metrics.timedOutConnections.add(1, ordering: .relaxed)
             close()
         }

@@ -1,12 +1,15 @@
 public import StorageEngine
 import Dispatch
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// The HTTP+JSON front of a database: one event loop per core, each with its own listening socket
-/// (SO_REUSEPORT) and its own connections.
+/// The HTTP+JSON front of a database: one event loop per core, all watching one listening socket,
+/// each owning the connections it accepted.
 ///
 /// Graceful shutdown, in order:
-/// 1. Every loop closes its listening socket: no new connections.
+/// 1. Every loop stops watching the listening socket; then it is closed: no new connections.
 /// 2. Every connection stops reading requests, answers those it has read (writes wait for the
 ///    engine's durability as always), then closes; idle connections close at once.
 /// 3. Once no connection is left, or the grace period ends (then the rest are closed), the loops
@@ -16,7 +19,7 @@ public final class HTTPServer: Sendable {
     private let database: Database
     private let role: any ServerRole
     private let metrics: ServerMetrics
-    private let state = Mutex<(loops: [EventLoop], servers: [LoopServer], port: UInt16?)>(([], [], nil))
+    private let state = Mutex<(loops: [EventLoop], servers: [LoopServer], listener: Int32?, port: UInt16?)>(([], [], nil, nil))
     private let loopsEnded = DispatchSemaphore(value: 0)
 
     public init(database: Database, role: any ServerRole = StandalonePrimary(), configuration: HTTPServerConfiguration) {
@@ -32,18 +35,16 @@ public final class HTTPServer: Sendable {
     /// Binds the listening sockets and starts the event loops.
     public func start() throws(ServerError) {
         let loopCount = max(1, configuration.eventLoops)
-        var address = configuration.address
         var loops: [EventLoop] = []
         var servers: [LoopServer] = []
         let router = Router(database: database, role: role, configuration: configuration, metrics: metrics)
+        let listener = try ListeningSocket.open(configuration.address)
         for index in 0..<loopCount {
             let loop = try EventLoop(index: index)
-            let listener = try ListeningSocket.open(address)
-            if index == 0 { address.port = listener.port }  // the others join the same port
             servers.append(LoopServer(loop: loop, listener: listener, configuration: configuration, metrics: metrics, router: router))
             loops.append(loop)
         }
-        state.withLock { $0 = (loops, servers, address.port) }
+        state.withLock { $0 = (loops, servers, listener.descriptor, listener.port) }
         for (loop, server) in zip(loops, servers) {
             loop.start { [loopsEnded] in loopsEnded.signal() }
             loop.execute { server.attach() }
@@ -54,12 +55,25 @@ public final class HTTPServer: Sendable {
     /// connection and stops the loops (steps 1–3 above). Blocks until done. Does not close the
     /// database.
     public func shutdown(gracePeriod: Duration) {
-        let (loops, servers) = state.withLock { ($0.loops, $0.servers) }
+        let (loops, servers, listener) = state.withLock { ($0.loops, $0.servers, $0.listener) }
+        // Step 1.
+        let released = DispatchSemaphore(value: 0)
+        for (loop, server) in zip(loops, servers) {
+            loop.execute {
+                server.stopAccepting()
+                released.signal()
+            }
+        }
+        for _ in loops { released.wait() }
+        if let listener { close(listener) }
+        // Step 2.
         let drained = DispatchSemaphore(value: 0)
         for (loop, server) in zip(loops, servers) {
             loop.execute { server.beginShutdown { drained.signal() } }
         }
-        let deadline = DispatchTime.now() + .nanoseconds(Int(gracePeriod.components.seconds) * 1_000_000_000 + Int(gracePeriod.components.attoseconds / 1_000_000_000))
+        // Step 3.
+        let (seconds, attoseconds) = gracePeriod.components
+        let deadline = DispatchTime.now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
         var remaining = servers.count
         while remaining > 0, drained.wait(timeout: deadline) == .success { remaining -= 1 }
         for (loop, server) in zip(loops, servers) {

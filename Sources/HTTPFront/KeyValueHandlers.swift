@@ -113,12 +113,12 @@ struct KeyValueHandlers: Sendable {
     static let readOnly = HTTPResponse.json(status: 403, error: "writes are disabled on backup")
 
     /// The status for an engine error: the client's fault (limits) is 400, a backup 403, an
-    /// engine that cannot write (closed, I/O failure) 503, anything else 500.
+    /// engine that cannot write (closed, an I/O failure now or earlier) 503, anything else 500.
     static func failure(_ error: DatabaseError) -> HTTPResponse {
         switch error {
         case .emptyKey, .keyTooLarge, .valueTooLarge, .batchTooLarge: .json(status: 400, error: error.description)
         case .readOnly: readOnly
-        case .closed, .writesDisabled: .json(status: 503, error: error.description)
+        case .closed, .writesDisabled, .io: .json(status: 503, error: error.description)
         default: .json(status: 500, error: error.description)
         }
     }

@@ -3,13 +3,14 @@ import CLinuxShims
 import Glibc
 #endif
 
-/// A non-blocking TCP listening socket. Each event loop has its own, bound to the same port with
-/// SO_REUSEPORT, so the kernel spreads new connections over the loops and no loop hands
-/// connections to another.
+/// A non-blocking TCP listening socket, shared by every event loop: each registers it with
+/// EPOLLEXCLUSIVE, so the kernel wakes one loop per incoming connection, and whichever loop
+/// accepts a connection owns it. (Not SO_REUSEPORT: that would let a second server process bind
+/// the same port and silently take half of the connections to another database.)
 struct ListeningSocket {
     let descriptor: Int32
 
-    /// Binds and listens on `address`. With `reusePort`, further sockets may bind the same port.
+    /// Binds and listens on `address`.
     static func open(_ address: ListenAddress, backlog: Int32 = 1024) throws(ServerError) -> ListeningSocket {
         let resolved = try ResolvedAddress.resolve(address)
         let descriptor = socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -17,7 +18,6 @@ struct ListeningSocket {
         var on: Int32 = 1
         var off: Int32 = 0
         setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        setsockopt(descriptor, SOL_SOCKET, SO_REUSEPORT, &on, socklen_t(MemoryLayout<Int32>.size))
         if resolved.family == AF_INET6 {
             // Dual stack: an IPv6 socket on "::" accepts IPv4 connections too, as Go's ":port" does.
             setsockopt(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, socklen_t(MemoryLayout<Int32>.size))

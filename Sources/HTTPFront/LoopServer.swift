@@ -6,7 +6,8 @@ import WireProtocol
 import Glibc
 #endif
 
-/// The server's part on one event loop: its listening socket and the connections it accepted.
+/// The server's part on one event loop: its watch on the shared listening socket and the
+/// connections it accepted.
 ///
 /// Confined to its loop's thread like `HTTPConnection` (hence `@unchecked Sendable`: the reference
 /// crosses threads only inside tasks given to `EventLoop.execute`).
@@ -18,6 +19,8 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     private let listener: ListeningSocket
     private var listening = true
     private var acceptingPaused = false
+    /// Set by `beginShutdown`: connections then close without lingering when nothing is unread.
+    private(set) var isShuttingDown = false
     private var connections: [Int32: HTTPConnection] = [:]
     /// One read buffer for all of this loop's connections: reads happen one at a time on the
     /// loop's thread, and each connection copies what it reads into its decoder at once.
@@ -37,11 +40,13 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
 
     /// Registers the listening socket (on the loop's thread).
     func attach() {
-        _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue, handler: self)
+        _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: self)
         loop.onTick = { [unowned self] in
             if acceptingPaused && listening {
                 acceptingPaused = false
-                loop.modify(listener.descriptor, events: EPOLLIN.rawValue)
+                // EPOLLEXCLUSIVE cannot be changed by EPOLL_CTL_MOD: register the listener anew.
+                loop.deregister(listener.descriptor)
+                _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: self)
             }
             let now = ContinuousClock.now
             for connection in connections.values { connection.checkTimeouts(now: now) }
@@ -61,7 +66,7 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
                 // epoll would spin on it.
                 logServerError("accept failed: \(errnoText(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
                 acceptingPaused = true
-                loop.modify(listener.descriptor, events: 0)
+                loop.deregister(listener.descriptor)
                 return
             }
             let total = metrics.openConnections.add(1, ordering: .relaxed).newValue
@@ -115,14 +120,18 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
         }
     }
 
-    /// Graceful shutdown, step 1 (on the loop's thread): stop accepting, let every connection
-    /// answer what it has read and close. `whenEmpty` runs once no connection is left.
+    /// Graceful shutdown, step 1 (on the loop's thread): stop watching the listening socket (the
+    /// server closes it once every loop has let go of it).
+    func stopAccepting() {
+        guard listening else { return }
+        listening = false
+        if !acceptingPaused { loop.deregister(listener.descriptor) }
+    }
+
+    /// Graceful shutdown, step 2 (on the loop's thread): let every connection answer what it has
+    /// read and close. `whenEmpty` runs once no connection is left.
     func beginShutdown(whenEmpty: @escaping @Sendable () -> Void) {
-        if listening {
-            listening = false
-            loop.deregister(listener.descriptor)
-            close(listener.descriptor)
-        }
+        isShuttingDown = true
         self.whenEmpty = whenEmpty
         for connection in Array(connections.values) { connection.finishAndClose() }
         if connections.isEmpty, let pending = self.whenEmpty {

@@ -93,7 +93,10 @@ struct Router: Sendable {
     /// first wrong byte is.
     private func authorized(_ request: HTTPRequest) -> Bool {
         guard let authToken else { return true }
-        guard let header = request.headers["Authorization"], header.hasPrefix("Bearer ") else { return false }
+        // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared byte for byte.
+        guard let header = request.headers["Authorization"], header.utf8.count > 7,
+              header.prefix(7).lowercased() == "bearer "
+        else { return false }
         let presented = Array(header.utf8.dropFirst(7))
         var difference = UInt8(presented.count == authToken.count ? 0 : 1)
         for index in 0..<authToken.count {

@@ -131,7 +131,7 @@ extension ServerMetrics {
         out.gauge("smalldb_http_open_connections", "Client connections open now.", Double(openConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_accepted_total", "Client connections accepted.", Double(acceptedConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_rejected_total", "Client connections refused because the connection limit was reached.", Double(rejectedConnections.load(ordering: .relaxed)))
-        out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the header-read or idle timeout.", Double(timedOutConnections.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the request-read or idle timeout.", Double(timedOutConnections.load(ordering: .relaxed)))
 
         out.counter("smalldb_puts_total", "Committed puts (batch entries included).", Double(stats.puts))
         out.counter("smalldb_deletes_total", "Committed deletes (batch entries included).", Double(stats.deletes))

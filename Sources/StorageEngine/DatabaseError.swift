@@ -22,7 +22,8 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Another open database (in this process or another) holds the directory's lock.
     case directoryLocked(path: String)
     /// A WAL record is damaged and intact records follow it: acknowledged data would be lost by
-    /// cutting the log there. Reopen with `allowTruncatingCorruptLog` to accept the loss.
+    /// cutting the log there. Reopen with `DatabaseOptions.corruptLog = .truncate` (the server's
+    /// -truncate-corrupt-log) to accept the loss.
     case corruptLog(file: String, offset: Int, reason: String)
     /// A checkpoint failed its checks: it is never loaded.
     case corruptCheckpoint(file: String, reason: String)
@@ -48,7 +49,7 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
             "data directory \(path) is in use by another process or another open database (lock held on \(path)/LOCK)"
         case .corruptLog(let file, let offset, let reason):
             "corrupt WAL record in \(file) at byte offset \(offset): \(reason); valid records follow it, so "
-                + "the log was not truncated (open with truncation allowed to drop everything from that offset)"
+                + "the log was not truncated (allow truncation, small_db_server -truncate-corrupt-log, to drop everything from that offset)"
         case .corruptCheckpoint(let file, let reason): "checkpoint \(file) is damaged: \(reason)"
         case .inconsistentDirectory(let why): "inconsistent data directory: \(why)"
         case .io(let operation, let path, let errno): "\(operation) \(path) failed: \(errnoDescription(errno)) (errno \(errno))"

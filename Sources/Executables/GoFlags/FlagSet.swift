@@ -86,13 +86,14 @@ public final class FlagSet {
     /// Whether the flag was given on the command line.
     public func isSet(_ name: String) -> Bool { flags[name]?.isSet ?? false }
 
-    /// Parses the process's arguments; on -h prints the usage and exits 0, on an error prints it
-    /// with the usage to standard error and exits 2 (Go's `flag.ExitOnError`).
+    /// Parses the process's arguments; on -h prints the usage to standard error and exits 0, on an
+    /// error prints it with the usage to standard error and exits 2 (Go's `flag.ExitOnError`).
     public func parseOrExit(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
         do {
             try parse(arguments)
         } catch .helpRequested {
-            print(usage)
+            let text = Array("\(usage)\n".utf8)  // on standard error, as Go's flag package prints it
+            _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
             exit(0)
         } catch {
             let text = Array("\(error)\n\(usage)\n".utf8)

@@ -27,6 +27,7 @@ flags.duration("checkpoint-interval", default: .zero, usage: "checkpoint when th
 flags.int("checkpoint-log-bytes", usage: "checkpoint when the WAL reaches this many bytes (0 = 64 MiB)")
 flags.int("checkpoint-updates", usage: "checkpoint after this many committed updates (0 = off)")
 flags.duration("shutdown-timeout", default: .seconds(5), usage: "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
+flags.bool("truncate-corrupt-log", usage: "if a WAL record is damaged with data after it, drop it and everything after it instead of refusing to start (logged; back up the directory first)")
 flags.string("auth-token-file", usage: "file holding a bearer token; then every route but /v1/health needs it")
 flags.int("max-connections", default: 4096, usage: "client connections beyond this are answered 503 and closed")
 flags.duration("request-timeout", default: .seconds(10), usage: "a client must send a whole request within this time of its first byte")
@@ -53,6 +54,7 @@ options.checkpoints.enabled = !flags.bool("disable-background-checkpoint")
 if flags.duration("checkpoint-interval") > .zero { options.checkpoints.interval = flags.duration("checkpoint-interval") }
 if flags.int("checkpoint-log-bytes") > 0 { options.checkpoints.logBytes = flags.int("checkpoint-log-bytes") }
 options.checkpoints.updates = max(0, flags.int("checkpoint-updates"))
+options.corruptLog = flags.bool("truncate-corrupt-log") ? .truncate : .refuse
 options.log = { level, message in LogLine.write(level, message) }
 
 var configuration = HTTPServerConfiguration()
@@ -89,9 +91,10 @@ func waitForTerminationSignal() -> String {
 func readToken(_ path: String) -> [UInt8] {
     guard let file = fopen(path, "r") else { fail("-auth-token-file: cannot read \(path): \(String(cString: strerror(errno)))", status: 2) }
     defer { fclose(file) }
-    var buffer = [CChar](repeating: 0, count: 4096)
+    var buffer = [CChar](repeating: 0, count: 64 << 10)
     guard fgets(&buffer, Int32(buffer.count), file) != nil else { fail("-auth-token-file: \(path) is empty", status: 2) }
     let line = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    guard line.count < buffer.count - 1 || line.last == 0x0A else { fail("-auth-token-file: the token in \(path) is longer than 64 KiB", status: 2) }
     let isSpace = { (byte: UInt8) in byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
     let token = Array(line.drop(while: isSpace).reversed().drop(while: isSpace).reversed())
     guard !token.isEmpty else { fail("-auth-token-file: \(path) holds no token", status: 2) }

@@ -134,6 +134,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
                 // An interim response; it takes a slot so that it follows every earlier answer.
                 slots.append(.ready(HTTPResponseEncoder.continueResponse, closeAfter: false))
             case .request(let request):
+                partialRequestSince = nil  // the request-read timeout starts again with the next one
                 let slot = firstSlot + slots.count
                 let isWrite = request.method == "PUT" || request.method == "DELETE" || request.method == "POST"
                 slots.append(.pending(isWrite: isWrite))
@@ -371,6 +372,10 @@ struct Responder: Sendable {
         let deliver: @Sendable () -> Void = {
             connection.recordAnswer(route: route, method: request.method, status: response.status, started: started)
             let close = !request.keepAlive
+            var response = response
+            if !close && request.version == .http1_0 {
+                response.headers.append(("Connection", "keep-alive"))  // HTTP/1.0 closes unless told
+            }
             let bytes = connection.encode(response, headOnly: request.method == "HEAD", close: close)
             connection.complete(slot: slot, bytes: bytes, closeAfter: close)
         }

@@ -45,13 +45,24 @@ final class GroupCommitter: Sendable {
         var writes: [PendingWrite] = []
         var controls: [ControlRequest] = []
         var committerIsWaiting = false
+        /// While the committer gathers in a timed wait: the queue length at which to wake it.
+        var gatherTarget: Int?
         var isClosing = false
         var failure: DatabaseError?
     }
 
     private let queue = Mutex(Queue())
-    /// How long the committer gathers writes after a round before it starts the next one or sleeps.
+    /// How long the committer gathers writes after a round before it starts the next one or
+    /// sleeps, and how much of that it polls rather than sleeps (see step 1).
     static let gatherWindow: Duration = .microseconds(100)
+    static let spinWindow: Duration = .microseconds(30)
+
+    private enum GatherPhase { case spin, wait, take }
+
+    static func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(max(0, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+    }
     /// Signalled when work arrives while the committer waits, and when closing.
     private let wakeup = DispatchSemaphore(value: 0)
     /// Signalled once when the committer thread has finished.
@@ -113,6 +124,9 @@ final class GroupCommitter: Sendable {
             if queue.committerIsWaiting {
                 queue.committerIsWaiting = false
                 wakeup.signal()
+            } else if let target = queue.gatherTarget, queue.writes.count >= target {
+                queue.gatherTarget = nil
+                wakeup.signal()
             }
             return nil
         }
@@ -156,20 +170,29 @@ final class GroupCommitter: Sendable {
         while true {
             // Step 1: take everything queued, or wait for work.
             //
-            // Right after a round, gather for a short while first: the writers just answered
-            // usually send their next write within tens of microseconds. Waiting for them (up to
-            // `gatherWindow`, and only until the queue holds as many writes as were queued at the
-            // end of the round plus those it answered) keeps concurrent writers in one round
-            // instead of two cohorts that take turns, each paying a whole sync, and spares a lone
-            // writer a thread wake-up on every write.
-            let gatherUntil = lastRound + GroupCommitter.gatherWindow
+            // Right after a round, gather first: the writers just answered usually send their
+            // next write soon. Waiting for them, until the queue holds as many writes as were
+            // queued at the end of the round plus those it answered, and for at most
+            // `gatherWindow`, keeps concurrent writers in one round instead of two cohorts that
+            // take turns, each paying a whole sync. The first `spinWindow` of it polls, which
+            // spares a lone in-process writer a thread wake-up on every write; the rest sleeps
+            // until an enqueue reaches the target, so the CPU stays free for the writers (an
+            // HTTP server's event loops share the cores with this thread).
             var isClosing = false
             var took = false
-            repeat {
-                let gathering = ContinuousClock.now < gatherUntil
+            let spinUntil = lastRound + GroupCommitter.spinWindow
+            let gatherUntil = lastRound + GroupCommitter.gatherWindow
+            while !took {
+                let now = ContinuousClock.now
+                let phase: GatherPhase = now < spinUntil ? .spin : (now < gatherUntil ? .wait : .take)
                 isClosing = queue.withLock { queue in
+                    queue.gatherTarget = nil
                     let enough = queue.writes.count >= expected || !queue.controls.isEmpty || queue.isClosing
-                    guard enough || !gathering else { return queue.isClosing }
+                    if !enough && phase == .wait {
+                        queue.gatherTarget = expected
+                        return queue.isClosing
+                    }
+                    guard enough || phase == .take else { return queue.isClosing }
                     swap(&writes, &queue.writes)
                     swap(&controls, &queue.controls)
                     took = true
@@ -178,7 +201,10 @@ final class GroupCommitter: Sendable {
                     }
                     return queue.isClosing
                 }
-            } while !took
+                if !took && phase == .wait {
+                    _ = wakeup.wait(timeout: .now() + GroupCommitter.dispatchInterval(gatherUntil - now))
+                }
+            }
             if writes.isEmpty && controls.isEmpty {
                 if isClosing { return }
                 wakeup.wait()

@@ -54,8 +54,15 @@ final class GroupCommitter: Sendable {
     private let queue = Mutex(Queue())
     /// How long the committer gathers writes after a round before it starts the next one or
     /// sleeps, and how much of that it polls rather than sleeps (see step 1).
-    static let gatherWindow: Duration = .microseconds(100)
     static let spinWindow: Duration = .microseconds(30)
+
+    /// The gather window: twice the recent sync time, within 50 µs – 1 ms. Waiting about one
+    /// sync's worth at most doubles a write's latency, and lets a round take in every writer that
+    /// is coming back (measured over HTTP, 64 connections: 56k/s with a fixed 100 µs window,
+    /// 65k with 250 µs, 70k with 500 µs).
+    static func gatherWindow(recentSync: Duration) -> Duration {
+        min(max(recentSync * 2, .microseconds(50)), .milliseconds(1))
+    }
 
     private enum GatherPhase { case spin, wait, take }
 
@@ -167,13 +174,14 @@ final class GroupCommitter: Sendable {
         var controls: [ControlRequest] = []
         var lastRound = ContinuousClock.now
         var expected = 1
+        var recentSync: Duration = .microseconds(100)  // a moving average of step 3's duration
         while true {
             // Step 1: take everything queued, or wait for work.
             //
             // Right after a round, gather first: the writers just answered usually send their
             // next write soon. Waiting for them, until the queue holds as many writes as were
             // queued at the end of the round plus those it answered, and for at most
-            // `gatherWindow`, keeps concurrent writers in one round instead of two cohorts that
+            // `gatherWindow(recentSync:)`, keeps concurrent writers in one round instead of two cohorts that
             // take turns, each paying a whole sync. The first `spinWindow` of it polls, which
             // spares a lone in-process writer a thread wake-up on every write; the rest sleeps
             // until an enqueue reaches the target, so the CPU stays free for the writers (an
@@ -181,7 +189,8 @@ final class GroupCommitter: Sendable {
             var isClosing = false
             var took = false
             let spinUntil = lastRound + GroupCommitter.spinWindow
-            let gatherUntil = lastRound + GroupCommitter.gatherWindow
+            let window = GroupCommitter.gatherWindow(recentSync: recentSync)
+            let gatherUntil = lastRound + window
             while !took {
                 let now = ContinuousClock.now
                 let phase: GatherPhase = now < spinUntil ? .spin : (now < gatherUntil ? .wait : .take)
@@ -208,10 +217,11 @@ final class GroupCommitter: Sendable {
             if writes.isEmpty && controls.isEmpty {
                 if isClosing { return }
                 wakeup.wait()
-                lastRound = .now - GroupCommitter.gatherWindow  // woken by new work: take it at once
+                lastRound = .now - window  // woken by new work: take it at once
                 continue
             }
-            let queuedBeforeAnswering = writes.isEmpty ? 0 : commit(writes)
+            let (queuedBeforeAnswering, syncDuration) = writes.isEmpty ? (0, nil) : commit(writes)
+            if let syncDuration { recentSync = recentSync * 0.875 + syncDuration * 0.125 }
             for control in controls { perform(control) }
             lastRound = ContinuousClock.now
             expected = max(1, writes.count + queuedBeforeAnswering)
@@ -223,11 +233,12 @@ final class GroupCommitter: Sendable {
     /// Steps 2–6 for one round. Returns how many writes were queued just before the round's
     /// writers were answered (so that step 1 can tell the answered writers' next writes from
     /// those that were already waiting).
-    private func commit(_ writes: [PendingWrite]) -> Int {
+    private func commit(_ writes: [PendingWrite]) -> (queuedBeforeAnswering: Int, syncDuration: Duration?) {
         if let failure = self.failure {
             for write in writes { write.completion(.failure(failure)) }
-            return 0
+            return (0, nil)
         }
+        var syncDuration: Duration?
         let outcome: Result<(start: LogPosition, end: Int, synced: Bool), DatabaseError> = state.withLock { state in
             // Step 2: encode.
             state.buffer.removeAll(keepingCapacity: true)
@@ -240,7 +251,9 @@ final class GroupCommitter: Sendable {
                 let syncStarted = ContinuousClock.now
                 try state.buffer.withBytes { (raw) throws(DatabaseError) in try segment.append(raw) }
                 try segment.sync()
-                counters.syncLatency.record(ContinuousClock.now - syncStarted)
+                let duration = ContinuousClock.now - syncStarted
+                syncDuration = duration
+                counters.syncLatency.record(duration)
             } catch {
                 return .failure(error)
             }
@@ -255,7 +268,7 @@ final class GroupCommitter: Sendable {
             queue.withLock { $0.failure = failure }
             log(.error, "write to the log failed, writes are disabled until reopen: \(error)")
             for write in writes { write.completion(.failure(error)) }
-            return 0
+            return (0, nil)
         case .success(let (_, end, synced)):
             // Step 5: apply, in order.
             var puts = 0
@@ -291,7 +304,7 @@ final class GroupCommitter: Sendable {
             let queuedBeforeAnswering = queue.withLock { $0.writes.count }
             for write in writes { write.completion(.success(())) }
             afterRound(updates, end)
-            return queuedBeforeAnswering
+            return (queuedBeforeAnswering, syncDuration)
         }
     }
 

@@ -91,13 +91,3 @@ extension Duration {
 
     var seconds: Double { milliseconds / 1e3 }
 }
-
-/// The resident set size of this process, from /proc/self/status (VmRSS).
-func residentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        let number = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        return number * 1024
-    }
-    return 0
-}

@@ -7,20 +7,6 @@ import StorageEngine
 import Glibc
 #endif
 
-/// VmRSS from /proc/self/status, in bytes.
-func residentBytes() -> Int {
-    guard let file = fopen("/proc/self/status", "r") else { return 0 }
-    defer { fclose(file) }
-    var line = [CChar](repeating: 0, count: 512)
-    while fgets(&line, Int32(line.count), file) != nil {
-        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if text.hasPrefix("VmRSS:") {
-            return (Int(text.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0) * 1024
-        }
-    }
-    return 0
-}
-
 /// Writes `text` to standard error (one write(2); the C `stderr` global is not concurrency-safe).
 func printError(_ text: String) {
     let bytes = Array(text.utf8)
@@ -44,5 +30,5 @@ do {
 }
 let (seconds, attoseconds) = (clock.now - start).components
 let openSeconds = Double(seconds) + Double(attoseconds) / 1e18
-print("{\"openSeconds\":\(openSeconds),\"residentBytes\":\(residentBytes()),\"keys\":\(db.stats.keys)}")
+print("{\"openSeconds\":\(openSeconds),\"residentBytes\":\(residentMemoryBytes()),\"keys\":\(db.stats.keys)}")
 db.close()

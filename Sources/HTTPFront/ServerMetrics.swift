@@ -1,8 +1,5 @@
 import StorageEngine
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The HTTP front's own metrics. Each event loop records into its own `LoopMetrics` (a lock no
 /// other loop takes, so recording costs an uncontended lock); a scrape sums them.
@@ -155,18 +152,4 @@ extension ServerMetrics {
         out.gauge("smalldb_writes_disabled", "1 if an I/O failure has disabled writes until restart.", stats.writesDisabledReason == nil ? 0 : 1)
         return out.text
     }
-}
-
-/// VmRSS of this process, from /proc/self/status.
-func residentMemoryBytes() -> Int {
-    guard let file = fopen("/proc/self/status", "r") else { return 0 }
-    defer { fclose(file) }
-    var line = [CChar](repeating: 0, count: 512)
-    while fgets(&line, Int32(line.count), file) != nil {
-        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if text.hasPrefix("VmRSS:") {
-            return (Int(text.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0) * 1024
-        }
-    }
-    return 0
 }

@@ -55,6 +55,10 @@ final class GroupCommitter: Sendable {
     /// How long the committer gathers writes after a round before it starts the next one or
     /// sleeps, and how much of that it polls rather than sleeps (see step 1).
     static let spinWindow: Duration = .microseconds(30)
+    /// The poll after a round of one or two writes: long enough for a lone client's next request
+    /// to make the round trip (an HTTP client on loopback: 50–100 µs), so that it finds the
+    /// committer awake. With one writer there is a core to spare for it.
+    static let loneWriterSpinWindow: Duration = .microseconds(150)
 
     /// The gather window: twice the recent sync time, within 50 µs – 1 ms. Waiting about one
     /// sync's worth at most doubles a write's latency, and lets a round take in every writer that
@@ -182,13 +186,14 @@ final class GroupCommitter: Sendable {
             // next write soon. Waiting for them, until the queue holds as many writes as were
             // queued at the end of the round plus those it answered, and for at most
             // `gatherWindow(recentSync:)`, keeps concurrent writers in one round instead of two cohorts that
-            // take turns, each paying a whole sync. The first `spinWindow` of it polls, which
-            // spares a lone in-process writer a thread wake-up on every write; the rest sleeps
+            // take turns, each paying a whole sync. The first `spinWindow` of it polls (longer
+            // after a round of one or two writes), which spares a lone writer a thread wake-up
+            // on every write; the rest sleeps
             // until an enqueue reaches the target, so the CPU stays free for the writers (an
             // HTTP server's event loops share the cores with this thread).
             var isClosing = false
             var took = false
-            let spinUntil = lastRound + GroupCommitter.spinWindow
+            let spinUntil = lastRound + (expected <= 2 ? GroupCommitter.loneWriterSpinWindow : GroupCommitter.spinWindow)
             let window = GroupCommitter.gatherWindow(recentSync: recentSync)
             let gatherUntil = lastRound + window
             while !took {

@@ -66,6 +66,14 @@ func benchValue(_ index: Int) -> [UInt8] {
     return value
 }
 
+/// A new database in `directory` with background checkpoints off, so that no case measures one
+/// it did not ask for.
+func openBenchDatabase(_ directory: String) throws -> Database {
+    var options = DatabaseOptions()
+    options.checkpoints.enabled = false
+    return try Database.open(directory: directory, create: true, options: options)
+}
+
 /// Loads `count` keys quickly with large batches (the load is setup, not the measurement).
 func preload(_ db: Database, count: Int) async throws {
     var index = 0

@@ -15,9 +15,7 @@ enum CheckpointLatencyBench {
 
     static func run(_ context: BenchContext) async throws -> [BenchResult] {
         let directory = context.freshDirectory("checkpoint")
-        var options = DatabaseOptions()
-        options.checkpoints.enabled = false
-        let db = try Database.open(directory: directory, create: true, options: options)
+        let db = try openBenchDatabase(directory)
         try await preload(db, count: context.keys)
         _ = try await db.checkpoint()  // the first checkpoint also pays for page-cache warm-up
 

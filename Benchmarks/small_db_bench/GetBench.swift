@@ -5,9 +5,7 @@ import StorageEngine
 enum GetBench {
     static func run(_ context: BenchContext) async throws -> [BenchResult] {
         let directory = context.freshDirectory("gets")
-        var options = DatabaseOptions()
-        options.checkpoints.enabled = false
-        let db = try Database.open(directory: directory, create: true, options: options)
+        let db = try openBenchDatabase(directory)
         let keyCount = 100_000
         try await preload(db, count: keyCount)
         var results: [BenchResult] = []

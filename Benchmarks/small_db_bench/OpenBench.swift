@@ -10,9 +10,7 @@ import StorageEngine
 enum OpenBench {
     static func run(_ context: BenchContext) async throws -> [BenchResult] {
         let directory = context.freshDirectory("open")
-        var options = DatabaseOptions()
-        options.checkpoints.enabled = false
-        let db = try Database.open(directory: directory, create: true, options: options)
+        let db = try openBenchDatabase(directory)
         try await preload(db, count: context.keys)
         _ = try await db.checkpoint()
         // The WAL: `keys` single-put records (one record each), written by many writers at once.

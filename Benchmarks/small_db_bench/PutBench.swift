@@ -9,9 +9,7 @@ enum PutBench {
         var results: [BenchResult] = []
         for writers in context.writerCounts {
             let directory = context.freshDirectory("puts-\(writers)")
-            var options = DatabaseOptions()
-            options.checkpoints.enabled = false
-            let db = try Database.open(directory: directory, create: true, options: options)
+            let db = try openBenchDatabase(directory)
             let rate = try await measure(db, writers: writers, duration: context.duration)
             let stats = db.stats
             db.close()
@@ -51,9 +49,7 @@ enum PutBench {
 enum LoneWriterBench {
     static func run(_ context: BenchContext) async throws -> [BenchResult] {
         let directory = context.freshDirectory("lone-writer")
-        var options = DatabaseOptions()
-        options.checkpoints.enabled = false
-        let db = try Database.open(directory: directory, create: true, options: options)
+        let db = try openBenchDatabase(directory)
         var disk: [Double] = []
         var puts: [Double] = []
         var ratios: [Double] = []

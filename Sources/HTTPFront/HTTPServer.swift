@@ -82,9 +82,4 @@ public final class HTTPServer: Sendable {
         }
         for _ in loops { loopsEnded.wait() }
     }
-
-    /// The Prometheus page, as GET /metrics serves it.
-    public func renderMetrics() -> String {
-        metrics.render(engine: database.stats)
-    }
 }

@@ -5,8 +5,9 @@ import WireProtocol
 /// The single writer: it turns queued write requests into durable log records, then into state.
 ///
 /// The group commit protocol, one round per loop iteration:
-/// 1. Take everything queued (writes and control requests) in one step. Writers that arrive from
-///    here on wait for the next round: no fixed cap on a round's size.
+/// 1. Gather briefly for the writers the last round answered (see `run`), then take everything
+///    queued (writes and control requests) in one step. Writers that arrive from here on wait
+///    for the next round: no fixed cap on a round's size.
 /// 2. Encode every write's record into one buffer.
 /// 3. Append the buffer to the current segment with one write, then make it durable with one
 ///    fdatasync.
@@ -185,12 +186,12 @@ final class GroupCommitter: Sendable {
             // Right after a round, gather first: the writers just answered usually send their
             // next write soon. Waiting for them, until the queue holds as many writes as were
             // queued at the end of the round plus those it answered, and for at most
-            // `gatherWindow(recentSync:)`, keeps concurrent writers in one round instead of two cohorts that
-            // take turns, each paying a whole sync. The first `spinWindow` of it polls (longer
-            // after a round of one or two writes), which spares a lone writer a thread wake-up
-            // on every write; the rest sleeps
-            // until an enqueue reaches the target, so the CPU stays free for the writers (an
-            // HTTP server's event loops share the cores with this thread).
+            // `gatherWindow(recentSync:)`, keeps concurrent writers in one round instead of two
+            // cohorts that take turns, each paying a whole sync. The first part of the window
+            // polls (`spinWindow`, or `loneWriterSpinWindow` after a round of one or two writes),
+            // which spares a lone writer a thread wake-up on every write; the rest sleeps until
+            // an enqueue reaches the target, so the CPU stays free for the writers (an HTTP
+            // server's event loops share the cores with this thread).
             var isClosing = false
             var took = false
             let spinUntil = lastRound + (expected <= 2 ? GroupCommitter.loneWriterSpinWindow : GroupCommitter.spinWindow)

@@ -61,14 +61,6 @@ final class ShardedMap: Sendable {
     func snapshot() -> MapSnapshot {
         MapSnapshot(shards: shards.map { shard in shard.dictionary.withLock { $0 } }, count: count)
     }
-
-    /// Reserves room for `additional` more keys spread evenly (used before loading a checkpoint).
-    func reserve(_ additional: Int) {
-        let perShard = additional / ShardedMap.shardCount + 1
-        for shard in shards {
-            shard.dictionary.withLock { $0.reserveCapacity($0.count + perShard) }
-        }
-    }
 }
 
 /// One shard: a dictionary and its lock.

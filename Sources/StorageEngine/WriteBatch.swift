@@ -1,3 +1,5 @@
+import WireProtocol
+
 /// Puts and deletes that commit together: after a crash either all of them are there or none.
 ///
 /// A batch of one change is written as the Go small-db's plain set/delete record; a batch of
@@ -33,26 +35,15 @@ public struct WriteBatch: Sendable {
     public var count: Int { mutations.count }
     public var isEmpty: Bool { mutations.isEmpty }
 
-    /// The bytes this batch adds to the log: its framed record.
-    var encodedSize: Int {
-        var payload = mutations.count == 1 ? 0 : 5
-        for mutation in mutations {
-            switch mutation {
-            case .set(let key, let value): payload += 9 + key.count + value.count
-            case .delete(let key): payload += 9 + key.count
-            }
-        }
-        return 4 + payload + 4
-    }
-
     /// Checks every key and value against `limits`; the first violation is thrown.
     func validate(_ limits: DatabaseOptions.Limits) throws(DatabaseError) {
-        var payloadSize = mutations.count == 1 ? 0 : 5
+        // The record's payload size, as WALEncoder lays it out (docs/FORMAT.md).
+        var payloadSize = mutations.count == 1 ? 0 : WALFormat.batchHeaderSize
         for mutation in mutations {
             let key = mutation.key
             guard !key.isEmpty else { throw .emptyKey }
             guard key.count <= limits.maxKeySize else { throw .keyTooLarge(size: key.count, limit: limits.maxKeySize) }
-            payloadSize += 9 + key.count
+            payloadSize += WALFormat.entryHeaderSize + key.count
             if case .set(_, let value) = mutation {
                 guard value.count <= limits.maxValueSize else {
                     throw .valueTooLarge(size: value.count, limit: limits.maxValueSize)

@@ -79,7 +79,9 @@ final class Checkpointer: Sendable {
     }
 
     /// Called after each commit round: starts a background checkpoint if a trigger has fired.
-    func considerBackgroundCheckpoint(policy: DatabaseOptions.CheckpointPolicy, updates: Int, walBytes: Int) {
+    func considerBackgroundCheckpoint(policy: DatabaseOptions.CheckpointPolicy) {
+        let updates = counters.updates
+        let walBytes = committer.walBytes
         guard policy.enabled else { return }
         state.withLock { state in
             guard !state.backgroundPending, !state.isClosed else { return }

@@ -79,9 +79,8 @@ public final class Database: Sendable {
         let checkpointerBox = Mutex<Checkpointer?>(nil)
         let committer = GroupCommitter(
             map: recovered.map, logStore: logStore, segment: recovered.segment, counters: counters, sink: sink, log: log,
-            afterRound: { updates, segmentBytes in
-                let walBytes = segmentBytes + counters.retiredLogBytes.load(ordering: .relaxed)
-                checkpointerBox.withLock { $0 }?.considerBackgroundCheckpoint(policy: policy, updates: updates, walBytes: walBytes)
+            afterRound: {
+                checkpointerBox.withLock { $0 }?.considerBackgroundCheckpoint(policy: policy)
             })
         let checkpointer = Checkpointer(
             generation: recovered.generation, committer: committer, logStore: logStore, snapshotStore: snapshotStore,
@@ -99,12 +98,7 @@ public final class Database: Sendable {
             // The interval trigger must fire even when no write arrives to run the check.
             let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
             timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
-            timer.setEventHandler { [committer] in
-                let position = committer.logPosition
-                let walBytes = position.offset + counters.retiredLogBytes.load(ordering: .relaxed)
-                let updates = counters.puts.load(ordering: .relaxed) + counters.deletes.load(ordering: .relaxed)
-                checkpointer.considerBackgroundCheckpoint(policy: policy, updates: updates, walBytes: walBytes)
-            }
+            timer.setEventHandler { checkpointer.considerBackgroundCheckpoint(policy: policy) }
             self.timer = timer
         } else {
             self.timer = nil
@@ -206,7 +200,7 @@ public final class Database: Sendable {
         return DatabaseStats(
             keys: map.count,
             bytes: map.bytes,
-            walBytes: position.offset + counters.retiredLogBytes.load(ordering: .relaxed),
+            walBytes: committer.walBytes,
             generation: checkpointer.generation,
             logPosition: position,
             puts: counters.puts.load(ordering: .relaxed),

@@ -50,6 +50,9 @@ final class EngineCounters: Sendable {
     let lastCheckpointNanoseconds = Atomic<Int>(-1)
     /// Bytes in log segments other than the one being appended to.
     let retiredLogBytes = Atomic<Int>(0)
+    /// Committed puts and deletes: what the updates trigger of background checkpoints counts.
+    var updates: Int { puts.load(ordering: .relaxed) + deletes.load(ordering: .relaxed) }
+
     let commitSizes = Histogram(bounds: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096])
     let syncLatency = Histogram(bounds: Histogram.latencyBounds, sumScale: 1e9)
 }

@@ -84,8 +84,8 @@ final class GroupCommitter: Sendable {
     private let logStore: any LogStore
     private let counters: EngineCounters
     private let sink: (any ReplicationSink)?
-    /// Called after each round with the updates and log bytes committed so far (checkpoint triggers).
-    private let afterRound: @Sendable (_ updates: Int, _ segmentBytes: Int) -> Void
+    /// Called after each round (the background checkpoint triggers).
+    private let afterRound: @Sendable () -> Void
     private let log: @Sendable (LogLevel, String) -> Void
 
     /// The committer thread's own state. Touched only by that thread once it runs (and by `init`
@@ -93,7 +93,6 @@ final class GroupCommitter: Sendable {
     private struct CommitterState: ~Copyable {
         var segment: any LogSegmentWriter
         var buffer: [UInt8] = []
-        var updates = 0
     }
     private let state: Mutex<CommitterState>
     /// Where the next record goes; read by stats from any thread.
@@ -102,7 +101,7 @@ final class GroupCommitter: Sendable {
     init(
         map: ShardedMap, logStore: any LogStore, segment: any LogSegmentWriter, counters: EngineCounters,
         sink: (any ReplicationSink)?, log: @escaping @Sendable (LogLevel, String) -> Void,
-        afterRound: @escaping @Sendable (Int, Int) -> Void
+        afterRound: @escaping @Sendable () -> Void
     ) {
         self.map = map
         self.logStore = logStore
@@ -122,6 +121,10 @@ final class GroupCommitter: Sendable {
     }
 
     var logPosition: LogPosition { position.withLock { $0 } }
+
+    /// Bytes in every live segment: the current one up to its last record, and the retired ones
+    /// that the next checkpoint will delete.
+    var walBytes: Int { logPosition.offset + counters.retiredLogBytes.load(ordering: .relaxed) }
 
     /// The reason writes are refused, if a write or sync failed.
     var failure: DatabaseError? { queue.withLock { $0.failure } }
@@ -302,14 +305,10 @@ final class GroupCommitter: Sendable {
                 counters.syncs.add(1, ordering: .relaxed)
                 counters.commitSizes.record(Double(writes.count))
             }
-            let updates = state.withLock { state in
-                state.updates += puts + deletes
-                return state.updates
-            }
             // Step 6: answer.
             let queuedBeforeAnswering = queue.withLock { $0.writes.count }
             for write in writes { write.completion(.success(())) }
-            afterRound(updates, end)
+            afterRound()
             return (queuedBeforeAnswering, syncDuration)
         }
     }
@@ -359,7 +358,7 @@ final class GroupCommitter: Sendable {
             state.segment = segment
             position.withLock { $0 = LogPosition(generation: next, offset: 0) }
             sink?.didStartSegment(next)
-            let rotation = Rotation(generation: next, snapshot: map.snapshot(), updatesBefore: state.updates)
+            let rotation = Rotation(generation: next, snapshot: map.snapshot(), updatesBefore: counters.updates)
             return .success(rotation)
         }
     }

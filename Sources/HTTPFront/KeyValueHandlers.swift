@@ -29,12 +29,7 @@ struct KeyValueHandlers: Sendable {
         do {
             let response: HTTPResponse = try database.withValue(for: key) { value in
                 guard let value else {
-                    var message = Array("key not found: ".utf8)
-                    message.append(contentsOf: keyBytes)
-                    var body = Array(#"{"error":"#.utf8)
-                    message.withUnsafeBytes { JSONWriter.appendString($0, to: &body) }
-                    body.append(contentsOf: Array("}\n".utf8))
-                    return .json(status: 404, body: body)
+                    return .json(status: 404, errorBytes: Array("key not found: ".utf8) + keyBytes)
                 }
                 var body: [UInt8] = []
                 body.reserveCapacity(48 + keyBytes.count * 2 + Base64.encodedCount(of: value.count))

@@ -175,7 +175,8 @@ struct Recovery {
     }
 
     /// Why checkpoint.N cannot be loaded, or nil if it is whole: header, checksum and structure
-    /// are checked, nothing is kept.
+    /// are checked, nothing is kept. Only an interrupted switch pays for it (step 5 then reads the
+    /// file a second time): the check must come before step 2 deletes the old generation.
     private func checkpointDamage(_ generation: UInt64) throws(DatabaseError) -> String? {
         let bytes = try snapshotStore.readCheckpoint(generation)
         do {

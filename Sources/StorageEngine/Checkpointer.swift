@@ -43,28 +43,68 @@ final class Checkpointer: Sendable {
         var retryDelay: Duration = .seconds(1)
         /// Set by `close`: no checkpoint starts afterwards.
         var isClosed = false
+        /// The background triggers; switched on and off at run time (a backup's are off until it
+        /// is promoted).
+        var policy: DatabaseOptions.CheckpointPolicy
     }
     private let state: Mutex<State>
 
     init(
         generation: UInt64, committer: GroupCommitter, logStore: any LogStore, snapshotStore: any SnapshotStore,
-        counters: EngineCounters, log: @escaping @Sendable (LogLevel, String) -> Void
+        counters: EngineCounters, policy: DatabaseOptions.CheckpointPolicy,
+        log: @escaping @Sendable (LogLevel, String) -> Void
     ) {
         self.committer = committer
         self.logStore = logStore
         self.snapshotStore = snapshotStore
         self.counters = counters
         self.log = log
-        self.state = Mutex(State(generation: generation, lastCheckpoint: .now))
+        self.state = Mutex(State(generation: generation, lastCheckpoint: .now, policy: policy))
     }
 
     var generation: UInt64 { state.withLock { $0.generation } }
 
+    func setBackgroundCheckpoints(enabled: Bool) {
+        state.withLock { $0.policy.enabled = enabled }
+    }
+
     /// Runs a checkpoint now (after any already queued) and calls `completion` when it is durable.
-    func checkpoint(completion: @escaping @Sendable (Result<CheckpointResult, DatabaseError>) -> Void) {
+    /// A replica mirroring its primary passes the generation the primary started (`expecting`)
+    /// and learns through `rotated` when step 1 is done, so that it can go on applying records.
+    func checkpoint(
+        expecting: UInt64? = nil, rotated: (@Sendable (Result<UInt64, DatabaseError>) -> Void)? = nil,
+        completion: @escaping @Sendable (Result<CheckpointResult, DatabaseError>) -> Void
+    ) {
         let accepted: Bool = state.withLock { state in
             guard !state.isClosed else { return false }
-            queue.async { completion(self.run()) }  // under the lock: see `close`
+            queue.async { completion(self.run(expecting: expecting, rotated: rotated)) }  // under the lock: see `close`
+            return true
+        }
+        if !accepted {
+            rotated?(.failure(.closed))
+            completion(.failure(.closed))
+        }
+    }
+
+    /// Runs `work` on the checkpoint queue, so that no checkpoint runs at the same time, then
+    /// makes `generation` the active generation (a replica that installed a snapshot).
+    func runExclusive(
+        _ work: @escaping @Sendable () -> Result<UInt64, DatabaseError>,
+        completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
+    ) {
+        let accepted: Bool = state.withLock { state in
+            guard !state.isClosed else { return false }
+            queue.async {
+                let result = work()
+                if case .success(let generation) = result {
+                    self.state.withLock { state in
+                        state.generation = generation
+                        state.lastCheckpoint = .now
+                        state.updatesAtLastCheckpoint = self.counters.updates
+                    }
+                }
+                completion(result.map { _ in () })
+            }
             return true
         }
         if !accepted { completion(.failure(.closed)) }
@@ -78,13 +118,14 @@ final class Checkpointer: Sendable {
         queue.sync {}
     }
 
-    /// Called after each commit round: starts a background checkpoint if a trigger has fired.
-    func considerBackgroundCheckpoint(policy: DatabaseOptions.CheckpointPolicy) {
+    /// Called after each commit round and every second: starts a background checkpoint if a
+    /// trigger has fired.
+    func considerBackgroundCheckpoint() {
         let updates = counters.updates
         let walBytes = committer.walBytes
-        guard policy.enabled else { return }
         state.withLock { state in
-            guard !state.backgroundPending, !state.isClosed else { return }
+            let policy = state.policy
+            guard policy.enabled, !state.backgroundPending, !state.isClosed else { return }
             if let retryNotBefore = state.retryNotBefore, ContinuousClock.now < retryNotBefore { return }
             var reason: String?
             if walBytes >= policy.logBytes {
@@ -123,21 +164,26 @@ final class Checkpointer: Sendable {
     }
 
     /// Steps 1–5 above. Runs on `queue`.
-    private func run() -> Result<CheckpointResult, DatabaseError> {
+    private func run(
+        expecting: UInt64? = nil, rotated onRotated: (@Sendable (Result<UInt64, DatabaseError>) -> Void)? = nil
+    ) -> Result<CheckpointResult, DatabaseError> {
         let started = ContinuousClock.now
         // Step 1 (on the committer thread, between two rounds).
         let rotated = Mutex<Result<GroupCommitter.Rotation, DatabaseError>?>(nil)
         let done = DispatchSemaphore(value: 0)
-        committer.enqueue(.rotate { result in
+        committer.enqueue(.rotate(expecting: expecting) { result in
             rotated.withLock { $0 = result }
             done.signal()
         })
         done.wait()
         let rotation: GroupCommitter.Rotation
         switch rotated.withLock({ $0 })! {
-        case .success(let value): rotation = value
+        case .success(let value):
+            rotation = value
+            onRotated?(.success(value.generation))
         case .failure(let error):
             counters.failedCheckpoints.add(1, ordering: .relaxed)
+            onRotated?(.failure(error))
             return .failure(error)
         }
         let target = rotation.generation

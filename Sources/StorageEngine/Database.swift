@@ -23,14 +23,16 @@ public final class Database: Sendable {
     /// What opening found and did (interrupted switches, torn tails, records replayed…).
     public let recovery: RecoveryReport
 
-    private let map: ShardedMap
-    private let committer: GroupCommitter
-    private let checkpointer: Checkpointer
-    private let counters: EngineCounters
+    let map: ShardedMap
+    let committer: GroupCommitter
+    let checkpointer: Checkpointer
+    let counters: EngineCounters
+    let logStore: any LogStore
+    let snapshotStore: any SnapshotStore
     private let isClosed = Atomic<Bool>(false)
     /// The interval trigger for background checkpoints. DispatchSource is thread-safe; Dispatch
     /// just predates Sendable annotations.
-    nonisolated(unsafe) private let timer: (any DispatchSourceTimer)?
+    nonisolated(unsafe) private let timer: any DispatchSourceTimer
     /// Runs once on close, after everything else (releases the directory lock).
     private let release: @Sendable () -> Void
 
@@ -80,11 +82,11 @@ public final class Database: Sendable {
         let committer = GroupCommitter(
             map: recovered.map, logStore: logStore, segment: recovered.segment, counters: counters, sink: sink, log: log,
             afterRound: {
-                checkpointerBox.withLock { $0 }?.considerBackgroundCheckpoint(policy: policy)
+                checkpointerBox.withLock { $0 }?.considerBackgroundCheckpoint()
             })
         let checkpointer = Checkpointer(
             generation: recovered.generation, committer: committer, logStore: logStore, snapshotStore: snapshotStore,
-            counters: counters, log: log)
+            counters: counters, policy: policy, log: log)
         checkpointerBox.withLock { $0 = checkpointer }
 
         self.options = options
@@ -94,17 +96,16 @@ public final class Database: Sendable {
         self.checkpointer = checkpointer
         self.counters = counters
         self.release = release
-        if policy.enabled {
-            // The interval trigger must fire even when no write arrives to run the check.
-            let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
-            timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
-            timer.setEventHandler { checkpointer.considerBackgroundCheckpoint(policy: policy) }
-            self.timer = timer
-        } else {
-            self.timer = nil
-        }
+        self.logStore = logStore
+        self.snapshotStore = snapshotStore
+        // The interval trigger must fire even when no write arrives to run the check. (Always
+        // armed: background checkpoints can be switched on later, when a backup is promoted.)
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+        timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
+        timer.setEventHandler { checkpointer.considerBackgroundCheckpoint() }
+        self.timer = timer
         committer.start()
-        timer?.resume()
+        timer.resume()
     }
 
     deinit {
@@ -115,7 +116,7 @@ public final class Database: Sendable {
     /// releases the directory. Later calls fail with `.closed`. Blocks; idempotent.
     public func close() {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        timer?.cancel()
+        timer.cancel()
         checkpointer.close()
         committer.close()
         release()

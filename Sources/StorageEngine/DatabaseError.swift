@@ -15,6 +15,14 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
     case writesDisabled(reason: String)
     /// This database is a read-only replica (set by the replication layer).
     case readOnly
+    /// The write is durable in this log, but the replication sink could not confirm it on the
+    /// backup and was told to refuse such writes (small_db_server -repl-sync=required). It is
+    /// applied here and will reach the backup when it catches up; the caller must treat the
+    /// outcome as unknown, like a timeout.
+    case notReplicated(reason: String)
+    /// Replicated records or a mirrored segment do not fit this replica's log (a gap, an overlap,
+    /// or records that do not decode): nothing was written; the replica needs a resync.
+    case replicaMismatch(String)
 
     // Opening.
     /// The data directory is missing and creation was not asked for.
@@ -29,6 +37,9 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
     case corruptCheckpoint(file: String, reason: String)
     /// The directory's files do not form a valid state (for example a missing log segment).
     case inconsistentDirectory(String)
+    /// The directory holds the marker of a snapshot install that never finished: its state is
+    /// incomplete. A backup discards it and resyncs from its primary.
+    case incompleteResync(path: String)
 
     // I/O.
     /// A system call failed. `operation` names it, `path` the file, `errno` the cause.
@@ -44,6 +55,9 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
         case .writesDisabled(let reason):
             "writes are disabled after an I/O failure (\(reason)); reopen the database to recover"
         case .readOnly: "writes are disabled on backup"
+        case .notReplicated(let reason):
+            "the write is durable on this server but no backup confirmed it (\(reason)); it may or may not survive a failover"
+        case .replicaMismatch(let why): "replication stream does not fit this replica's log: \(why)"
         case .directoryMissing(let path): "data directory \(path) does not exist (create it, or pass -create)"
         case .directoryLocked(let path):
             "data directory \(path) is in use by another process or another open database (lock held on \(path)/LOCK)"
@@ -52,6 +66,9 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "the log was not truncated (allow truncation, small_db_server -truncate-corrupt-log, to drop everything from that offset)"
         case .corruptCheckpoint(let file, let reason): "checkpoint \(file) is damaged: \(reason)"
         case .inconsistentDirectory(let why): "inconsistent data directory: \(why)"
+        case .incompleteResync(let path):
+            "data directory holds \(path): a resync from a primary was interrupted and its state is incomplete; "
+                + "start it again as a backup (-backup-of), which discards it and resyncs"
         case .io(let operation, let path, let errno): "\(operation) \(path) failed: \(errnoDescription(errno)) (errno \(errno))"
         }
     }

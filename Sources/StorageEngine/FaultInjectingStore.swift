@@ -71,8 +71,9 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         /// Each piece `writeCheckpoint` writes to checkpoint.N.tmp, then (one more operation) the
         /// fsync of that temporary. The rename after it is a `.directory` operation.
         case checkpointWrite
-        /// Writing and syncing version.tmp or newVersion.tmp (`writeVersion`, `writeNewVersion`).
-        /// The rename after it is a `.directory` operation.
+        /// Writing and syncing version.tmp, newVersion.tmp or a metadata file's temporary
+        /// (`writeVersion`, `writeNewVersion`, `writeMetadata`). The rename after it is a
+        /// `.directory` operation.
         case markerWrite
         /// A call that changes the directory and that `FileStore` follows with a directory fsync:
         /// `createLog`, the renames (in `writeCheckpoint`, `writeVersion`, `writeNewVersion`,
@@ -464,12 +465,26 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         try disk.withLock { (disk) throws(DatabaseError) in try disk.remove("newVersion") }
     }
 
+    public func readMetadata(_ file: MetadataFile) throws(DatabaseError) -> [UInt8]? {
+        try disk.withLock { (disk) throws(DatabaseError) -> [UInt8]? in
+            try disk.requirePower("access", file.rawValue)
+            guard disk.directory[file.rawValue] != nil else { return nil }
+            return try disk.read(file.rawValue)
+        }
+    }
+
+    public func writeMetadata(_ file: MetadataFile, _ bytes: [UInt8]) throws(DatabaseError) {
+        try disk.withLock { (disk) throws(DatabaseError) in try disk.writeAtomically(file.rawValue, bytes) }
+    }
+
+    public func removeMetadata(_ file: MetadataFile) throws(DatabaseError) {
+        try disk.withLock { (disk) throws(DatabaseError) in try disk.remove(file.rawValue) }
+    }
+
     public func removeTemporaries() throws(DatabaseError) {
         try disk.withLock { (disk) throws(DatabaseError) in
             try disk.requirePower("opendir", ".")
-            let temporaries = disk.directory.keys.filter { name in
-                name.hasSuffix(".tmp") && (name == "newVersion.tmp" || name == "version.tmp" || name.hasPrefix("checkpoint."))
-            }.sorted()
+            let temporaries = disk.directory.keys.filter(FileStore.isTemporary).sorted()
             guard let first = temporaries.first else { return }
             switch try disk.fault(.directory, "unlink", first) {
             case nil:
@@ -776,6 +791,11 @@ private struct Disk {
 
     /// FileStore.writeMarker: name.tmp (O_TRUNC, no directory sync), write, fsync, rename, directory fsync.
     mutating func writeMarker(_ name: String, _ generation: UInt64) throws(DatabaseError) {
+        try writeAtomically(name, Array("\(generation)\n".utf8))
+    }
+
+    /// As `FileStore`: name.tmp written and synced (a `.markerWrite` operation), then renamed.
+    mutating func writeAtomically(_ name: String, _ content: [UInt8]) throws(DatabaseError) {
         let temporary = name + ".tmp"
         try requirePower("open", temporary)
         let descriptor = openTruncating(temporary)
@@ -783,11 +803,11 @@ private struct Disk {
         let id = descriptors[descriptor]!.file
         switch try fault(.markerWrite, "write", temporary) {
         case nil:
-            files[id]!.content.append(contentsOf: "\(generation)\n".utf8)
+            files[id]!.content.append(contentsOf: content)
             files[id]!.sync()
             statistics.fileSyncs += 1
         case .failAfterApplying:
-            files[id]!.content.append(contentsOf: "\(generation)\n".utf8)
+            files[id]!.content.append(contentsOf: content)
             unlinkWithoutSync(temporary)
             throw .io(operation: "fsync", path: temporary, errno: EIO)
         default:

@@ -69,6 +69,31 @@ public final class FileStore: LogStore, SnapshotStore {
         try readFile(logName(generation))
     }
 
+    public func readLog(_ generation: UInt64, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        let file = filePath(logName(generation))
+        let descriptor = try openFile(file, O_RDONLY | O_CLOEXEC)
+        defer { Glibc.close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw .io(operation: "fstat", path: file, errno: errno) }
+        let count = max(0, min(maxBytes, Int(info.st_size) - offset))
+        var failure: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            while initialized < count {
+                let result = pread(descriptor, buffer.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
+                if result > 0 {
+                    initialized += result
+                } else if result == 0 {
+                    break
+                } else if errno != EINTR {
+                    failure = errno
+                    break
+                }
+            }
+        }
+        guard failure == 0 else { throw .io(operation: "pread", path: file, errno: failure) }
+        return bytes
+    }
+
     public func truncateLog(_ generation: UInt64, to length: Int) throws(DatabaseError) {
         let file = filePath(logName(generation))
         let descriptor = try openFile(file, O_WRONLY | O_CLOEXEC)
@@ -179,11 +204,22 @@ public final class FileStore: LogStore, SnapshotStore {
     public func removeVersion() throws(DatabaseError) { try removeFile("version") }
     public func removeNewVersion() throws(DatabaseError) { try removeFile("newVersion") }
 
+    public func readMetadata(_ file: MetadataFile) throws(DatabaseError) -> [UInt8]? {
+        guard fileExists(file.rawValue) else { return nil }
+        return try readFile(file.rawValue)
+    }
+
+    public func writeMetadata(_ file: MetadataFile, _ bytes: [UInt8]) throws(DatabaseError) {
+        try writeAtomically(file.rawValue, bytes)
+    }
+
+    public func removeMetadata(_ file: MetadataFile) throws(DatabaseError) { try removeFile(file.rawValue) }
+
+    public func metadataLocation(_ file: MetadataFile) -> String { filePath(file.rawValue) }
+
     public func removeTemporaries() throws(DatabaseError) {
         var removed = false
-        for name in try listDirectory() where name.hasSuffix(".tmp")
-            && (name == "newVersion.tmp" || name == "version.tmp" || name.hasPrefix("checkpoint."))
-        {
+        for name in try listDirectory() where FileStore.isTemporary(name) {
             guard unlink(filePath(name)) == 0 || errno == ENOENT else {
                 throw .io(operation: "unlink", path: filePath(name), errno: errno)
             }
@@ -209,13 +245,26 @@ public final class FileStore: LogStore, SnapshotStore {
         return UInt64(String(decoding: trimmed, as: UTF8.self))
     }
 
+    /// The temporaries that are never a commit point (`removeTemporaries`).
+    static func isTemporary(_ name: String) -> Bool {
+        guard name.hasSuffix(".tmp") else { return false }
+        let base = name.dropLast(4)
+        return base == "newVersion" || base == "version" || name.hasPrefix("checkpoint.")
+            || MetadataFile.allCases.contains { $0.rawValue == base }
+    }
+
     private func writeMarker(_ name: String, _ generation: UInt64) throws(DatabaseError) {
+        try writeAtomically(name, Array("\(generation)\n".utf8))
+    }
+
+    /// Writes `name` whole through name.tmp: write, fsync, rename, fsync the directory.
+    private func writeAtomically(_ name: String, _ content: [UInt8]) throws(DatabaseError) {
         let temporary = filePath(name + ".tmp")
         let descriptor = try openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
         var isOpen = true
         defer { if isOpen { Glibc.close(descriptor) } }
         do throws(DatabaseError) {
-            try Array("\(generation)\n".utf8).withBytes { (raw) throws(DatabaseError) in
+            try content.withBytes { (raw) throws(DatabaseError) in
                 try writeAll(descriptor, raw, path: temporary)
             }
             guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }

@@ -12,7 +12,7 @@ import WireProtocol
 /// 3. Append the buffer to the current segment with one write, then make it durable with one
 ///    fdatasync.
 /// 4. Hand the records to the replication sink, if any (the output rule: it returns when the
-///    batch may be acknowledged).
+///    batch may be acknowledged, or says it must not be).
 /// 5. Apply every change to the in-memory map, in queue order. Nothing is visible before it is
 ///    durable.
 /// 6. Complete every request (success).
@@ -28,6 +28,15 @@ final class GroupCommitter: Sendable {
     struct PendingWrite: Sendable {
         let batch: WriteBatch
         let completion: Completion
+        /// On a replica: `batch`'s records exactly as the primary wrote them, and where they must
+        /// land. They are written as they are (not re-encoded), so the replica's log is a byte
+        /// for byte copy; if the log's end is elsewhere, the write fails and nothing is written.
+        var replicated: ReplicatedRecords? = nil
+    }
+
+    struct ReplicatedRecords: Sendable {
+        let bytes: [UInt8]
+        let start: LogPosition
     }
 
     /// What a rotation hands back: the new segment's first position and the state at that point.
@@ -39,7 +48,16 @@ final class GroupCommitter: Sendable {
 
     enum ControlRequest: Sendable {
         /// Start logfile.(current+1) and snapshot the map, between two rounds (version switch step 1).
-        case rotate(@Sendable (Result<Rotation, DatabaseError>) -> Void)
+        /// With `expecting`, fail unless current+1 is that generation (a replica mirroring its
+        /// primary's rotation).
+        case rotate(expecting: UInt64?, @Sendable (Result<Rotation, DatabaseError>) -> Void)
+        /// Replace the whole log with an empty logfile.`generation`, between two rounds: close the
+        /// current segment, run `prepare` (which rewrites the directory and the map), then append
+        /// to the new segment. A failure of `prepare` disables writes: the directory is then in
+        /// an unknown state.
+        case replaceLog(
+            generation: UInt64, prepare: @Sendable () throws(DatabaseError) -> Void,
+            completion: @Sendable (Result<Void, DatabaseError>) -> Void)
     }
 
     private struct Queue: ~Copyable {
@@ -131,11 +149,11 @@ final class GroupCommitter: Sendable {
 
     /// Queues `batch`; `completion` runs on the committer thread once the batch is durable and
     /// applied, or has failed. Must be cheap and must not block.
-    func enqueue(_ batch: WriteBatch, completion: @escaping Completion) {
+    func enqueue(_ batch: WriteBatch, replicated: ReplicatedRecords? = nil, completion: @escaping Completion) {
         let refusal: DatabaseError? = queue.withLock { queue in
             if queue.isClosing { return .closed }
             if let failure = queue.failure { return failure }
-            queue.writes.append(PendingWrite(batch: batch, completion: completion))
+            queue.writes.append(PendingWrite(batch: batch, completion: completion, replicated: replicated))
             if queue.committerIsWaiting {
                 queue.committerIsWaiting = false
                 wakeup.signal()
@@ -158,7 +176,11 @@ final class GroupCommitter: Sendable {
             }
             return false
         }
-        if refused, case .rotate(let completion) = control { completion(.failure(.closed)) }
+        guard refused else { return }
+        switch control {
+        case .rotate(_, let completion): completion(.failure(.closed))
+        case .replaceLog(_, _, let completion): completion(.failure(.closed))
+        }
     }
 
     /// Stops accepting work, lets the committer finish everything already queued, and waits for
@@ -248,13 +270,26 @@ final class GroupCommitter: Sendable {
             return (0, nil)
         }
         var syncDuration: Duration?
-        let outcome: Result<(start: LogPosition, end: Int, synced: Bool), DatabaseError> = state.withLock { state in
+        // Replicated writes whose position does not match the log's end (see `PendingWrite`).
+        var misplaced: [Int: DatabaseError] = [:]
+        let outcome: Result<(start: LogPosition, end: Int, synced: Bool, verdict: ReplicationVerdict), DatabaseError> = state.withLock { state in
             // Step 2: encode.
             state.buffer.removeAll(keepingCapacity: true)
-            for write in writes where !write.batch.isEmpty { GroupCommitter.encode(write.batch, into: &state.buffer) }
+            for (index, write) in writes.enumerated() {
+                if let replicated = write.replicated {
+                    let here = LogPosition(generation: state.segment.generation, offset: state.segment.size + state.buffer.count)
+                    guard replicated.start == here else {
+                        misplaced[index] = .replicaMismatch("records for \(replicated.start) arrived at the log's end \(here)")
+                        continue
+                    }
+                    state.buffer.append(contentsOf: replicated.bytes)
+                } else if !write.batch.isEmpty {
+                    GroupCommitter.encode(write.batch, into: &state.buffer)
+                }
+            }
             // Step 3: one write, one sync (none for a round of empty batches: they write nothing).
             let start = LogPosition(generation: state.segment.generation, offset: state.segment.size)
-            guard !state.buffer.isEmpty else { return .success((start, start.offset, false)) }
+            guard !state.buffer.isEmpty else { return .success((start, start.offset, false, .acknowledge)) }
             do throws(DatabaseError) {
                 let segment = state.segment
                 let syncStarted = ContinuousClock.now
@@ -267,9 +302,10 @@ final class GroupCommitter: Sendable {
                 return .failure(error)
             }
             // Step 4: the output rule.
-            if let sink { state.buffer.withUnsafeBytes { sink.replicate($0, at: start) } }
+            var verdict = ReplicationVerdict.acknowledge
+            if let sink { verdict = state.buffer.withUnsafeBytes { sink.replicate($0, at: start) } }
             if state.buffer.capacity > 16 << 20 { state.buffer = [] }  // do not pin a huge buffer
-            return .success((start, state.segment.size, true))
+            return .success((start, state.segment.size, true, verdict))
         }
         switch outcome {
         case .failure(let error):
@@ -278,12 +314,12 @@ final class GroupCommitter: Sendable {
             log(.error, "write to the log failed, writes are disabled until reopen: \(error)")
             for write in writes { write.completion(.failure(error)) }
             return (0, nil)
-        case .success(let (_, end, synced)):
+        case .success(let (_, end, synced, verdict)):
             // Step 5: apply, in order.
             var puts = 0
             var deletes = 0
             var batches = 0
-            for write in writes {
+            for (index, write) in writes.enumerated() where misplaced.isEmpty || misplaced[index] == nil {
                 if write.batch.count > 1 { batches += 1 }
                 for mutation in write.batch.mutations {
                     switch mutation {
@@ -300,14 +336,25 @@ final class GroupCommitter: Sendable {
             counters.puts.add(puts, ordering: .relaxed)
             counters.deletes.add(deletes, ordering: .relaxed)
             counters.batches.add(batches, ordering: .relaxed)
-            counters.writes.add(writes.count, ordering: .relaxed)
+            counters.writes.add(writes.count - misplaced.count, ordering: .relaxed)
             if synced {
                 counters.syncs.add(1, ordering: .relaxed)
                 counters.commitSizes.record(Double(writes.count))
             }
             // Step 6: answer.
             let queuedBeforeAnswering = queue.withLock { $0.writes.count }
-            for write in writes { write.completion(.success(())) }
+            let answer: Result<Void, DatabaseError>
+            switch verdict {
+            case .acknowledge: answer = .success(())
+            case .refuse(let reason): answer = .failure(.notReplicated(reason: reason))
+            }
+            for (index, write) in writes.enumerated() {
+                if !misplaced.isEmpty, let error = misplaced[index] {
+                    write.completion(.failure(error))
+                } else {
+                    write.completion(answer)
+                }
+            }
             afterRound()
             return (queuedBeforeAnswering, syncDuration)
         }
@@ -334,16 +381,21 @@ final class GroupCommitter: Sendable {
 
     private func perform(_ control: ControlRequest) {
         switch control {
-        case .rotate(let completion):
-            completion(rotate())
+        case .rotate(let expecting, let completion):
+            completion(rotate(expecting: expecting))
+        case .replaceLog(let generation, let prepare, let completion):
+            completion(replaceLog(with: generation, prepare: prepare))
         }
     }
 
     /// Version switch step 1: a new segment and a snapshot, at the same point between two rounds.
-    private func rotate() -> Result<Rotation, DatabaseError> {
+    private func rotate(expecting: UInt64?) -> Result<Rotation, DatabaseError> {
         if let failure = self.failure { return .failure(failure) }
         return state.withLock { state in
             let next = state.segment.generation + 1
+            if let expecting, expecting != next {
+                return .failure(.replicaMismatch("the primary started logfile.\(expecting) but this log is at logfile.\(next - 1)"))
+            }
             let segment: any LogSegmentWriter
             do throws(DatabaseError) {
                 segment = try logStore.createLog(next)
@@ -360,6 +412,28 @@ final class GroupCommitter: Sendable {
             sink?.didStartSegment(next)
             let rotation = Rotation(generation: next, snapshot: map.snapshot(), updatesBefore: counters.updates)
             return .success(rotation)
+        }
+    }
+
+    /// The `replaceLog` control request (a replica installing a snapshot).
+    private func replaceLog(
+        with generation: UInt64, prepare: @Sendable () throws(DatabaseError) -> Void
+    ) -> Result<Void, DatabaseError> {
+        if let failure = self.failure { return .failure(failure) }
+        return state.withLock { state in
+            state.segment.close()
+            do throws(DatabaseError) {
+                try prepare()
+                state.segment = try logStore.openLogForAppend(generation)
+            } catch {
+                let failure = DatabaseError.writesDisabled(reason: "installing a snapshot failed: \(error)")
+                queue.withLock { $0.failure = failure }
+                log(.error, "installing a snapshot failed, writes are disabled until reopen: \(error)")
+                return .failure(error)
+            }
+            counters.retiredLogBytes.store(0, ordering: .relaxed)
+            position.withLock { $0 = LogPosition(generation: generation, offset: state.segment.size) }
+            return .success(())
         }
     }
 }

@@ -22,11 +22,21 @@ public struct LogPosition: Sendable, Hashable, Comparable, CustomStringConvertib
 ///
 /// The committer calls `replicate` after the batch is durable in the local log and before any
 /// reader can see it or any writer is answered. It must return only when the batch may be
-/// acknowledged: when the replica holds it durably, or when the sink has decided to go on without
-/// the replica (and has logged why).
+/// acknowledged (`.acknowledge`: the replica holds it durably, or the sink has decided to go on
+/// without the replica and has logged why), or when it must not be (`.refuse`: the writers get
+/// `DatabaseError.notReplicated`; the batch is still applied, since it is in the log).
 public protocol ReplicationSink: AnyObject, Sendable {
     /// `records` are the batch's framed WAL records, exactly as written at `start` in logfile.(start.generation).
-    func replicate(_ records: UnsafeRawBufferPointer, at start: LogPosition)
+    func replicate(_ records: UnsafeRawBufferPointer, at start: LogPosition) -> ReplicationVerdict
     /// The committer has started a new segment: later records go to logfile.`generation`.
+    /// Called on the committer thread, in order with `replicate`.
     func didStartSegment(_ generation: UInt64)
+}
+
+/// What the replication sink decided about a batch.
+public enum ReplicationVerdict: Sendable, Equatable {
+    /// Answer the writers: the batch may be acknowledged.
+    case acknowledge
+    /// Answer the writers with `DatabaseError.notReplicated(reason)`.
+    case refuse(reason: String)
 }

@@ -11,6 +11,9 @@ public protocol LogStore: AnyObject, Sendable {
     func logGenerations() throws(DatabaseError) -> [UInt64]
     /// The whole content of logfile.N.
     func readLog(_ generation: UInt64) throws(DatabaseError) -> [UInt8]
+    /// Up to `maxBytes` of logfile.N from `offset` (fewer at the end of the file; none past it).
+    /// Used to stream the log to a replica without reading a whole segment per step.
+    func readLog(_ generation: UInt64, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8]
     /// Cuts logfile.N to `length` bytes, durably (used to drop a torn tail on recovery).
     func truncateLog(_ generation: UInt64, to length: Int) throws(DatabaseError)
     /// Creates an empty logfile.N, durably, and opens it for appending. Fails if it exists.
@@ -25,6 +28,12 @@ public protocol LogStore: AnyObject, Sendable {
 
 extension LogStore {
     public func logLocation(_ generation: UInt64) -> String { "logfile.\(generation)" }
+
+    public func readLog(_ generation: UInt64, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        let whole = try readLog(generation)
+        let start = min(max(0, offset), whole.count)
+        return Array(whole[start..<min(whole.count, start + max(0, maxBytes))])
+    }
 }
 
 /// An open log segment. Used by one thread at a time (the group committer).

@@ -6,6 +6,9 @@ import WireProtocol
 /// replay the log.
 ///
 /// The steps, in order (the code below follows them):
+/// 0. Refuse a directory that holds the `resync` marker: a replica was replacing its whole state
+///    with a snapshot from its primary and stopped half-way, so no state in it is complete (the
+///    replication layer discards such a directory and resyncs; see `Database.installSnapshot`).
 /// 1. Delete temporaries (newVersion.tmp, version.tmp, checkpoint.*.tmp): never a commit point.
 /// 2. If `newVersion` names G and both checkpoint.G and logfile.G exist, a switch passed its commit
 ///    point: check checkpoint.G, then finish the switch (delete checkpoints and segments below G,
@@ -43,6 +46,11 @@ struct Recovery {
     func run() throws(DatabaseError) -> Result {
         let started = ContinuousClock.now
         var report = RecoveryReport()
+
+        // Step 0.
+        if try snapshotStore.readMetadata(.resync) != nil {
+            throw .incompleteResync(path: snapshotStore.metadataLocation(.resync))
+        }
 
         // Step 1.
         try snapshotStore.removeTemporaries()
@@ -211,12 +219,23 @@ struct Recovery {
         }
     }
 
-    /// Loads checkpoint.N into a new map. The checksum is verified on another core while this
-    /// thread parses; a mismatch discards the map. (Parsing stays on the calling thread so every
-    /// value is allocated from one malloc arena, which keeps resident memory down.)
+    /// Loads checkpoint.N into a new map.
     private func loadCheckpoint(_ generation: UInt64, report: inout RecoveryReport) throws(DatabaseError) -> ShardedMap {
         let file = snapshotStore.checkpointLocation(generation)
         let bytes = try snapshotStore.readCheckpoint(generation)
+        let (map, entries) = try Recovery.decodeCheckpoint(bytes, generation: generation, file: file)
+        report.checkpointGeneration = generation
+        report.checkpointEntries = entries
+        return map
+    }
+
+    /// Parses a checkpoint's bytes into a new map (also used to install a replica's snapshot). The
+    /// checksum is verified on another core while this thread parses; a mismatch discards the map.
+    /// (Parsing stays on the calling thread so every value is allocated from one malloc arena,
+    /// which keeps resident memory down.)
+    static func decodeCheckpoint(
+        _ bytes: [UInt8], generation: UInt64, file: String
+    ) throws(DatabaseError) -> (map: ShardedMap, entries: Int) {
         do {
             return try bytes.withUnsafeBytes { unsafeRaw in
                 // The verifier only reads the buffer, and we wait for it before the buffer goes.
@@ -250,9 +269,7 @@ struct Recovery {
                 }
                 verified.wait()
                 if let error = checksumFailure.withLock({ $0 }) { throw error }
-                report.checkpointGeneration = generation
-                report.checkpointEntries = Int(header.entryCount)
-                return map
+                return (map, Int(header.entryCount))
             }
         } catch let error as CheckpointError {
             throw .corruptCheckpoint(file: file, reason: error.description)

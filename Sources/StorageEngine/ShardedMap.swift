@@ -56,6 +56,17 @@ final class ShardedMap: Sendable {
         }
     }
 
+    /// Replaces every shard's content with `other`'s (a replica installing a snapshot). Single
+    /// writer only. Shard by shard: a reader during the swap may see some shards old, some new.
+    func replaceContents(with other: ShardedMap) {
+        let replacement = other.snapshot()
+        for (shard, dictionary) in zip(shards, replacement.shards) {
+            shard.dictionary.withLock { $0 = dictionary }
+        }
+        keyCount.store(other.count, ordering: .relaxed)
+        byteCount.store(other.bytes, ordering: .relaxed)
+    }
+
     /// A consistent copy of the whole map, if no write runs concurrently (the committer calls it
     /// between two batches). O(shards): the dictionaries are shared until next written.
     func snapshot() -> MapSnapshot {

@@ -32,12 +32,32 @@ public protocol SnapshotStore: AnyObject, Sendable {
     func promoteNewVersion() throws(DatabaseError)
     func removeVersion() throws(DatabaseError)
     func removeNewVersion() throws(DatabaseError)
-    /// Deletes leftovers that are never a commit point: newVersion.tmp, version.tmp, checkpoint.*.tmp.
+    /// Deletes leftovers that are never a commit point: newVersion.tmp, version.tmp,
+    /// checkpoint.*.tmp and the temporaries of the metadata files.
     func removeTemporaries() throws(DatabaseError)
+
+    /// The content of a metadata file, or nil if it does not exist.
+    func readMetadata(_ file: MetadataFile) throws(DatabaseError) -> [UInt8]?
+    /// Replaces a metadata file, durably and atomically (a temporary, fsync, rename, directory fsync).
+    func writeMetadata(_ file: MetadataFile, _ bytes: [UInt8]) throws(DatabaseError)
+    /// Deletes a metadata file, durably. Deleting a missing file is not an error.
+    func removeMetadata(_ file: MetadataFile) throws(DatabaseError)
+    /// How errors and logs name a metadata file (a path, for files).
+    func metadataLocation(_ file: MetadataFile) -> String
     /// How errors and logs name checkpoint.N (a path, for files).
     func checkpointLocation(_ generation: UInt64) -> String
 }
 
 extension SnapshotStore {
     public func checkpointLocation(_ generation: UInt64) -> String { "checkpoint.\(generation)" }
+    public func metadataLocation(_ file: MetadataFile) -> String { file.rawValue }
+}
+
+/// Small files kept beside the checkpoints, written whole and atomically. The engine reads only
+/// `resync`; the replication layer owns the content of `replication`.
+public enum MetadataFile: String, Sendable, CaseIterable {
+    /// The replication layer's state: lineage, epoch and epoch history (docs/FORMAT.md).
+    case replication
+    /// Present while a replica replaces its state with a snapshot (see `Database.installSnapshot`).
+    case resync
 }

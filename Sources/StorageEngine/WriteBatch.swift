@@ -31,6 +31,12 @@ public struct WriteBatch: Sendable {
         mutations.append(.delete(key))
     }
 
+    /// Appends a change decoded from a replicated WAL record (no copy of the value's bytes beyond
+    /// the stored value itself).
+    mutating func append(_ mutation: Mutation) {
+        mutations.append(mutation)
+    }
+
     /// The number of puts and deletes.
     public var count: Int { mutations.count }
     public var isEmpty: Bool { mutations.isEmpty }

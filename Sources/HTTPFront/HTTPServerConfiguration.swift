@@ -33,22 +33,6 @@ public struct HTTPServerConfiguration: Sendable {
     }
 }
 
-/// Whether this server is a primary or a read-only backup (the replication layer provides it;
-/// a server without replication is always a writable primary).
-public protocol ServerRole: Sendable {
-    /// "primary" or "backup", as GET /v1/role reports it.
-    var roleName: String { get }
-    /// False on a backup: PUT, DELETE and checkpoint answer 403.
-    var acceptsWrites: Bool { get }
-}
-
-/// The role of a server without replication.
-public struct StandalonePrimary: ServerRole {
-    public init() {}
-    public var roleName: String { "primary" }
-    public var acceptsWrites: Bool { true }
-}
-
 #if canImport(Glibc)
 import Glibc
 #endif

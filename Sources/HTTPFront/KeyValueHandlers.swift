@@ -48,7 +48,7 @@ struct KeyValueHandlers: Sendable {
     }
 
     private func put(_ key: Key, body: [UInt8], _ responder: Responder) {
-        guard role.acceptsWrites else { return responder.send(KeyValueHandlers.readOnly, route: .kv) }
+        if let refusal = role.writeRefusal { return responder.send(KeyValueHandlers.refused(refusal), route: .kv) }
         let decoded: PutRequestBody
         do {
             decoded = try PutRequestBodyDecoder.decode(body)
@@ -75,7 +75,7 @@ struct KeyValueHandlers: Sendable {
     }
 
     private func delete(_ key: Key, _ responder: Responder) {
-        guard role.acceptsWrites else { return responder.send(KeyValueHandlers.readOnly, route: .kv) }
+        if let refusal = role.writeRefusal { return responder.send(KeyValueHandlers.refused(refusal), route: .kv) }
         var batch = WriteBatch()
         batch.delete(key)
         submit(batch, responder)
@@ -95,7 +95,7 @@ struct KeyValueHandlers: Sendable {
     }
 
     func checkpoint(_ responder: Responder) {
-        guard role.acceptsWrites else { return responder.send(KeyValueHandlers.readOnly, route: .checkpoint) }
+        if let refusal = role.writeRefusal { return responder.send(KeyValueHandlers.refused(refusal), route: .checkpoint) }
         database.checkpoint { result in
             switch result {
             case .success: responder.send(KeyValueHandlers.ok, route: .checkpoint)
@@ -105,16 +105,28 @@ struct KeyValueHandlers: Sendable {
     }
 
     static let ok = HTTPResponse.json(status: 200, body: Array("{\"ok\":true}\n".utf8))
-    static let readOnly = HTTPResponse.json(status: 403, error: "writes are disabled on backup")
+    static let readOnly = refused(.backup)
 
-    /// The status for an engine error: the client's fault (limits) is 400, a backup 403, an
-    /// engine that cannot write (closed, an I/O failure now or earlier) 503, anything else 500.
+    /// The answer to a write the role refuses: 403 on a backup or a fenced primary, 503 while no
+    /// backup is in sync under -repl-sync=required.
+    static func refused(_ refusal: WriteRefusal) -> HTTPResponse {
+        .json(status: refusal.httpStatus, error: refusal.description)
+    }
+
+    /// The status for an engine error: the client's fault (limits) is 400, a backup 403, the
+    /// errors of opening a directory (which a running server does not expect) 500, and everything
+    /// else 503: an engine that cannot write (closed, an I/O failure now or earlier) and any error
+    /// this switch does not name, such as a write that is durable here but that the backup did not
+    /// confirm under -repl-sync=required (`.notReplicated` → 503, through `default`).
     static func failure(_ error: DatabaseError) -> HTTPResponse {
         switch error {
         case .emptyKey, .keyTooLarge, .valueTooLarge, .batchTooLarge: .json(status: 400, error: error.description)
         case .readOnly: readOnly
-        case .closed, .writesDisabled, .io: .json(status: 503, error: error.description)
-        default: .json(status: 500, error: error.description)
+        case .directoryMissing, .directoryLocked, .corruptLog, .corruptCheckpoint, .inconsistentDirectory:
+            .json(status: 500, error: error.description)
+        // .closed, .writesDisabled, .io, .notReplicated → 503 (a `default`, so that a case the engine
+        // adds is a 503 too, without a warning while every case is named).
+        default: .json(status: 503, error: error.description)
         }
     }
 }

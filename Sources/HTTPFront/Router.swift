@@ -7,8 +7,12 @@ import WireProtocol
 ///     GET|HEAD        /v1/role          {"role":"primary"|"backup"}
 ///     GET|HEAD|PUT|DELETE /v1/kv/{key}  the key is the percent-decoded rest of the path, as bytes
 ///     POST            /v1/checkpoint    {"ok":true} once the checkpoint is durable
+///     POST            /v1/promote       {"role":"primary","epoch":N}; 409 {"error":…} if refused
+///     GET|HEAD        /v1/replication   the replication figures (ReplicationStatus), or
+///                                       {"role":"primary","replication":"off"} without replication
 ///     GET|HEAD        /metrics          Prometheus text
 ///
+/// PUT, DELETE and POST /v1/checkpoint are refused while `role.writeRefusal` says so (403 or 503).
 /// Wrong method: 405 with Allow. Unknown path: 404. With an auth token configured, every route
 /// but /v1/health needs `Authorization: Bearer <token>` (401 otherwise).
 /// Routing looks at the raw path, before percent-decoding: "/v1/kv//a" is the key "/a", and no
@@ -19,6 +23,7 @@ struct Router: Sendable {
     let authToken: [UInt8]?
     let metrics: ServerMetrics
     let kv: KeyValueHandlers
+    let replication: ReplicationHandlers
 
     init(database: Database, role: any ServerRole, configuration: HTTPServerConfiguration, metrics: ServerMetrics) {
         self.database = database
@@ -26,6 +31,7 @@ struct Router: Sendable {
         self.authToken = configuration.authToken
         self.metrics = metrics
         self.kv = KeyValueHandlers(database: database, role: role)
+        self.replication = ReplicationHandlers(role: role)
     }
 
     static let kvPrefix = Array("/v1/kv/".utf8)
@@ -45,6 +51,10 @@ struct Router: Sendable {
             route = .checkpoint
         } else if path.elementsEqual("/metrics".utf8) {
             route = .metrics
+        } else if path.elementsEqual("/v1/replication".utf8) {
+            route = .replication
+        } else if path.elementsEqual("/v1/promote".utf8) {
+            route = .promote
         } else {
             return responder.send(.json(status: 404, error: "not found: no route for this path"), route: .other)
         }
@@ -68,10 +78,16 @@ struct Router: Sendable {
             kv.checkpoint(responder)
         case .metrics:
             guard allow(request, ["GET", "HEAD"], route: .metrics, responder) else { return }
-            let text = metrics.render(engine: database.stats)
+            let text = metrics.render(engine: database.stats, role: role)
             responder.send(
                 HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: Array(text.utf8)),
                 route: .metrics)
+        case .replication:
+            guard allow(request, ["GET", "HEAD"], route: .replication, responder) else { return }
+            replication.status(responder)
+        case .promote:
+            guard allow(request, ["POST"], route: .promote, responder) else { return }
+            replication.promote(responder)
         default:
             responder.send(.json(status: 404, error: "not found"), route: .other)
         }

@@ -98,8 +98,9 @@ struct PrometheusText {
 }
 
 extension ServerMetrics {
-    /// The whole /metrics page: the HTTP front's series, then the engine's.
-    func render(engine stats: DatabaseStats) -> String {
+    /// The whole /metrics page: the HTTP front's series, the engine's, then the role and (with
+    /// replication) the replication figures.
+    func render(engine stats: DatabaseStats, role: any ServerRole) -> String {
         var out = PrometheusText()
         out.help("smalldb_http_requests_total", "counter", "HTTP requests answered, by route, method and status.")
         var totals: [LoopMetrics.RequestKey: Int] = [:]
@@ -150,6 +151,22 @@ extension ServerMetrics {
         out.gauge("smalldb_data_bytes", "Bytes of keys and values held (payload, not memory overhead).", Double(stats.bytes))
         out.gauge("smalldb_resident_memory_bytes", "Resident memory of the server process (VmRSS).", Double(residentMemoryBytes()))
         out.gauge("smalldb_writes_disabled", "1 if an I/O failure has disabled writes until restart.", stats.writesDisabledReason == nil ? 0 : 1)
+
+        out.help("smalldb_role", "gauge", "The server's role (primary or backup), as GET /v1/role reports it: 1 for the current one.")
+        out.sample("smalldb_role", [("role", role.roleName)], 1)
+        out.gauge("smalldb_writes_refused", "1 while the role refuses writes (a backup, a fenced primary, or no backup in sync with -repl-sync=required).", role.writeRefusal == nil ? 0 : 1)
+        if let replication = role.replicationStatus {
+            out.gauge("smalldb_replication_epoch", "The fencing epoch: incremented by each promotion.", Double(replication.epoch))
+            out.gauge("smalldb_replication_connected", "1 while a replication connection to the peer is up.", replication.connected ? 1 : 0)
+            out.gauge("smalldb_replication_in_sync", "Primary: 1 while a backup acknowledges every batch. Backup: 1 while streaming live.", replication.inSync ? 1 : 0)
+            out.gauge("smalldb_replication_lag_bytes", "Primary: log bytes not yet acknowledged by the backup. Backup: log bytes behind the primary.", Double(replication.lagBytes))
+            if let seconds = replication.lastContactSecondsAgo, seconds.isFinite {
+                out.gauge("smalldb_replication_last_contact_seconds", "Backup: seconds since the last frame from the primary. Primary: since the last acknowledgement.", max(0, seconds))
+            }
+            out.counter("smalldb_replication_detaches_total", "Backups detached for not acknowledging within -repl-ack-timeout.", Double(replication.detaches))
+            out.counter("smalldb_replication_resyncs_total", "Snapshots sent (primary) or installed (backup).", Double(replication.resyncs))
+            out.counter("smalldb_replication_promotions_total", "Promotions of this server to primary.", Double(replication.promotions))
+        }
         return out.text
     }
 }

@@ -31,6 +31,8 @@ struct AuthTests {
         Route(method: "POST", path: "/v1/checkpoint", body: nil),
         Route(method: "GET", path: "/v1/role", body: nil),
         Route(method: "GET", path: "/metrics", body: nil),
+        Route(method: "GET", path: "/v1/replication", body: nil),
+        Route(method: "POST", path: "/v1/promote", body: nil),
     ]
 
     @Test func healthNeedsNoToken() throws {

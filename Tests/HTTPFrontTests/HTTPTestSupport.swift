@@ -346,7 +346,7 @@ final class InProcessServer {
     let server: HTTPServer
     let port: UInt16
 
-    init(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws {
+    init(role: any ServerRole = StandalonePrimary(), _ configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws {
         root = try TemporaryDirectory()
         dataDirectory = root.file("data")
         database = try Database.open(directory: dataDirectory, create: true)
@@ -354,7 +354,7 @@ final class InProcessServer {
         configuration.address = ListenAddress(host: "127.0.0.1", port: 0)
         configuration.eventLoops = 2
         configure(&configuration)
-        server = HTTPServer(database: database, configuration: configuration)
+        server = HTTPServer(database: database, role: role, configuration: configuration)
         do {
             try server.start()
         } catch {
@@ -382,8 +382,11 @@ final class InProcessServer {
 }
 
 /// Runs `body` with a fresh in-process server, stopped (and its directory deleted) afterwards.
-func withServer<R>(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in }, _ body: (InProcessServer) throws -> R) throws -> R {
-    let server = try InProcessServer(configure)
+func withServer<R>(
+    role: any ServerRole = StandalonePrimary(), _ configure: (inout HTTPServerConfiguration) -> Void = { _ in },
+    _ body: (InProcessServer) throws -> R
+) throws -> R {
+    let server = try InProcessServer(role: role, configure)
     defer { server.stop() }
     return try body(server)
 }

@@ -150,6 +150,10 @@ struct RouteTests {
         WrongMethod(method: "PUT", path: "/v1/health", allow: "GET"),
         WrongMethod(method: "POST", path: "/v1/role", allow: "GET"),
         WrongMethod(method: "DELETE", path: "/v1/role", allow: "GET"),
+        WrongMethod(method: "GET", path: "/v1/promote", allow: "POST"),
+        WrongMethod(method: "PUT", path: "/v1/promote", allow: "POST"),
+        WrongMethod(method: "POST", path: "/v1/replication", allow: "GET"),
+        WrongMethod(method: "DELETE", path: "/v1/replication", allow: "GET"),
     ])
     func wrongMethodIs405WithAllow(_ wrong: WrongMethod) throws {
         try withServer { server in

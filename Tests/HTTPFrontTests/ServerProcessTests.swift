@@ -53,7 +53,7 @@ struct ServerProcessTests {
             #expect(result.status == .exited(0), "\(flag)")
             let output = result.stdout + result.stderr
             #expect(output.contains("Usage of small_db_server"), "\(flag)")
-            for name in ["-dir", "-create", "-addr", "-shutdown-timeout", "-auth-token-file"] {
+            for name in ["-dir", "-create", "-addr", "-shutdown-timeout", "-auth-token-file", "-repl-ack-timeout", "-repl-sync"] {
                 #expect(output.split(separator: "\n").contains { $0.hasPrefix("  \(name) ") || $0 == "  \(name)" }, "usage lacks \(name)")
             }
         }
@@ -75,6 +75,24 @@ struct ServerProcessTests {
         let result = try runServer(["-dir", root.file("data"), "-create", "-shutdown-timeout", value], in: root)
         #expect(result.status == .exited(2), "\(result.stderr)")
         #expect(result.stderr.contains("invalid value \"\(value)\" for flag -shutdown-timeout"))
+    }
+
+    @Test func unknownReplSyncModeExits2NamingIt() throws {
+        let root = try TemporaryDirectory()
+        defer { root.remove() }
+        let result = try runServer(["-dir", root.file("data"), "-create", "-repl-sync=bogus"], in: root)
+        #expect(result.status == .exited(2), "\(result.stderr)")
+        #expect(result.stderr.contains("invalid value \"bogus\" for flag -repl-sync: expected available or required"))
+        #expect(!FileManager.default.fileExists(atPath: root.file("data")))
+    }
+
+    @Test(arguments: ["5x", "10"])
+    func badAckTimeoutExits2(value: String) throws {
+        let root = try TemporaryDirectory()
+        defer { root.remove() }
+        let result = try runServer(["-dir", root.file("data"), "-create", "-repl-ack-timeout", value], in: root)
+        #expect(result.status == .exited(2), "\(result.stderr)")
+        #expect(result.stderr.contains("invalid value \"\(value)\" for flag -repl-ack-timeout"))
     }
 
     @Test func missingDirFlagExits2() throws {

@@ -22,6 +22,8 @@ flags.string("repl-addr", default: ":9090", usage: "replication listen address (
 flags.string("backup-of", usage: "primary's replication address (host:port): run as a read-only backup")
 flags.duration("repl-heartbeat-interval", default: .seconds(1), usage: "primary: heartbeat period (0 disables)")
 flags.duration("repl-heartbeat-timeout", default: .seconds(5), usage: "backup: promote after this long without hearing from the primary (0 disables)")
+flags.duration("repl-ack-timeout", default: .seconds(2), usage: "primary: detach a backup that has not acknowledged a batch for this long; 0 = never detach")
+flags.string("repl-sync", default: "available", usage: "primary: \"available\" = go on alone when no backup is in sync; \"required\" = refuse writes with 503 while no backup is in sync")
 flags.bool("disable-background-checkpoint", usage: "never checkpoint in the background")
 flags.duration("checkpoint-interval", default: .zero, usage: "checkpoint when the last one is older than this (0 = 60s)")
 flags.int("checkpoint-log-bytes", usage: "checkpoint when the WAL reaches this many bytes (0 = 64 MiB)")
@@ -45,6 +47,13 @@ guard !flags.string("dir").isEmpty else {
 }
 guard let address = ListenAddress(parsing: flags.string("addr")) else {
     fail("invalid value \"\(flags.string("addr"))\" for flag -addr: expected host:port\n\(flags.usage)", status: 2)
+}
+// wired in the replication issue
+let replicationAckTimeout = flags.duration("repl-ack-timeout")
+// wired in the replication issue: "available" or "required"
+let replicationSyncMode = flags.string("repl-sync")
+guard replicationSyncMode == "available" || replicationSyncMode == "required" else {
+    fail("invalid value \"\(replicationSyncMode)\" for flag -repl-sync: expected available or required\n\(flags.usage)", status: 2)
 }
 if !flags.string("backup-of").isEmpty {
     fail("-backup-of: replication is not available in this build yet", status: 2)

@@ -24,7 +24,7 @@ let package = Package(
     targets: [
         .target(name: "WireProtocol", swiftSettings: strict),
         .target(name: "StorageEngine", dependencies: ["WireProtocol"], swiftSettings: strict),
-        .target(name: "Replication", dependencies: ["StorageEngine", "WireProtocol"], swiftSettings: strict),
+        .target(name: "Replication", dependencies: ["StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
         .target(name: "CLinuxShims"),
         .target(name: "HTTPFront", dependencies: ["StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
         .target(name: "GoFlags", path: "Sources/Executables/GoFlags", swiftSettings: strict),
@@ -36,7 +36,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "small_db_server",
-            dependencies: ["StorageEngine", "HTTPFront", "GoFlags"],
+            dependencies: ["StorageEngine", "HTTPFront", "Replication", "GoFlags"],
             path: "Sources/Executables/small_db_server",
             swiftSettings: strict
         ),

@@ -37,13 +37,16 @@ public final class Database: Sendable {
     private let release: @Sendable () -> Void
 
     /// Opens the data directory at `directory`, creating it if `create` is true, and recovers.
-    /// Fails with `.directoryLocked` if another open database holds it.
+    /// Fails with `.directoryLocked` if another open database holds it. `replicationSink`, if
+    /// given, receives every committed batch before it is acknowledged.
     public static func open(
-        directory: String, create: Bool = false, options: DatabaseOptions = DatabaseOptions()
+        directory: String, create: Bool = false, options: DatabaseOptions = DatabaseOptions(),
+        replicationSink: (any ReplicationSink)? = nil
     ) throws(DatabaseError) -> Database {
         let store = try FileStore(directory: directory, create: create)
         do {
-            return try Database(logStore: store, snapshotStore: store, options: options, sink: nil, release: { store.close() })
+            return try Database(
+                logStore: store, snapshotStore: store, options: options, sink: replicationSink, release: { store.close() })
         } catch {
             store.close()
             throw error

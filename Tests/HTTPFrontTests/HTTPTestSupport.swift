@@ -512,7 +512,9 @@ final class ServerProcess {
     init(dataDirectory: String, logPath: String, arguments: [String] = [], create: Bool = true) throws {
         let executable = try builtExecutable("small_db_server")
         let start = ChildProcess.readText(logPath).utf8.count
-        var all = ["-dir", dataDirectory, "-addr", "127.0.0.1:0"] + arguments
+        // A kernel-chosen replication port too (tests that need it pass their own -repl-addr
+        // after this one; the last occurrence of a flag wins).
+        var all = ["-dir", dataDirectory, "-addr", "127.0.0.1:0", "-repl-addr", "127.0.0.1:0"] + arguments
         if create { all.append("-create") }
         let pid = try ChildProcess.spawn(executable, all, stdout: logPath + ".stdout", stderr: logPath)
         self.pid = pid

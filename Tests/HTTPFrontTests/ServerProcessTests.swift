@@ -132,7 +132,8 @@ struct ServerProcessTests {
         defer { first.killAndWait() }
         let secondLog = root.file("second.log")
         let pid = try ChildProcess.spawn(
-            try builtExecutable("small_db_server"), ["-dir", root.file("second"), "-create", "-addr", "127.0.0.1:\(first.port)"],
+            try builtExecutable("small_db_server"),
+            ["-dir", root.file("second"), "-create", "-addr", "127.0.0.1:\(first.port)", "-repl-addr", "127.0.0.1:0"],
             stdout: secondLog + ".stdout", stderr: secondLog)
         var status: ExitStatus?
         let ended = Poll.until(timeout: .seconds(10)) {

@@ -2,12 +2,15 @@
 //
 //   swift run -c release small_db_server -dir ./data -create            (listens on :8080)
 //
-// Startup: parse flags, open (and recover) the data directory, start the HTTP front, log where it
-// listens. SIGINT or SIGTERM: stop accepting, finish in-flight requests within -shutdown-timeout,
-// close the database cleanly, exit 0. Flags and behaviour: docs/OPERATIONS.md.
+// Startup: parse flags, open (and recover) the data directory, start replication (a primary
+// listens on -repl-addr; with -backup-of, a read-only backup follows that primary), start the
+// HTTP front, log where it listens. SIGINT or SIGTERM: stop accepting, finish in-flight requests
+// within -shutdown-timeout, stop replication, close the database cleanly, exit 0. Flags and
+// behaviour: docs/OPERATIONS.md.
 import Dispatch
 import GoFlags
 import HTTPFront
+import Replication
 import StorageEngine
 import Synchronization
 #if canImport(Glibc)
@@ -48,19 +51,15 @@ guard !flags.string("dir").isEmpty else {
 guard let address = ListenAddress(parsing: flags.string("addr")) else {
     fail("invalid value \"\(flags.string("addr"))\" for flag -addr: expected host:port\n\(flags.usage)", status: 2)
 }
-// wired in the replication issue
-let replicationAckTimeout = flags.duration("repl-ack-timeout")
-// wired in the replication issue: "available" or "required"
-let replicationSyncMode = flags.string("repl-sync")
-guard replicationSyncMode == "available" || replicationSyncMode == "required" else {
-    fail("invalid value \"\(replicationSyncMode)\" for flag -repl-sync: expected available or required\n\(flags.usage)", status: 2)
+guard let syncMode = ReplicationSyncMode(rawValue: flags.string("repl-sync")) else {
+    fail("invalid value \"\(flags.string("repl-sync"))\" for flag -repl-sync: expected available or required\n\(flags.usage)", status: 2)
 }
-if !flags.string("backup-of").isEmpty {
-    fail("-backup-of: replication is not available in this build yet", status: 2)
-}
+let primaryAddress = flags.string("backup-of")
+let isBackup = !primaryAddress.isEmpty
 
 var options = DatabaseOptions()
-options.checkpoints.enabled = !flags.bool("disable-background-checkpoint")
+// A backup's checkpoints mirror its primary's; its own start if it is promoted.
+options.checkpoints.enabled = !flags.bool("disable-background-checkpoint") && !isBackup
 if flags.duration("checkpoint-interval") > .zero { options.checkpoints.interval = flags.duration("checkpoint-interval") }
 if flags.int("checkpoint-log-bytes") > 0 { options.checkpoints.logBytes = flags.int("checkpoint-log-bytes") }
 options.checkpoints.updates = max(0, flags.int("checkpoint-updates"))
@@ -112,18 +111,58 @@ func readToken(_ path: String) -> [UInt8] {
     return token
 }
 
-LogLine.write(.info, "small_db_server starting: dir \(flags.string("dir")), \(configuration.eventLoops) event loops")
+var replication = ReplicationConfiguration()
+replication.heartbeatInterval = flags.duration("repl-heartbeat-interval")
+replication.heartbeatTimeout = flags.duration("repl-heartbeat-timeout")
+replication.ackTimeout = flags.duration("repl-ack-timeout")
+replication.syncMode = syncMode
+replication.backgroundCheckpointsAsPrimary = !flags.bool("disable-background-checkpoint")
+replication.log = { level, message in LogLine.write(level, message) }
+let replicationAddress = flags.string("repl-addr")
+if !replicationAddress.isEmpty {
+    replication.makeListener = { () throws(TransportError) in try TCPReplicationListener(address: replicationAddress) }
+}
+
+LogLine.write(.info, "small_db_server starting: dir \(flags.string("dir")), \(configuration.eventLoops) event loops, "
+    + (isBackup ? "backup of \(primaryAddress)" : "primary"))
+if isBackup {
+    // A snapshot install that was cut short leaves a directory that cannot be opened; a backup
+    // gets a new snapshot anyway, so it starts from empty.
+    do {
+        if try Database.discardIncompleteResync(directory: flags.string("dir")) {
+            LogLine.write(.warning, "discarded the incomplete state of an interrupted resync; the primary will send a snapshot")
+        }
+    } catch DatabaseError.directoryMissing {
+        // Created below with -create, or refused there.
+    } catch {
+        fail("cannot open \(flags.string("dir")): \(error)", status: 1)
+    }
+}
+let node = ReplicationNode(configuration: replication)
 let database: Database
 do {
-    database = try Database.open(directory: flags.string("dir"), create: flags.bool("create"), options: options)
+    database = try Database.open(
+        directory: flags.string("dir"), create: flags.bool("create"), options: options, replicationSink: node)
 } catch {
     fail("cannot open \(flags.string("dir")): \(error)", status: 1)
 }
+do {
+    if isBackup {
+        try node.startAsBackup(database: database, dialer: TCPReplicationDialer(address: primaryAddress))
+    } else {
+        try node.startAsPrimary(database: database)
+    }
+} catch {
+    node.stop()
+    database.close()
+    fail("cannot start replication: \(error)", status: 1)
+}
 
-let server = HTTPServer(database: database, configuration: configuration)
+let server = HTTPServer(database: database, role: ReplicationServerRole(node: node), configuration: configuration)
 do {
     try server.start()
 } catch {
+    node.stop()
     database.close()
     fail("cannot start the HTTP server: \(error)", status: 1)
 }
@@ -135,6 +174,7 @@ let shutdownTimeout = flags.duration("shutdown-timeout")
 let received = waitForTerminationSignal()
 LogLine.write(.info, "received \(received): shutting down (in-flight requests have up to \(formatGoDuration(shutdownTimeout)))")
 server.shutdown(gracePeriod: shutdownTimeout)
+node.stop()
 database.close()
 LogLine.write(.info, "stopped cleanly")
 exit(0)

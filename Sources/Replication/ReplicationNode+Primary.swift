@@ -1,0 +1,307 @@
+import Dispatch
+import Synchronization
+import StorageEngine
+import WireProtocol
+
+/// The primary's side: accepting a backup, deciding how it catches up, streaming, heartbeats.
+///
+/// A backup's session, in order (`serve`):
+/// 1. Receive its hello (within `handshakeTimeout`); check the protocol version.
+/// 2. Decide (`decide`): refuse it (a newer epoch fences this primary), stream from its position,
+///    or send a snapshot first.
+/// 3. Attach it, replacing any backup attached before (a restarted backup's old connection may
+///    still look alive). Start its ack reader. Send the welcome.
+/// 4. Snapshot mode: checkpoint, send the checkpoint file in chunks; the stream then starts at
+///    (its generation, 0).
+/// 5. Catch up (`catchUp`): send the log from the stream's start to the committer's last batch,
+///    segment by segment, in whole records; then, under the lock the committer's `replicate`
+///    takes, mark the backup in sync. From that batch on, the committer sends every batch itself
+///    and waits for its ack (the output rule).
+/// Any failure detaches the backup; it reconnects and starts again at step 1.
+extension ReplicationNode {
+    static let handshakeTimeout: Duration = .seconds(10)
+    /// Catch-up stops sending while this much is unacknowledged, so a slow backup is not buried.
+    static let catchUpWindow = 16 << 20
+
+    func startPrimaryServices() throws(ReplicationStartError) {
+        if let makeListener = configuration.makeListener {
+            let listener: any ReplicationListener
+            do throws(TransportError) {
+                listener = try makeListener()
+            } catch {
+                throw .listener(error)
+            }
+            let accepted = state.withLock { state -> Bool in
+                guard !state.isStopping else { return false }
+                state.listener = listener
+                state.threads.append(JoinableThread { [self] in acceptBackups(listener) })
+                return true
+            }
+            if !accepted { listener.close() }
+            log(.info, "replication: listening for backups on \(listener.address)")
+        }
+        if configuration.heartbeatInterval > .zero {
+            state.withLock { state in
+                guard !state.isStopping else { return }
+                state.threads.append(JoinableThread { [self] in sendHeartbeats() })
+            }
+        }
+    }
+
+    private func acceptBackups(_ listener: any ReplicationListener) {
+        while true {
+            let connection: any ReplicationConnection
+            do throws(TransportError) {
+                connection = try listener.accept()
+            } catch {
+                if error != .closed { log(.error, "replication: accepting backups stopped: \(error)") }
+                return
+            }
+            let stopping = state.withLock { $0.isStopping }
+            if stopping {
+                connection.close()
+                return
+            }
+            startDetachedThread { [self] in serve(connection) }
+        }
+    }
+
+    private func sendHeartbeats() {
+        while true {
+            _ = stopSignal.wait(timeout: .now() + dispatchInterval(configuration.heartbeatInterval))
+            let (stopping, session, epoch, end) = state.withLock { state in
+                (state.isStopping, state.role == .primary ? state.session : nil, state.persistent?.epoch ?? 0, state.lastEnd)
+            }
+            if stopping {
+                stopSignal.signal()  // let every other waiter see it too
+                return
+            }
+            guard let session else { continue }
+            do throws(TransportError) {
+                try session.connection.send(.heartbeat(epoch: epoch, position: ReplicationPosition(end)))
+            } catch {
+                detach(session, because: "sending a heartbeat failed: \(error)")
+            }
+        }
+    }
+
+    // MARK: One backup's session
+
+    private enum Decision {
+        case refuse(Refusal)
+        case stream(from: LogPosition)
+        case snapshot(because: String)
+    }
+
+    func serve(_ connection: any ReplicationConnection) {
+        // Step 1.
+        let hello: Hello
+        do throws(TransportError) {
+            let frame = try connection.receive(timeout: ReplicationNode.handshakeTimeout)
+            guard case .hello(let received) = frame else {
+                try? connection.send(.refuse(Refusal(code: .protocolViolation, message: "expected a hello")))
+                connection.close()
+                log(.warning, "replication: dropped \(connection.peer): it sent \(frame.kind) before a hello")
+                return
+            }
+            hello = received
+        } catch {
+            connection.close()
+            log(.warning, "replication: dropped \(connection.peer) before its hello: \(error)")
+            return
+        }
+        guard hello.protocolVersion == ReplicationProtocol.version else {
+            refuse(connection, Refusal(
+                code: .unsupportedVersion,
+                message: "protocol version \(hello.protocolVersion) is not supported (this primary speaks \(ReplicationProtocol.version))"))
+            return
+        }
+        // Step 2.
+        let decision = decide(hello, peer: connection.peer)
+        let start: LogPosition
+        var snapshotReason: String?
+        switch decision {
+        case .refuse(let refusal):
+            refuse(connection, refusal)
+            return
+        case .stream(let position):
+            start = position
+        case .snapshot(let reason):
+            start = LogPosition(generation: 0, offset: 0)
+            snapshotReason = reason
+        }
+        guard let (database, persistent) = state.withLock({ state in
+            state.database.flatMap { database in state.persistent.map { (database, $0) } }
+        }) else {
+            return refuse(connection, Refusal(code: .notPrimary, message: "this server is not ready"))
+        }
+        // Step 3.
+        let session = PrimarySession(connection: connection, start: start)
+        let replaced: PrimarySession?? = state.withLock { state in
+            guard state.role == .primary, state.fencedBy == nil, !state.isStopping else { return .none }
+            let old = state.session
+            state.session = session
+            state.sessionInSync = false
+            return .some(old)
+        }
+        guard let replaced else {
+            return refuse(connection, Refusal(code: .notPrimary, message: "this server is no longer a primary"))
+        }
+        if let replaced {
+            replaced.fail("replaced by a new connection from the backup")
+            log(.warning, "replication: backup \(replaced.peer) replaced by \(connection.peer)")
+        }
+        startDetachedThread { [self, session] in
+            session.readAcks()
+            detach(session, because: session.failure ?? "the ack stream ended")
+        }
+        do throws(TransportError) {
+            let mode: Welcome.Mode = snapshotReason == nil ? .stream : .snapshot
+            try connection.send(.welcome(Welcome(
+                epoch: persistent.epoch, lineage: persistent.lineage, history: persistent.history, mode: mode)))
+        } catch {
+            return detach(session, because: "sending the welcome failed: \(error)")
+        }
+        // Step 4.
+        var cursor = start
+        if let snapshotReason {
+            log(.info, "replication: backup \(connection.peer) needs a snapshot: \(snapshotReason)")
+            switch sendSnapshot(database, to: session) {
+            case .success(let generation):
+                cursor = LogPosition(generation: generation, offset: 0)
+                noteResync()
+            case .failure(let failure):
+                return detach(session, because: failure.description)
+            }
+        } else {
+            log(.info, "replication: backup \(connection.peer) attached, streaming from \(start)")
+        }
+        // Step 5.
+        if let failure = catchUp(session, database, from: cursor) {
+            detach(session, because: failure)
+        }
+    }
+
+    private func refuse(_ connection: any ReplicationConnection, _ refusal: Refusal) {
+        try? connection.send(.refuse(refusal))
+        connection.close()
+        log(.warning, "replication: refused \(connection.peer): \(refusal.message)")
+    }
+
+    /// Step 2: what to do with a backup that says `hello`.
+    private func decide(_ hello: Hello, peer: String) -> Decision {
+        let (role, fencedBy, persistent, lastEnd, database) = state.withLock { state in
+            (state.role, state.fencedBy, state.persistent, state.lastEnd, state.database)
+        }
+        guard role == .primary, fencedBy == nil, let persistent, let database else {
+            return .refuse(Refusal(code: .notPrimary, message: "this server is not a primary"))
+        }
+        if hello.epoch > persistent.epoch {
+            fence(newerEpoch: hello.epoch, peer: peer)
+            return .refuse(Refusal(
+                code: .newerEpoch,
+                message: "your epoch \(hello.epoch) is newer than this primary's \(persistent.epoch): it has stepped down"))
+        }
+        guard let position = LogPosition(hello.position) else {
+            return .refuse(Refusal(code: .protocolViolation, message: "position out of range"))
+        }
+        if let lineage = hello.lineage, lineage != persistent.lineage {
+            return .snapshot(because: "its directory descends from another primary (lineage \(lineage))")
+        }
+        if hello.epoch < persistent.epoch,
+            let next = persistent.history.first(where: { $0.epoch > hello.epoch }),
+            let epochEnd = LogPosition(next.start), position > epochEnd
+        {
+            return .snapshot(because: "its log goes past \(epochEnd), where its epoch \(hello.epoch) ended: it diverged")
+        }
+        if position > lastEnd {
+            return .snapshot(because: "its log (\(position)) is ahead of this primary's (\(lastEnd))")
+        }
+        do throws(DatabaseError) {
+            guard try database.logGenerations().contains(position.generation) else {
+                return .snapshot(because: "this primary no longer has logfile.\(position.generation)")
+            }
+            guard try database.logPrefixChecksum(generation: position.generation, length: position.offset) == hello.prefixCRC
+            else {
+                return .snapshot(because: "its log differs from this primary's before \(position)")
+            }
+        } catch {
+            return .snapshot(because: "reading this primary's log failed: \(error)")
+        }
+        return .stream(from: position)
+    }
+
+    /// Step 4. Returns the snapshot's generation.
+    private func sendSnapshot(_ database: Database, to session: PrimarySession) -> Result<UInt64, ReplicationFailure> {
+        let snapshot: ReplicaSnapshot
+        switch blockingCall({ database.snapshotForReplica(completion: $0) }) {
+        case .success(let value): snapshot = value
+        case .failure(let error): return .failure(ReplicationFailure("making a snapshot failed: \(error)"))
+        }
+        do throws(TransportError) {
+            let bytes = snapshot.checkpoint
+            try session.connection.send(.snapshotBegin(generation: snapshot.generation, totalBytes: UInt64(bytes.count)))
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(bytes.count, offset + configuration.streamChunkSize)
+                try session.connection.send(.snapshotChunk(Array(bytes[offset..<end])))
+                offset = end
+            }
+            try session.connection.send(.snapshotEnd(crc32: CRC32.checksum(bytes)))
+        } catch {
+            return .failure(ReplicationFailure("sending the snapshot failed: \(error)"))
+        }
+        return .success(snapshot.generation)
+    }
+
+    /// Step 5. Returns nil once the backup is in sync, else why it failed.
+    private func catchUp(_ session: PrimarySession, _ database: Database, from start: LogPosition) -> String? {
+        var cursor = start
+        while true {
+            let (attached, end) = state.withLock { state in (state.session === session, state.lastEnd) }
+            guard attached else { return session.failure ?? "detached" }
+            if let failure = session.failure { return failure }
+            if cursor == end {
+                // The switch: no batch can be handed over between this check and the flag.
+                let inSync = state.withLock { state -> Bool in
+                    guard state.session === session, state.lastEnd == cursor else { return false }
+                    state.sessionInSync = true
+                    return true
+                }
+                if inSync {
+                    log(.info, "replication: backup \(session.peer) in sync at \(cursor)")
+                    return nil
+                }
+                continue
+            }
+            guard cursor < end else { return "the stream got ahead of the log (\(cursor) > \(end))" }
+            do throws(TransportError) {
+                let chunk: [UInt8]
+                do throws(DatabaseError) {
+                    // A segment below the last one is finished: read it to its end.
+                    let limit = cursor.generation < end.generation ? Int.max : end.offset
+                    chunk = try database.readCommittedLog(
+                        generation: cursor.generation, from: cursor.offset, maxBytes: configuration.streamChunkSize, limit: limit)
+                } catch {
+                    return "reading \(cursor) for the backup failed: \(error)"
+                }
+                if chunk.isEmpty {
+                    guard cursor.generation < end.generation else { return "no committed bytes at \(cursor) before \(end)" }
+                    cursor = LogPosition(generation: cursor.generation + 1, offset: 0)
+                    try session.sendSegmentStart(cursor.generation)
+                    continue
+                }
+                try chunk.withBytes { (raw) throws(TransportError) in try session.sendRecords(raw, at: cursor) }
+                cursor.offset += chunk.count
+            } catch {
+                return "sending the log to the backup failed: \(error)"
+            }
+            // Flow control: wait while too much is unacknowledged.
+            if distance(from: session.acknowledged, to: cursor) > ReplicationNode.catchUpWindow {
+                let limit = max(configuration.ackTimeout, .seconds(30))
+                let target = LogPosition(generation: cursor.generation, offset: cursor.offset - ReplicationNode.catchUpWindow / 2)
+                if let failure = session.waitForAcknowledgement(of: target, timeout: limit) { return failure }
+            }
+        }
+    }
+}

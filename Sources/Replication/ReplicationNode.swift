@@ -1,0 +1,356 @@
+import Dispatch
+import Synchronization
+public import StorageEngine
+public import WireProtocol
+
+/// One server's side of primary/backup replication: the engine's `ReplicationSink` (the output
+/// rule), the role (primary or backup), the epoch, and the threads that stream the log.
+///
+/// Lifecycle:
+/// 1. `let node = ReplicationNode(configuration:)`
+/// 2. `let db = Database.open(…, replicationSink: node)` (a backup's with background checkpoints off)
+/// 3. `node.startAsPrimary(database: db)` or `node.startAsBackup(database: db, dialer:)`
+/// 4. … `promote(reason:)` at any time turns a backup into a primary …
+/// 5. `node.stop()`, then `db.close()`.
+///
+/// Epochs and fencing (what must stay true):
+/// - Each directory keeps, in its `replication` file, a lineage (which family of directories it
+///   belongs to), the highest epoch it has seen, and where each epoch began. The file is written
+///   durably before anything it describes happens: a promotion records epoch E+1, starting at the
+///   promoted backup's log end, before the first write of the new primary; a backup adopts its
+///   primary's epoch before it applies a record of that epoch.
+/// - A primary refuses a backup whose epoch is newer than its own and steps down (read-only):
+///   someone promoted past it. A backup refuses a primary whose epoch is older than its own.
+/// - A backup streams from where its log ends only if that log is a prefix of the primary's:
+///   same lineage (or none yet), its position not past the end of its epoch in the primary's
+///   history, the segment still there, and the CRC of the prefix equal. Otherwise it gets a
+///   snapshot: a diverged log is replaced, never merged.
+public final class ReplicationNode: ReplicationSink, Sendable {
+    let configuration: ReplicationConfiguration
+
+    struct State {
+        var role: ReplicationRole = .backup
+        var isStarted = false
+        var isStopping = false
+        var database: Database?
+        /// The durable `replication` file's content; nil for a backup that has never followed anyone.
+        var persistent: ReplicationState?
+        var fencedBy: UInt64?
+        /// The end of the last batch the committer handed over (or where a segment starts).
+        var lastEnd = LogPosition(generation: 0, offset: 0)
+        /// Primary: the attached backup, and whether it is in sync (then every batch waits for it).
+        var session: PrimarySession?
+        var sessionInSync = false
+        var listener: (any ReplicationListener)?
+        var follower: BackupFollower?
+        var threads: [JoinableThread] = []
+        var detaches = 0
+        var resyncs = 0
+        var promotions = 0
+    }
+    let state = Mutex(State())
+    /// Wakes the heartbeat thread early (on stop).
+    let stopSignal = DispatchSemaphore(value: 0)
+
+    public init(configuration: ReplicationConfiguration = ReplicationConfiguration()) {
+        self.configuration = configuration
+    }
+
+    var log: @Sendable (LogLevel, String) -> Void { configuration.log }
+
+    // MARK: Starting and stopping
+
+    /// Runs as a primary over `database`: records a lineage if the directory has none, opens the
+    /// listener (if configured) and sends heartbeats.
+    public func startAsPrimary(database: Database) throws(ReplicationStartError) {
+        var persistent = try loadState(database)
+        if persistent == nil {
+            let fresh = ReplicationState(lineage: .random(), epoch: 0, history: [])
+            try saveState(fresh, database)
+            persistent = fresh
+        }
+        state.withLock { state in
+            state.database = database
+            state.persistent = persistent
+            state.role = .primary
+            state.isStarted = true
+            state.lastEnd = database.logPosition
+        }
+        database.setBackgroundCheckpoints(enabled: configuration.backgroundCheckpointsAsPrimary)
+        try startPrimaryServices()
+        log(.info, "replication: primary, epoch \(persistent!.epoch), lineage \(persistent!.lineage)")
+    }
+
+    /// Runs as a backup of the primary `dialer` reaches: read-only, following its log.
+    public func startAsBackup(database: Database, dialer: any ReplicationDialer) throws(ReplicationStartError) {
+        let persistent = try loadState(database)
+        database.setBackgroundCheckpoints(enabled: false)
+        let follower = BackupFollower(node: self, database: database, dialer: dialer)
+        state.withLock { state in
+            state.database = database
+            state.persistent = persistent
+            state.role = .backup
+            state.isStarted = true
+            state.lastEnd = database.logPosition
+            state.follower = follower
+        }
+        follower.start()
+        log(.info, "replication: backup of \(dialer.target), epoch \(persistent?.epoch ?? 0)")
+    }
+
+    /// Stops every replication thread and closes every connection. Writes still in the committer
+    /// are acknowledged without a backup from here on (or refused with `.required`).
+    public func stop() {
+        let (listener, session, follower, threads) = state.withLock { state in
+            state.isStopping = true
+            let parts = (state.listener, state.session, state.follower, state.threads)
+            state.listener = nil
+            state.session = nil
+            state.sessionInSync = false
+            state.follower = nil
+            state.threads = []
+            return parts
+        }
+        listener?.close()
+        session?.fail("this server is stopping")
+        follower?.stop()
+        stopSignal.signal()
+        for thread in threads { thread.join() }
+    }
+
+    // MARK: The output rule (ReplicationSink)
+
+    public func replicate(_ records: UnsafeRawBufferPointer, at start: LogPosition) -> ReplicationVerdict {
+        let end = LogPosition(generation: start.generation, offset: start.offset + records.count)
+        let (role, session) = state.withLock { state in
+            state.lastEnd = end
+            return (state.role, state.sessionInSync ? state.session : nil)
+        }
+        guard role == .primary else { return .acknowledge }  // a backup applying its primary's records
+        if let session {
+            guard let failure = session.replicateLive(records, at: start, timeout: configuration.ackTimeout) else {
+                return .acknowledge
+            }
+            detach(session, because: failure)
+        }
+        return verdictWithoutBackup()
+    }
+
+    public func didStartSegment(_ generation: UInt64) {
+        let session = state.withLock { state in
+            state.lastEnd = LogPosition(generation: generation, offset: 0)
+            return state.role == .primary && state.sessionInSync ? state.session : nil
+        }
+        guard let session else { return }
+        do throws(TransportError) {
+            try session.sendSegmentStart(generation)
+        } catch {
+            detach(session, because: "sending the start of logfile.\(generation) failed: \(error)")
+        }
+    }
+
+    private func verdictWithoutBackup() -> ReplicationVerdict {
+        configuration.syncMode == .required ? .refuse(reason: "no backup is in sync (-repl-sync=required)") : .acknowledge
+    }
+
+    /// Drops `session` if it is still the attached one, and says why.
+    func detach(_ session: PrimarySession, because reason: String) {
+        let wasAttached = state.withLock { state in
+            guard state.session === session else { return false }
+            state.session = nil
+            state.sessionInSync = false
+            state.detaches += 1
+            return true
+        }
+        session.fail(reason)
+        if wasAttached {
+            let alone = configuration.syncMode == .required ? "refusing writes until a backup is in sync" : "going on alone"
+            log(.warning, "replication: detached backup \(session.peer): \(reason); \(alone)")
+        }
+    }
+
+    // MARK: Role, promotion, fencing
+
+    /// Why client writes are refused right now, or nil.
+    public var writeRefusal: ReplicationWriteRefusal? {
+        state.withLock { state in
+            if state.role == .backup { return .backup }
+            if let newer = state.fencedBy { return .fenced(newerEpoch: newer) }
+            if configuration.syncMode == .required && !(state.session != nil && state.sessionInSync) {
+                return .noBackupInSync
+            }
+            return nil
+        }
+    }
+
+    public var role: ReplicationRole { state.withLock { $0.role } }
+    public var epoch: UInt64 { state.withLock { $0.persistent?.epoch ?? 0 } }
+
+    /// Makes this backup a primary now: stops following, records epoch+1 durably (starting at
+    /// its log end), turns on background checkpoints, opens the listener and sends heartbeats.
+    @discardableResult
+    public func promote(reason: String) -> ReplicationPromotion {
+        enum Claim {
+            case promote(BackupFollower?, Database)
+            case answer(ReplicationPromotion)
+        }
+        let claim: Claim = state.withLock { state in
+            guard let database = state.database, state.isStarted, !state.isStopping else {
+                return .answer(.refused("replication is not running"))
+            }
+            guard state.role == .backup else { return .answer(.alreadyPrimary(epoch: state.persistent?.epoch ?? 0)) }
+            let follower = state.follower
+            state.follower = nil
+            return .promote(follower, database)
+        }
+        let follower: BackupFollower?
+        let database: Database
+        switch claim {
+        case .answer(let outcome): return outcome
+        case .promote(let claimedFollower, let claimedDatabase): (follower, database) = (claimedFollower, claimedDatabase)
+        }
+        follower?.stop()
+        let previous = state.withLock { $0.persistent }
+        let start = database.logPosition
+        let epoch = (previous?.epoch ?? 0) + 1
+        let promoted = ReplicationState(
+            lineage: previous?.lineage ?? .random(), epoch: epoch,
+            history: (previous?.history ?? []) + [EpochStart(epoch: epoch, start: ReplicationPosition(start))])
+        do throws(ReplicationStartError) {
+            try saveState(promoted, database)
+        } catch {
+            log(.error, "replication: promotion failed, staying a backup: \(error)")
+            if let follower {
+                let restarted = BackupFollower(node: self, database: database, dialer: follower.dialer)
+                state.withLock { $0.follower = restarted }
+                restarted.start()
+            }
+            return .refused("could not record the new epoch: \(error)")
+        }
+        state.withLock { state in
+            state.persistent = promoted
+            state.role = .primary
+            state.lastEnd = database.logPosition
+            state.promotions += 1
+        }
+        database.setBackgroundCheckpoints(enabled: configuration.backgroundCheckpointsAsPrimary)
+        log(.warning, "replication: promoted to primary, epoch \(epoch), at \(start) (\(reason))")
+        do throws(ReplicationStartError) {
+            try startPrimaryServices()
+        } catch {
+            log(.error, "replication: promoted, but backups cannot attach: \(error)")
+        }
+        return .promoted(epoch: epoch)
+    }
+
+    /// A primary that met a newer epoch steps down: read-only from now on.
+    func fence(newerEpoch: UInt64, peer: String) {
+        let first = state.withLock { state -> Bool in
+            guard state.role == .primary, (state.fencedBy ?? 0) < newerEpoch else { return false }
+            state.fencedBy = newerEpoch
+            return true
+        }
+        if first {
+            log(.error, "replication: \(peer) has epoch \(newerEpoch), newer than this primary's: "
+                + "this server was superseded and refuses writes from now on (restart it as a backup of the new primary)")
+        }
+    }
+
+    // MARK: Status
+
+    public var status: ReplicationStatusReport {
+        let snapshot = state.withLock { state in
+            (state.role, state.persistent?.epoch ?? 0, state.session, state.sessionInSync, state.fencedBy,
+             state.detaches, state.resyncs, state.promotions, state.follower, state.lastEnd, state.database)
+        }
+        let (role, epoch, session, inSync, fencedBy, detaches, resyncs, promotions, follower, lastEnd, database) = snapshot
+        let position = database?.logPosition ?? lastEnd
+        var report = ReplicationStatusReport(
+            role: role, epoch: epoch, syncMode: configuration.syncMode, peer: nil, connected: false, inSync: false,
+            lagBytes: 0, logGeneration: position.generation, logOffset: position.offset, lastContactSecondsAgo: nil,
+            fencedBy: fencedBy, detaches: detaches, resyncs: resyncs, promotions: promotions)
+        if role == .primary, let session, session.failure == nil {
+            report.peer = session.peer
+            report.connected = true
+            report.inSync = inSync
+            report.lagBytes = distance(from: session.acknowledged, to: lastEnd)
+            report.lastContactSecondsAgo = seconds(since: session.lastAck)
+        } else if role == .backup, let follower {
+            let view = follower.view
+            report.peer = follower.dialer.target
+            report.connected = view.connected
+            if let primary = view.primaryPosition { report.lagBytes = distance(from: position, to: primary) }
+            report.inSync = view.connected && report.lagBytes == 0
+            report.lastContactSecondsAgo = view.lastContact.map { seconds(since: $0) }
+        }
+        return report
+    }
+
+    func noteResync() {
+        state.withLock { $0.resyncs += 1 }
+    }
+
+    // MARK: The replication file
+
+    func loadState(_ database: Database) throws(ReplicationStartError) -> ReplicationState? {
+        let bytes: [UInt8]?
+        do throws(DatabaseError) {
+            bytes = try database.readReplicationMetadata()
+        } catch {
+            throw .storage(error)
+        }
+        guard let bytes else { return nil }
+        do throws(ReplicationStateError) {
+            return try ReplicationStateCodec.decode(bytes)
+        } catch {
+            throw .damagedStateFile(error)
+        }
+    }
+
+    func saveState(_ replicationState: ReplicationState, _ database: Database) throws(ReplicationStartError) {
+        do throws(DatabaseError) {
+            try database.writeReplicationMetadata(ReplicationStateCodec.encode(replicationState))
+        } catch {
+            throw .storage(error)
+        }
+    }
+
+    /// A backup takes on its primary's lineage, epoch and history (durably, before applying
+    /// anything of that epoch).
+    func adopt(_ primary: ReplicationState, database: Database) throws(ReplicationStartError) {
+        let current = state.withLock { $0.persistent }
+        guard current != primary else { return }
+        try saveState(primary, database)
+        state.withLock { $0.persistent = primary }
+    }
+
+    /// The backup's durable replication state (nil before it ever followed a primary).
+    var persistentState: ReplicationState? { state.withLock { $0.persistent } }
+}
+
+/// Why a node could not start (or promote).
+public enum ReplicationStartError: Error, Sendable, CustomStringConvertible {
+    case storage(DatabaseError)
+    case damagedStateFile(ReplicationStateError)
+    case listener(TransportError)
+
+    public var description: String {
+        switch self {
+        case .storage(let error): "\(error)"
+        case .damagedStateFile(let error): "the replication file is damaged: \(error)"
+        case .listener(let error): "cannot listen for backups: \(error)"
+        }
+    }
+}
+
+/// Bytes from `a` to `b` in the log; across a segment boundary, `b`'s offset (the bytes of the
+/// older segment are not counted: an estimate, as a lag figure may be).
+func distance(from a: LogPosition, to b: LogPosition) -> Int {
+    guard a < b else { return 0 }
+    return a.generation == b.generation ? b.offset - a.offset : b.offset
+}
+
+func seconds(since instant: ContinuousClock.Instant) -> Double {
+    let (seconds, attoseconds) = (ContinuousClock.now - instant).components
+    return Double(seconds) + Double(attoseconds) / 1e18
+}

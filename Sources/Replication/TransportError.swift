@@ -1,0 +1,39 @@
+public import WireProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a transport operation failed.
+public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// This side closed the connection or listener (possibly from another thread, while the call
+    /// was blocked).
+    case closed
+    /// The deadline passed: nothing arrived within a receive's timeout, the peer took no bytes
+    /// within the send timeout, or a connect did not complete in time.
+    case timedOut
+    /// The peer closed the connection (or reset it). Frames it sent before are all delivered first.
+    case peerClosed
+    /// A system call failed; `errno` says why (ECONNREFUSED from "connect": nobody listens there).
+    case io(operation: String, errno: Int32)
+    /// An address that does not parse or resolve, and why.
+    case invalidAddress(String)
+    /// The peer sent bytes that are not valid frames; the connection is unusable.
+    case frame(ReplicationFrameError)
+
+    public var description: String {
+        switch self {
+        case .closed: "connection closed"
+        case .timedOut: "timed out"
+        case .peerClosed: "the peer closed the connection"
+        case .io(let operation, let code): "\(operation) failed: \(errnoName(code)) (errno \(code))"
+        case .invalidAddress(let reason): "invalid address: \(reason)"
+        case .frame(let error): error.description
+        }
+    }
+}
+
+/// The C library's text for `code` ("Connection refused").
+private func errnoName(_ code: Int32) -> String {
+    guard let text = strerror(code) else { return "error" }
+    return String(cString: text)
+}

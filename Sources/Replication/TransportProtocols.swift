@@ -1,0 +1,47 @@
+public import WireProtocol
+
+/// One replication connection: whole frames in both directions, blocking, for threads (the
+/// replication layer runs on threads of its own, never on event loops or Swift's cooperative pool).
+///
+/// What must stay true of every implementation:
+/// - `send` and `receive` see the same bytes a TCP stream would carry: frames go through
+///   `ReplicationFrameEncoder` and `ReplicationFrameDecoder`, so a damaged stream is detected.
+/// - `close()` from any thread wakes every thread blocked in `send` or `receive` on this
+///   connection; they throw `.closed`. It never invalidates a resource another thread is using.
+/// - A failed `send` closes the connection: the peer may hold part of a frame, so the stream can
+///   no longer be trusted.
+public protocol ReplicationConnection: AnyObject, Sendable {
+    /// Sends one frame whole. Safe from several threads (serialised internally). Fails with
+    /// `.timedOut` if the peer takes no bytes for the connection's send timeout.
+    func send(_ frame: ReplicationFrame) throws(TransportError)
+    /// Sends already-encoded bytes (one or more whole frames), by the same rules.
+    func send(encoded: UnsafeRawBufferPointer) throws(TransportError)
+    /// The next frame, waiting at most `timeout` (nil: forever). One receiving thread at a time
+    /// (a second one waits for the first). After the peer closes, the frames it sent before are
+    /// returned first, then `.peerClosed`.
+    func receive(timeout: Duration?) throws(TransportError) -> ReplicationFrame
+    /// Closes both directions. Idempotent; wakes blocked senders and receivers (they throw `.closed`).
+    func close()
+    /// Who is at the other end, for logs: "127.0.0.1:53422", "memory#3".
+    var peer: String { get }
+}
+
+/// Accepts replication connections (the primary's side).
+public protocol ReplicationListener: AnyObject, Sendable {
+    /// The next incoming connection; blocks until one arrives or `close()` is called (then throws
+    /// `.closed`).
+    func accept() throws(TransportError) -> any ReplicationConnection
+    /// Stops listening; idempotent; wakes a blocked `accept`. Connections already accepted stay open.
+    func close()
+    /// What it is bound to, with the actual port: "127.0.0.1:9090", "[::]:41234", "memory".
+    var address: String { get }
+    /// The bound port (the kernel's choice when asked for port 0); 0 for in-memory listeners.
+    var port: Int { get }
+}
+
+/// Opens replication connections to one place (the backup's side).
+public protocol ReplicationDialer: Sendable {
+    func connect(timeout: Duration) throws(TransportError) -> any ReplicationConnection
+    /// Where it connects, as given: "primary.example:9090", "memory".
+    var target: String { get }
+}

@@ -1,0 +1,396 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Replication
+import StorageEngine
+import WireProtocol
+
+private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. The pause
+/// between polls only paces the loop: the outcome depends on the condition, not on timing.
+func eventually(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        if try condition() { return true }
+        if ContinuousClock.now >= deadline { return false }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+/// One node of a test cluster: an in-memory store, its database and its replication node.
+final class TestNode: @unchecked Sendable {
+    let store: FaultInjectingStore
+    let name: String
+    let network: InMemoryReplicationNetwork
+    var configuration: ReplicationConfiguration
+    private(set) var database: Database!
+    private(set) var node: ReplicationNode!
+
+    init(_ name: String, network: InMemoryReplicationNetwork, store: FaultInjectingStore = FaultInjectingStore(),
+         configure: (inout ReplicationConfiguration) -> Void = { _ in }) {
+        self.name = name
+        self.store = store
+        self.network = network
+        var configuration = ReplicationConfiguration()
+        configuration.heartbeatInterval = .milliseconds(50)
+        configuration.heartbeatTimeout = .zero  // tests that want self-promotion set it
+        configuration.ackTimeout = .seconds(5)
+        configuration.makeListener = { () throws(TransportError) in try network.makeListener(address: name) }
+        configure(&configuration)
+        self.configuration = configuration
+    }
+
+    private func open() throws {
+        var options = DatabaseOptions()
+        options.checkpoints.enabled = false
+        node = ReplicationNode(configuration: configuration)
+        database = try Database.open(logStore: store, snapshotStore: store, options: options, replicationSink: node)
+    }
+
+    func startPrimary() throws {
+        try open()
+        try node.startAsPrimary(database: database)
+    }
+
+    func startBackup(of primary: String) throws {
+        try open()
+        try node.startAsBackup(database: database, dialer: network.makeDialer(address: primary))
+    }
+
+    func stop() {
+        node?.stop()
+        database?.close()
+    }
+
+    var inSyncAsPrimary: Bool { node.status.role == .primary && node.status.inSync }
+}
+
+@Suite("Replication between two nodes in one process (in-memory transport)")
+struct ReplicationNodeTests {
+    @Test func writesReplicateAndEveryAcknowledgedWriteIsAlreadyOnTheBackup() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        let backup = TestNode("b", network: network)
+        try primary.startPrimary()
+        try backup.startBackup(of: "p")
+        defer { backup.stop(); primary.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+
+        for index in 0..<100 {
+            try await primary.database.put(Key("k\(index)"), v("value-\(index)"))
+            // The output rule: acknowledged means the backup holds it (durable and applied).
+            #expect(try backup.database.get(Key("k\(index)")) == v("value-\(index)"))
+        }
+        try await primary.database.delete("k7")
+        #expect(try backup.database.get("k7") == nil)
+        #expect(backup.node.writeRefusal == .backup)
+        #expect(primary.node.writeRefusal == nil)
+        #expect(backup.database.logPosition == primary.database.logPosition)
+        #expect(backup.store.contents(of: "logfile.0") == primary.store.contents(of: "logfile.0"))
+
+        // What the backup acknowledged survives its power loss.
+        backup.stop()
+        _ = backup.store.powerLoss()
+        backup.store.powerOn()
+        let reopened = try Database.open(logStore: backup.store, snapshotStore: backup.store)
+        defer { reopened.close() }
+        #expect(reopened.stats.keys == 99)
+        #expect(try reopened.get("k99") == v("value-99"))
+    }
+
+    @Test func aNewBackupCatchesUpFromTheLogWithoutASnapshot() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        for index in 0..<50 { try await primary.database.put(Key("early\(index)"), v("x")) }
+
+        let backup = TestNode("b", network: network)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("late", v("y"))  // acknowledged: the backup has everything before it
+        #expect(try backup.database.get("early49") == v("x"))
+        #expect(try backup.database.get("late") == v("y"))
+        #expect(primary.node.status.resyncs == 0)
+        #expect(backup.node.status.resyncs == 0)
+    }
+
+    @Test func aBackupBehindTheLastCheckpointGetsASnapshotThenTheStream() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        for index in 0..<50 { try await primary.database.put(Key("k\(index)"), v("x")) }
+        _ = try await primary.database.checkpoint()
+        try await primary.database.put("after", v("checkpoint"))
+        _ = try await primary.database.checkpoint()
+
+        let backup = TestNode("b", network: network)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("streamed", v("z"))  // acknowledged: the backup has everything before it
+        #expect(backup.node.status.resyncs == 1)
+        #expect(primary.node.status.resyncs == 1)
+        #expect(try backup.database.get("k49") == v("x"))
+        #expect(try backup.database.get("after") == v("checkpoint"))
+        #expect(try backup.database.get("streamed") == v("z"))
+        #expect(backup.database.stats.keys == primary.database.stats.keys)
+        #expect(backup.database.logPosition == primary.database.logPosition)
+    }
+
+    @Test func thePrimarysCheckpointsAreMirroredAtTheSamePosition() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        let backup = TestNode("b", network: network)
+        try primary.startPrimary()
+        try backup.startBackup(of: "p")
+        defer { backup.stop(); primary.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        for round in 0..<3 {
+            for index in 0..<20 { try await primary.database.put(Key("r\(round)k\(index)"), v("\(round)")) }
+            _ = try await primary.database.checkpoint()
+        }
+        try await primary.database.put("last", v("1"))
+        #expect(backup.database.logPosition == primary.database.logPosition)
+        #expect(backup.database.logPosition.generation == 3)
+        #expect(try await eventually { backup.database.stats.generation == 3 })
+        #expect(backup.store.contents(of: "logfile.3") == primary.store.contents(of: "logfile.3"))
+        // The backup's old segments went with its mirrored checkpoints: its log does not grow forever.
+        #expect(try await eventually { (try? backup.database.logGenerations()) == [3] })
+    }
+
+    @Test func aRestartedBackupResumesFromItsPositionWithoutASnapshot() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        let backup = TestNode("b", network: network)
+        try primary.startPrimary()
+        try backup.startBackup(of: "p")
+        defer { primary.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        for index in 0..<20 { try await primary.database.put(Key("a\(index)"), v("1")) }
+        backup.stop()
+        for index in 0..<20 { try await primary.database.put(Key("b\(index)"), v("2")) }  // alone meanwhile
+
+        let again = TestNode("b", network: network, store: backup.store)
+        try again.startBackup(of: "p")
+        defer { again.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("sync", v("point"))  // acknowledged: the backup has everything before it
+        #expect(try again.database.get("b19") == v("2"))
+        #expect(primary.node.status.resyncs == 0)
+        #expect(primary.node.status.detaches == 1)
+    }
+
+    @Test func promoteTurnsABackupIntoAWritablePrimaryWithTheNextEpoch() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        let backup = TestNode("b", network: network)
+        try primary.startPrimary()
+        try backup.startBackup(of: "p")
+        defer { backup.stop(); primary.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("k", v("1"))
+        primary.stop()
+
+        #expect(backup.node.promote(reason: "test") == .promoted(epoch: 1))
+        #expect(backup.node.promote(reason: "again") == .alreadyPrimary(epoch: 1))
+        #expect(backup.node.writeRefusal == nil)
+        #expect(backup.node.status.promotions == 1)
+        try await backup.database.put("k2", v("2"))
+        #expect(try backup.database.get("k") == v("1"))
+        let state = try ReplicationStateCodec.decode(try #require(try backup.database.readReplicationMetadata()))
+        #expect(state.epoch == 1)
+        #expect(state.history.last?.epoch == 1)
+    }
+
+    @Test func aBackupPromotesItselfWhenThePrimaryFallsSilent() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = .milliseconds(300) }
+        try primary.startPrimary()
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("k", v("1"))
+        // Heartbeats keep an idle backup from promoting.
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(backup.node.role == .backup)
+        primary.stop()
+        #expect(try await eventually { backup.node.role == .primary })
+        #expect(backup.node.epoch == 1)
+        try await backup.database.put("k2", v("2"))
+    }
+
+    @Test func aBackupThatNeverReachedItsPrimaryDoesNotPromoteItself() async throws {
+        let network = InMemoryReplicationNetwork()
+        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = .milliseconds(100) }
+        try backup.startBackup(of: "nobody")
+        defer { backup.stop() }
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(backup.node.role == .backup)
+    }
+
+    @Test func aStalledBackupIsDetachedAfterTheAckTimeoutAndThePrimaryGoesOn() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network) { $0.ackTimeout = .milliseconds(200) }
+        try primary.startPrimary()
+        defer { primary.stop() }
+        // A backup that says hello, then never acknowledges anything.
+        let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { connection.close() }
+        try connection.send(.hello(Hello(
+            protocolVersion: ReplicationProtocol.version, epoch: 0, lineage: nil,
+            position: ReplicationPosition(generation: 0, offset: 0), prefixCRC: CRC32.checksum([UInt8]()))))
+        guard case .welcome = try connection.receive(timeout: .seconds(5)) else {
+            Issue.record("no welcome")
+            return
+        }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        let started = ContinuousClock.now
+        try await primary.database.put("k", v("1"))  // acknowledged once the backup is detached
+        #expect(ContinuousClock.now - started >= .milliseconds(200))
+        #expect(primary.node.status.detaches == 1)
+        #expect(!primary.node.status.connected)
+        try await primary.database.put("k2", v("2"))  // alone now: no wait
+        #expect(primary.node.writeRefusal == nil)
+    }
+
+    @Test func withRequiredSyncAWriteNobodyConfirmedIsRefused() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network) {
+            $0.ackTimeout = .milliseconds(200)
+            $0.syncMode = .required
+        }
+        try primary.startPrimary()
+        defer { primary.stop() }
+        #expect(primary.node.writeRefusal == .noBackupInSync)
+        let backup = TestNode("b", network: network)
+        try backup.startBackup(of: "p")
+        #expect(try await eventually { primary.node.writeRefusal == nil })
+        try await primary.database.put("k", v("1"))
+        backup.stop()
+        // The engine refuses the acknowledgement once the backup is gone.
+        await #expect(throws: DatabaseError.self) { try await primary.database.put("k2", v("2")) }
+        #expect(primary.node.writeRefusal == .noBackupInSync)
+    }
+
+    @Test func aPrimaryMeetingANewerEpochStepsDown() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { connection.close() }
+        try connection.send(.hello(Hello(
+            protocolVersion: ReplicationProtocol.version, epoch: 5, lineage: nil,
+            position: ReplicationPosition(generation: 0, offset: 0), prefixCRC: 0)))
+        guard case .refuse(let refusal) = try connection.receive(timeout: .seconds(5)) else {
+            Issue.record("a newer epoch was not refused")
+            return
+        }
+        #expect(refusal.code == .newerEpoch)
+        #expect(primary.node.writeRefusal == .fenced(newerEpoch: 5))
+        #expect(primary.node.status.fencedBy == 5)
+    }
+
+    @Test func aBackupRefusesAPrimaryWithAnOlderEpoch() async throws {
+        let network = InMemoryReplicationNetwork()
+        // The backup's directory has seen epoch 3 (it was promoted, then demoted by an operator).
+        let backupStore = FaultInjectingStore()
+        do {
+            let db = try Database.open(logStore: backupStore, snapshotStore: backupStore)
+            try db.writeReplicationMetadata(ReplicationStateCodec.encode(ReplicationState(
+                lineage: .random(), epoch: 3, history: [EpochStart(epoch: 3, start: ReplicationPosition(generation: 0, offset: 0))])))
+            db.close()
+        }
+        let stale = TestNode("p", network: network)
+        try stale.startPrimary()
+        defer { stale.stop() }
+        let backup = TestNode("b", network: network, store: backupStore)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        // The stale primary sees the newer epoch in the hello and steps down; the backup never follows it.
+        #expect(try await eventually { stale.node.writeRefusal == .fenced(newerEpoch: 3) })
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!backup.node.status.connected)
+        #expect(backup.node.epoch == 3)
+    }
+
+    @Test func anOldPrimaryRejoiningAsABackupIsResyncedAndLosesWhatNobodyElseHad() async throws {
+        let network = InMemoryReplicationNetwork()
+        let a = TestNode("a", network: network) { $0.ackTimeout = .milliseconds(200) }
+        let b = TestNode("b", network: network)
+        try a.startPrimary()
+        try b.startBackup(of: "a")
+        #expect(try await eventually { a.inSyncAsPrimary })
+        try await a.database.put("shared", v("1"))
+        // Partition: b stops following; a goes on alone and takes a write b never sees.
+        b.node.stop()
+        try await a.database.put("only-on-a", v("lost"))
+        a.stop()
+        // b is promoted (epoch 1) and writes.
+        let bAgain = TestNode("b", network: network, store: b.store)
+        b.database.close()
+        try bAgain.startBackup(of: "a")
+        #expect(bAgain.node.promote(reason: "failover") == .promoted(epoch: 1))
+        defer { bAgain.stop() }
+        try await bAgain.database.put("after-failover", v("2"))
+
+        // a comes back as b's backup: its log went past where epoch 0 ended on b, so it is resynced.
+        let aAgain = TestNode("a", network: network, store: a.store)
+        try aAgain.startBackup(of: "b")
+        defer { aAgain.stop() }
+        #expect(try await eventually { bAgain.inSyncAsPrimary })
+        try await bAgain.database.put("sync", v("point"))  // acknowledged: a has everything before it
+        #expect(aAgain.node.status.resyncs == 1)
+        #expect(try aAgain.database.get("shared") == v("1"))
+        #expect(try aAgain.database.get("after-failover") == v("2"))
+        #expect(try aAgain.database.get("only-on-a") == nil)
+        #expect(aAgain.node.epoch == 1)
+    }
+
+    @Test func garbageOnTheReplicationPortIsDroppedAndTheNextBackupIsServed() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        try #require(connection as? InMemoryReplicationConnection).sendRaw(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(throws: TransportError.self) { _ = try connection.receive(timeout: .seconds(5)) }
+        connection.close()
+        try await primary.database.put("k", v("1"))
+
+        let backup = TestNode("b", network: network)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("sync", v("point"))  // acknowledged: the backup has everything before it
+        #expect(try backup.database.get("k") == v("1"))
+    }
+
+    @Test func aBackupFromAnotherLineageIsResyncedNotMerged() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        try await primary.database.put("theirs", v("1"))
+
+        // A directory from elsewhere, with data and a lineage of its own.
+        let other = TestNode("o", network: network)
+        try other.startPrimary()
+        try await other.database.put("mine", v("2"))
+        other.stop()
+
+        let backup = TestNode("b", network: network, store: other.store)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("sync", v("point"))  // acknowledged: the backup has everything before it
+        #expect(backup.node.status.resyncs == 1)
+        #expect(try backup.database.get("mine") == nil)
+        #expect(try backup.database.get("theirs") == v("1"))
+    }
+}

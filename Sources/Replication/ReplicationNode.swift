@@ -41,6 +41,8 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         /// Primary: the attached backup, and whether it is in sync (then every batch waits for it).
         var session: PrimarySession?
         var sessionInSync = false
+        /// The batch `willSync` already sent to the in-sync backup (its start), if any.
+        var shippedBatch: LogPosition?
         var listener: (any ReplicationListener)?
         var follower: BackupFollower?
         var threads: [JoinableThread] = []
@@ -120,17 +122,35 @@ public final class ReplicationNode: ReplicationSink, Sendable {
 
     // MARK: The output rule (ReplicationSink)
 
+    public func willSync(_ records: UnsafeRawBufferPointer, at start: LogPosition) {
+        let session = state.withLock { state -> PrimarySession? in
+            guard state.role == .primary, state.sessionInSync, let session = state.session else { return nil }
+            state.shippedBatch = start
+            return session
+        }
+        guard let session else { return }
+        do throws(TransportError) {
+            try session.sendRecords(records, at: start)
+        } catch {
+            session.fail("sending to the backup failed: \(error)")  // `replicate` detaches it
+        }
+    }
+
     public func replicate(_ records: UnsafeRawBufferPointer, at start: LogPosition) -> ReplicationVerdict {
         let end = LogPosition(generation: start.generation, offset: start.offset + records.count)
-        let (role, session) = state.withLock { state in
+        let (role, session, shipped) = state.withLock { state in
             state.lastEnd = end
-            return (state.role, state.sessionInSync ? state.session : nil)
+            let shipped = state.shippedBatch == start
+            state.shippedBatch = nil
+            return (state.role, state.sessionInSync ? state.session : nil, shipped)
         }
         guard role == .primary else { return .acknowledge }  // a backup applying its primary's records
         if let session {
-            guard let failure = session.replicateLive(records, at: start, timeout: configuration.ackTimeout) else {
-                return .acknowledge
-            }
+            // Sent by `willSync` already, unless the backup came into sync since then.
+            let failure = shipped
+                ? session.waitForAcknowledgement(of: end, timeout: configuration.ackTimeout)
+                : session.replicateLive(records, at: start, timeout: configuration.ackTimeout)
+            guard let failure else { return .acknowledge }
             detach(session, because: failure)
         }
         return verdictWithoutBackup()

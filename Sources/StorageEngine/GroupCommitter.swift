@@ -10,7 +10,8 @@ import WireProtocol
 ///    for the next round: no fixed cap on a round's size.
 /// 2. Encode every write's record into one buffer.
 /// 3. Append the buffer to the current segment with one write, then make it durable with one
-///    fdatasync.
+///    fdatasync. (Between the two, the replication sink may start shipping the batch, so that
+///    the replica's sync overlaps ours: `ReplicationSink.willSync`.)
 /// 4. Hand the records to the replication sink, if any (the output rule: it returns when the
 ///    batch may be acknowledged, or says it must not be).
 /// 5. Apply every change to the in-memory map, in queue order. Nothing is visible before it is
@@ -294,6 +295,7 @@ final class GroupCommitter: Sendable {
                 let segment = state.segment
                 let syncStarted = ContinuousClock.now
                 try state.buffer.withBytes { (raw) throws(DatabaseError) in try segment.append(raw) }
+                if let sink { state.buffer.withUnsafeBytes { sink.willSync($0, at: start) } }
                 try segment.sync()
                 let duration = ContinuousClock.now - syncStarted
                 syncDuration = duration

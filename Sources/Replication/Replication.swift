@@ -1,1 +1,0 @@
-// The Replication layer: built in its own issue (see README.md).

@@ -393,4 +393,38 @@ struct ReplicationNodeTests {
         #expect(try backup.database.get("mine") == nil)
         #expect(try backup.database.get("theirs") == v("1"))
     }
+
+    @Test func aBackupDropsAPrimaryWhoseRecordsDoNotFitItsLogAndKeepsItsState() async throws {
+        let network = InMemoryReplicationNetwork()
+        let listener = try network.makeListener(address: "fake")
+        defer { listener.close() }
+        let backup = TestNode("b", network: network)
+        try backup.startBackup(of: "fake")
+        defer { backup.stop() }
+
+        // A "primary" that welcomes the backup, then sends records for a position it does not have.
+        let connection = try listener.accept()
+        defer { connection.close() }
+        guard case .hello(let hello) = try connection.receive(timeout: .seconds(5)) else {
+            Issue.record("no hello")
+            return
+        }
+        #expect(hello.position == ReplicationPosition(generation: 0, offset: 0))
+        try connection.send(.welcome(Welcome(epoch: 0, lineage: .random(), history: [], mode: .stream)))
+        var record: [UInt8] = []
+        WALEncoder.append([.set(key: Array("k".utf8), value: Array("v".utf8))], to: &record)
+        try connection.send(.records(at: ReplicationPosition(generation: 0, offset: 500), bytes: record))
+        // The backup refuses to apply it and drops the connection (then reconnects: a new hello).
+        #expect(throws: TransportError.self) {
+            while true { _ = try connection.receive(timeout: .seconds(5)) }
+        }
+        #expect(try backup.database.get("k") == nil)
+        #expect(backup.database.logPosition == LogPosition(generation: 0, offset: 0))
+        let again = try listener.accept()
+        defer { again.close() }
+        guard case .hello = try again.receive(timeout: .seconds(5)) else {
+            Issue.record("the backup did not reconnect")
+            return
+        }
+    }
 }

@@ -22,7 +22,13 @@ private final class RecordingSink: ReplicationSink {
         case segment(UInt64)
     }
     let events = Mutex<[Event]>([])
+    /// The batches `willSync` announced (before the local sync), by start.
+    let announced = Mutex<[LogPosition]>([])
     let verdict = Mutex<ReplicationVerdict>(.acknowledge)
+
+    func willSync(_ records: UnsafeRawBufferPointer, at start: LogPosition) {
+        announced.withLock { $0.append(start) }
+    }
 
     func replicate(_ records: UnsafeRawBufferPointer, at start: LogPosition) -> ReplicationVerdict {
         events.withLock { $0.append(.records(Array(records), start)) }
@@ -171,6 +177,21 @@ struct ReplicaTests {
         defer { reopened.close() }
         #expect(try reopened.get("k") == v("v"))
         #expect(try reopened.get("k2") == v("v2"))
+    }
+
+    @Test func theSinkHearsOfABatchBeforeItsSyncAndIsAskedToAcknowledgeOnlyAfterIt() async throws {
+        let store = FaultInjectingStore()
+        let sink = RecordingSink()
+        let db = try Database.open(logStore: store, snapshotStore: store, options: manualCheckpoints(), replicationSink: sink)
+        defer { db.close() }
+        try await db.put("a", v("1"))
+        #expect(sink.announced.withLock { $0 } == [LogPosition(generation: 0, offset: 0)])
+        #expect(sink.events.withLock { $0.count } == 1)
+        // A batch whose local sync fails is announced but never handed over for acknowledgement.
+        store.inject(.logSync)
+        await #expect(throws: DatabaseError.self) { try await db.put("b", v("2")) }
+        #expect(sink.announced.withLock { $0.count } == 2)
+        #expect(sink.events.withLock { $0.count } == 1)
     }
 
     // MARK: Reading the log for a replica

@@ -163,7 +163,7 @@ extension ServerMetrics {
             if let seconds = replication.lastContactSecondsAgo, seconds.isFinite {
                 out.gauge("smalldb_replication_last_contact_seconds", "Backup: seconds since the last frame from the primary. Primary: since the last acknowledgement.", max(0, seconds))
             }
-            out.counter("smalldb_replication_detaches_total", "Backups detached for not acknowledging within -repl-ack-timeout.", Double(replication.detaches))
+            out.counter("smalldb_replication_detaches_total", "Backups detached: no acknowledgement within -repl-ack-timeout, or their connection failed.", Double(replication.detaches))
             out.counter("smalldb_replication_resyncs_total", "Snapshots sent (primary) or installed (backup).", Double(replication.resyncs))
             out.counter("smalldb_replication_promotions_total", "Promotions of this server to primary.", Double(replication.promotions))
         }

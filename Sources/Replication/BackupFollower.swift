@@ -30,6 +30,9 @@ final class BackupFollower: Sendable {
         var welcomed = false
         var lastContact: ContinuousClock.Instant?
         var primaryPosition: LogPosition?
+        /// Applying what the primary sent (a snapshot install can take seconds): the primary is
+        /// not silent, this backup is busy.
+        var isApplying = false
     }
     private struct State {
         var view = View()
@@ -76,6 +79,19 @@ final class BackupFollower: Sendable {
 
     private func noteContact() {
         state.withLock { $0.view.lastContact = .now }
+    }
+
+    /// Runs an engine call on the primary's data; the time it takes does not count as silence.
+    private func applying<T: Sendable>(
+        _ call: (@escaping @Sendable (Result<T, DatabaseError>) -> Void) -> Void
+    ) -> Result<T, DatabaseError> {
+        state.withLock { $0.view.isApplying = true }
+        let result = blockingCall(call)
+        state.withLock { state in
+            state.view.isApplying = false
+            state.view.lastContact = .now
+        }
+        return result
     }
 
     // MARK: Following
@@ -203,7 +219,7 @@ final class BackupFollower: Sendable {
                     }
                     let snapshot = ReplicaSnapshot(generation: generation!, checkpoint: bytes)
                     bytes = []
-                    if case .failure(let error) = blockingCall({ database.installSnapshot(snapshot, completion: $0) }) {
+                    if case .failure(let error) = applying({ database.installSnapshot(snapshot, completion: $0) }) {
                         return "installing the snapshot failed: \(error)"
                     }
                     log(.info, "replication: installed the primary's snapshot, checkpoint.\(snapshot.generation)")
@@ -237,7 +253,7 @@ final class BackupFollower: Sendable {
             switch frame {
             case .records(let at, let records):
                 guard let start = LogPosition(at) else { return .failure(ReplicationFailure("records at an impossible position")) }
-                if case .failure(let error) = blockingCall({ database.applyReplicated(records, at: start, completion: $0) }) {
+                if case .failure(let error) = applying({ database.applyReplicated(records, at: start, completion: $0) }) {
                     return .failure(ReplicationFailure("applying records at \(start) failed: \(error)"))
                 }
                 let end = LogPosition(generation: start.generation, offset: start.offset + records.count)
@@ -247,7 +263,7 @@ final class BackupFollower: Sendable {
                     return .failure(ReplicationFailure("sending an ack failed: \(error)"))
                 }
             case .startSegment(let generation):
-                if case .failure(let error) = blockingCall({ database.mirrorSegmentStart(generation, rotated: $0) }) {
+                if case .failure(let error) = applying({ database.mirrorSegmentStart(generation, rotated: $0) }) {
                     return .failure(ReplicationFailure("starting logfile.\(generation) as the primary did failed: \(error)"))
                 }
             case .heartbeat(let heartbeatEpoch, let position):
@@ -282,7 +298,7 @@ final class BackupFollower: Sendable {
                 return
             }
             let view = self.view
-            guard view.welcomed else { continue }
+            guard view.welcomed, !view.isApplying else { continue }
             let silence = ContinuousClock.now - (view.lastContact ?? started)
             if silence > timeout {
                 node.promote(reason: "nothing from the primary \(dialer.target) for \(silence.logDescription), over -repl-heartbeat-timeout \(timeout.logDescription)")

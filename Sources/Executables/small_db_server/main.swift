@@ -120,7 +120,11 @@ replication.backgroundCheckpointsAsPrimary = !flags.bool("disable-background-che
 replication.log = { level, message in LogLine.write(level, message) }
 let replicationAddress = flags.string("repl-addr")
 if !replicationAddress.isEmpty {
-    replication.makeListener = { () throws(TransportError) in try TCPReplicationListener(address: replicationAddress) }
+    // A backup that takes no bytes for the ack timeout is as stalled as one that does not ack.
+    let sendTimeout = replication.ackTimeout > .zero ? replication.ackTimeout : .seconds(5)
+    replication.makeListener = { () throws(TransportError) in
+        try TCPReplicationListener(address: replicationAddress, sendTimeout: sendTimeout)
+    }
 }
 
 LogLine.write(.info, "small_db_server starting: dir \(flags.string("dir")), \(configuration.eventLoops) event loops, "

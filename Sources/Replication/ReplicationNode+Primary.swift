@@ -106,6 +106,12 @@ extension ReplicationNode {
             }
             hello = received
         } catch {
+            if case .frame(.unsupportedVersion(let version)) = error {
+                // The decoder stops at another version's hello: tell the peer why before closing.
+                try? connection.send(.refuse(Refusal(
+                    code: .unsupportedVersion,
+                    message: "protocol version \(version) is not supported (this primary speaks \(ReplicationProtocol.version))")))
+            }
             connection.close()
             log(.warning, "replication: dropped \(connection.peer) before its hello: \(error)")
             return

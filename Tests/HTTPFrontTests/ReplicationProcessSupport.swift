@@ -24,10 +24,15 @@ final class ReplicationBed {
 
     /// Starts small_db_server on `data` (`-addr` and `-repl-addr` 127.0.0.1:0 unless `arguments`
     /// give another -repl-addr) and waits until it answers GET /v1/health.
+    ///
+    /// With `-repl-ack-timeout 10s` unless `arguments` say otherwise: on a loaded machine a backup
+    /// must not be detached for a slow acknowledgement, since the primary would then rightly
+    /// acknowledge writes alone, and a test that reads them on the backup would fail for nothing.
     func start(_ name: String, data: String, _ arguments: [String] = [], create: Bool = true) throws -> ServerProcess {
         started += 1
         let process = try ServerProcess(
-            dataDirectory: data, logPath: root.file("\(name)-\(started).log"), arguments: arguments, create: create)
+            dataDirectory: data, logPath: root.file("\(name)-\(started).log"),
+            arguments: ["-repl-ack-timeout", "10s"] + arguments, create: create)
         processes.append((name, process))
         return process
     }
@@ -259,4 +264,17 @@ extension RawConnection {
 /// A count of the lines of `log` that contain `text`.
 func lineCount(_ log: String, containing text: String) -> Int {
     log.split(separator: "\n").filter { $0.contains(text) }.count
+}
+
+/// Waits until `backup` holds everything `primary` acknowledged before the call: PUTs marker keys
+/// on the primary until the backup holds one (a backup applies the log in order, so it then holds
+/// everything before it). False if none arrived within `timeout`.
+func waitUntilCaughtUp(_ primary: ServerProcess, _ backup: ServerProcess, timeout: Duration = .seconds(30)) -> Bool {
+    var attempt = 0
+    return Poll.until(timeout: timeout) {
+        attempt += 1
+        let key = "caught-up-marker-\(attempt)"
+        guard (try? primary.put(key, "marker \(attempt)"))?.status == 200 else { return false }
+        return Poll.until(timeout: .seconds(2)) { backup.holds(key, "marker \(attempt)") }
+    }
 }

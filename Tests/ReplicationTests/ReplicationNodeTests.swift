@@ -427,4 +427,21 @@ struct ReplicationNodeTests {
             return
         }
     }
+
+    @Test func aBackupSpeakingAnotherProtocolVersionIsToldSo() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { connection.close() }
+        try connection.send(.hello(Hello(
+            protocolVersion: 99, epoch: 0, lineage: nil, position: ReplicationPosition(generation: 0, offset: 0), prefixCRC: 0)))
+        guard case .refuse(let refusal) = try connection.receive(timeout: .seconds(5)) else {
+            Issue.record("no refusal for protocol version 99")
+            return
+        }
+        #expect(refusal.code == .unsupportedVersion)
+        #expect(refusal.message.contains("99"))
+    }
 }

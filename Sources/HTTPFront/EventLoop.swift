@@ -38,6 +38,9 @@ final class EventLoop: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Called on every tick, on the loop's thread.
     var onTick: (() -> Void)?
+    /// How many sockets the current iteration's epoll_wait reported ready (step 2). A handler
+    /// that sees 1 knows no other client of this loop is waiting on it right now.
+    private(set) var readySockets = 0
 
     init(index: Int) throws(ServerError) {
         self.index = index
@@ -132,6 +135,7 @@ final class EventLoop: @unchecked Sendable {
             }
             // Step 2.
             if count > 0 {
+                readySockets = (0..<Int(count)).count { Int32(truncatingIfNeeded: ready[$0].data) != wakeDescriptor }
                 for index in 0..<Int(count) {
                     let descriptor = Int32(truncatingIfNeeded: ready[index].data)
                     if descriptor == wakeDescriptor {

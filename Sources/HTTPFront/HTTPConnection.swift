@@ -74,6 +74,10 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     /// any moment without losing an answer (graceful shutdown closes such connections).
     var isIdle: Bool { slots.isEmpty && outputOffset == output.count && decoder.isIdle }
 
+    /// On the loop's thread: nothing else waits on this loop right now (this was the only ready
+    /// socket, and no further request of this connection is buffered).
+    var isAloneOnLoop: Bool { loop.isOnLoop && loop.readySockets <= 1 && decoder.isIdle }
+
     // MARK: Events
 
     func handleEvents(_ events: UInt32) {
@@ -362,6 +366,9 @@ struct Responder: Sendable {
     let started: ContinuousClock.Instant
 
     var headOnly: Bool { request.method == "HEAD" }
+
+    /// See `HTTPConnection.isAloneOnLoop`.
+    var isAloneOnLoop: Bool { connection.isAloneOnLoop }
 
     /// Sends `response` for this request; callable from any thread, exactly once.
     func send(_ response: HTTPResponse, route: RouteName) {

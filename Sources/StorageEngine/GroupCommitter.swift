@@ -69,6 +69,17 @@ final class GroupCommitter: Sendable {
         var gatherTarget: Int?
         var isClosing = false
         var failure: DatabaseError?
+        /// A round runs, on the committer thread or inline on a caller's (`commitInline`).
+        /// Rounds never overlap: each applies its changes before the next one starts.
+        var roundInProgress = false
+        /// The committer thread waits for an inline round to end.
+        var committerWaitsForRound = false
+        /// The round in progress runs inline, on a caller's thread.
+        var inlineRoundRunning = false
+        /// A write was queued while an inline round ran: writers are not alone, so no more
+        /// inline rounds until the committer thread next finds nothing to do. (Otherwise two
+        /// event loops could take turns committing one write per sync, never batching.)
+        var inlineContended = false
     }
 
     private let queue = Mutex(Queue())
@@ -155,6 +166,7 @@ final class GroupCommitter: Sendable {
             if queue.isClosing { return .closed }
             if let failure = queue.failure { return failure }
             queue.writes.append(PendingWrite(batch: batch, completion: completion, replicated: replicated))
+            if queue.inlineRoundRunning { queue.inlineContended = true }
             if queue.committerIsWaiting {
                 queue.committerIsWaiting = false
                 wakeup.signal()
@@ -165,6 +177,34 @@ final class GroupCommitter: Sendable {
             return nil
         }
         if let refusal { completion(.failure(refusal)) }
+    }
+
+    /// Runs a round for `batch` alone on the calling thread, if the committer thread is idle
+    /// (asleep with nothing queued) and no round runs: the caller writes, syncs, applies and
+    /// calls `completion` before this returns, with no thread hand-off (a lone writer's case).
+    /// Returns false, having done nothing, otherwise; then the caller enqueues as usual.
+    /// Writes that arrive meanwhile queue for the committer thread, which starts their round
+    /// once this one has ended.
+    func commitInline(_ batch: WriteBatch, completion: @escaping Completion) -> Bool {
+        let claimed = queue.withLock { queue -> Bool in
+            guard queue.committerIsWaiting, !queue.roundInProgress, !queue.inlineContended, queue.writes.isEmpty,
+                queue.controls.isEmpty, !queue.isClosing, queue.failure == nil
+            else { return false }
+            queue.roundInProgress = true
+            queue.inlineRoundRunning = true
+            return true
+        }
+        guard claimed else { return false }
+        _ = commit([PendingWrite(batch: batch, completion: completion)])
+        queue.withLock { queue in
+            queue.roundInProgress = false
+            queue.inlineRoundRunning = false
+            if queue.committerWaitsForRound {
+                queue.committerWaitsForRound = false
+                wakeup.signal()
+            }
+        }
+        return true
     }
 
     func enqueue(_ control: ControlRequest) {
@@ -220,6 +260,7 @@ final class GroupCommitter: Sendable {
             // server's event loops share the cores with this thread).
             var isClosing = false
             var took = false
+            var inlineRoundRunning = false
             let spinUntil = lastRound + (expected <= 2 ? GroupCommitter.loneWriterSpinWindow : GroupCommitter.spinWindow)
             let window = GroupCommitter.gatherWindow(recentSync: recentSync)
             let gatherUntil = lastRound + window
@@ -228,6 +269,11 @@ final class GroupCommitter: Sendable {
                 let phase: GatherPhase = now < spinUntil ? .spin : (now < gatherUntil ? .wait : .take)
                 isClosing = queue.withLock { queue in
                     queue.gatherTarget = nil
+                    inlineRoundRunning = queue.roundInProgress
+                    if inlineRoundRunning {
+                        queue.committerWaitsForRound = true
+                        return queue.isClosing
+                    }
                     let enough = queue.writes.count >= expected || !queue.controls.isEmpty || queue.isClosing
                     if !enough && phase == .wait {
                         queue.gatherTarget = expected
@@ -237,10 +283,17 @@ final class GroupCommitter: Sendable {
                     swap(&writes, &queue.writes)
                     swap(&controls, &queue.controls)
                     took = true
-                    if writes.isEmpty && controls.isEmpty && !queue.isClosing {
-                        queue.committerIsWaiting = true
+                    if writes.isEmpty && controls.isEmpty {
+                        if !queue.isClosing { queue.committerIsWaiting = true }
+                        queue.inlineContended = false  // idle: the next writer may well be alone
+                    } else {
+                        queue.roundInProgress = true
                     }
                     return queue.isClosing
+                }
+                if inlineRoundRunning {
+                    wakeup.wait()  // signalled when the inline round ends
+                    continue
                 }
                 if !took && phase == .wait {
                     _ = wakeup.wait(timeout: .now() + GroupCommitter.dispatchInterval(gatherUntil - now))
@@ -255,6 +308,7 @@ final class GroupCommitter: Sendable {
             let (queuedBeforeAnswering, syncDuration) = writes.isEmpty ? (0, nil) : commit(writes)
             if let syncDuration { recentSync = recentSync * 0.875 + syncDuration * 0.125 }
             for control in controls { perform(control) }
+            queue.withLock { $0.roundInProgress = false }
             lastRound = ContinuousClock.now
             expected = max(1, writes.count + queuedBeforeAnswering)
             writes.removeAll(keepingCapacity: true)

@@ -153,19 +153,30 @@ final class BackupFollower: Sendable {
         do throws(TransportError) {
             try connection.send(.hello(Hello(
                 protocolVersion: ReplicationProtocol.version, epoch: mine?.epoch ?? 0, lineage: mine?.lineage,
-                position: ReplicationPosition(position), prefixCRC: prefixCRC)))
+                position: ReplicationPosition(position), prefixCRC: prefixCRC,
+                epochStart: mine.flatMap { mine in mine.history.last { $0.epoch == mine.epoch }?.start })))
             // Step 2.
             let welcome: Welcome
             switch try connection.receive(timeout: ReplicationNode.handshakeTimeout) {
             case .welcome(let received): welcome = received
-            case .refuse(let refusal): return .failure(ReplicationFailure("the primary refused: \(refusal.message)"))
+            case .refuse(let refusal): return .failure(ReplicationFailure("the primary refused: \(refusal.message.sanitizedForLog)"))
             case let other: return .failure(ReplicationFailure("the primary sent \(other.kind) instead of a welcome"))
             }
             noteContact()
-            if let mine, welcome.epoch < mine.epoch {
+            // Epochs compare only within a lineage: a primary of another lineage may only
+            // replace this directory whole, with a snapshot.
+            let sameLineage = mine.map { $0.lineage == welcome.lineage } ?? true
+            if let mine, sameLineage, welcome.epoch < mine.epoch {
                 try? connection.send(.refuse(Refusal(
                     code: .staleEpoch, message: "your epoch \(welcome.epoch) is older than this backup's \(mine.epoch)")))
                 return .failure(ReplicationFailure("refused a stale primary: its epoch \(welcome.epoch) is older than ours (\(mine.epoch))"))
+            }
+            if !sameLineage && welcome.mode != .snapshot {
+                try? connection.send(.refuse(Refusal(code: .protocolViolation, message: "another lineage must send a snapshot")))
+                return .failure(ReplicationFailure("the primary (lineage \(welcome.lineage)) offered to stream into a directory of another lineage"))
+            }
+            guard welcome.epoch < UInt64.max else {
+                return .failure(ReplicationFailure("the primary's epoch \(welcome.epoch) leaves no room for a promotion"))
             }
             // Step 3.
             if welcome.mode == .snapshot {
@@ -272,7 +283,7 @@ final class BackupFollower: Sendable {
                 }
                 state.withLock { $0.view.primaryPosition = LogPosition(position) }
             case .refuse(let refusal):
-                return .failure(ReplicationFailure("the primary ended the stream: \(refusal.message)"))
+                return .failure(ReplicationFailure("the primary ended the stream: \(refusal.message.sanitizedForLog)"))
             default:
                 try? connection.send(.refuse(Refusal(code: .protocolViolation, message: "unexpected \(frame.kind)")))
                 return .failure(ReplicationFailure("the primary sent \(frame.kind) in the stream"))

@@ -75,3 +75,11 @@ extension Duration {
         return "\(seconds).\(fraction.reversed().drop(while: { $0 == "0" }).reversed().map(String.init).joined())s"
     }
 }
+
+extension String {
+    /// A peer's text made safe for one log line: control characters (newlines included) become
+    /// "?", so a hostile peer cannot forge log lines.
+    var sanitizedForLog: String {
+        String(String.UnicodeScalarView(unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
+    }
+}

@@ -202,26 +202,42 @@ extension ReplicationNode {
         guard role == .primary, fencedBy == nil, let persistent, let database else {
             return .refuse(Refusal(code: .notPrimary, message: "this server is not a primary"))
         }
+        guard let position = LogPosition(hello.position) else {
+            return .refuse(Refusal(code: .protocolViolation, message: "position out of range"))
+        }
+        // Epochs compare only within a lineage: a directory of another one is replaced whole.
+        if let lineage = hello.lineage, lineage != persistent.lineage {
+            return .snapshot(because: "its directory descends from another primary (lineage \(lineage))")
+        }
         if hello.epoch > persistent.epoch {
             fence(newerEpoch: hello.epoch, peer: peer)
             return .refuse(Refusal(
                 code: .newerEpoch,
                 message: "your epoch \(hello.epoch) is newer than this primary's \(persistent.epoch): it has stepped down"))
         }
-        guard let position = LogPosition(hello.position) else {
-            return .refuse(Refusal(code: .protocolViolation, message: "position out of range"))
+        // Both must agree on where the backup's epoch began: two promotions to the same epoch
+        // number are two different histories.
+        let startHere = persistent.history.last { $0.epoch == hello.epoch }?.start
+        if startHere != hello.epochStart {
+            return .snapshot(because: "its epoch \(hello.epoch) began at \(hello.epochStart.map { "\($0)" } ?? "the start"), "
+                + "here at \(startHere.map { "\($0)" } ?? "the start"): their histories differ")
         }
-        if let lineage = hello.lineage, lineage != persistent.lineage {
-            return .snapshot(because: "its directory descends from another primary (lineage \(lineage))")
-        }
-        if hello.epoch < persistent.epoch,
-            let next = persistent.history.first(where: { $0.epoch > hello.epoch }),
-            let epochEnd = LogPosition(next.start), position > epochEnd
+        // Its log must end before the first later epoch began here (anything after is its own).
+        if let epochEnd = persistent.history.filter({ $0.epoch > hello.epoch }).compactMap({ LogPosition($0.start) }).min(),
+            position > epochEnd
         {
             return .snapshot(because: "its log goes past \(epochEnd), where its epoch \(hello.epoch) ended: it diverged")
         }
+        if hello.lineage == nil && position.generation > 0 && position.offset == 0 {
+            // A directory that never followed anyone, at the start of a segment: its checkpoint
+            // underneath cannot be compared, and there is no log to compare.
+            return .snapshot(because: "nothing of its state at \(position) can be checked against this primary's")
+        }
         if position > lastEnd {
             return .snapshot(because: "its log (\(position)) is ahead of this primary's (\(lastEnd))")
+        }
+        if position.generation < lastEnd.generation, state.withLock({ $0.retiredSegmentEnds[position.generation] }) == nil {
+            return .snapshot(because: "logfile.\(position.generation) was retired before this server became primary")
         }
         do throws(DatabaseError) {
             guard try database.logGenerations().contains(position.generation) else {
@@ -264,7 +280,9 @@ extension ReplicationNode {
     private func catchUp(_ session: PrimarySession, _ database: Database, from start: LogPosition) -> String? {
         var cursor = start
         while true {
-            let (attached, end) = state.withLock { state in (state.session === session, state.lastEnd) }
+            let (attached, end, retiredEnd) = state.withLock { state in
+                (state.session === session, state.lastEnd, state.retiredSegmentEnds[cursor.generation])
+            }
             guard attached else { return session.failure ?? "detached" }
             if let failure = session.failure { return failure }
             if cursor == end {
@@ -283,16 +301,27 @@ extension ReplicationNode {
             guard cursor < end else { return "the stream got ahead of the log (\(cursor) > \(end))" }
             do throws(TransportError) {
                 let chunk: [UInt8]
+                // A segment below the last one is finished: send it to its recorded end.
+                let limit: Int
+                if cursor.generation < end.generation {
+                    guard let retiredEnd else {
+                        return "logfile.\(cursor.generation) was retired before this server became primary (the backup needs a snapshot)"
+                    }
+                    limit = retiredEnd
+                } else {
+                    limit = end.offset
+                }
                 do throws(DatabaseError) {
-                    // A segment below the last one is finished: read it to its end.
-                    let limit = cursor.generation < end.generation ? Int.max : end.offset
                     chunk = try database.readCommittedLog(
                         generation: cursor.generation, from: cursor.offset, maxBytes: configuration.streamChunkSize, limit: limit)
                 } catch {
                     return "reading \(cursor) for the backup failed: \(error)"
                 }
                 if chunk.isEmpty {
-                    guard cursor.generation < end.generation else { return "no committed bytes at \(cursor) before \(end)" }
+                    guard cursor.generation < end.generation, cursor.offset == limit else {
+                        // A checkpoint removed the segment while it was being sent.
+                        return "logfile.\(cursor.generation) ended at \(cursor.offset) while \(limit) bytes were committed (removed by a checkpoint?)"
+                    }
                     cursor = LogPosition(generation: cursor.generation + 1, offset: 0)
                     try session.sendSegmentStart(cursor.generation)
                     continue

@@ -41,8 +41,13 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         /// Primary: the attached backup, and whether it is in sync (then every batch waits for it).
         var session: PrimarySession?
         var sessionInSync = false
-        /// The batch `willSync` already sent to the in-sync backup (its start), if any.
-        var shippedBatch: LogPosition?
+        /// The batch `willSync` already sent (its start), and to which session.
+        var shippedBatch: (start: LogPosition, session: ObjectIdentifier)?
+        /// Where each segment retired while this node was primary ended: catch-up must send a
+        /// retired segment exactly to its end (a checkpoint may be shrinking the file meanwhile,
+        /// and a short read must not pass for the end). A segment retired before this node
+        /// became primary has no entry: a backup that needs it gets a snapshot.
+        var retiredSegmentEnds: [UInt64: Int] = [:]
         var listener: (any ReplicationListener)?
         var follower: BackupFollower?
         var threads: [JoinableThread] = []
@@ -67,9 +72,16 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     public func startAsPrimary(database: Database) throws(ReplicationStartError) {
         var persistent = try loadState(database)
         if persistent == nil {
-            let fresh = ReplicationState(lineage: .random(), epoch: 0, history: [])
+            let fresh = ReplicationState(lineage: .random(), epoch: 0, history: [], role: .primary)
             try saveState(fresh, database)
             persistent = fresh
+        } else if let followed = persistent, followed.role == .backup {
+            // A backup's directory started as a primary: a promotion by the operator. A new
+            // epoch keeps its writes from passing for the epoch it followed.
+            let promoted = try nextEpoch(after: followed, startingAt: database.logPosition)
+            try saveState(promoted, database)
+            persistent = promoted
+            log(.warning, "replication: this directory was last a backup (epoch \(followed.epoch)); as a primary it starts epoch \(promoted.epoch)")
         }
         state.withLock { state in
             state.database = database
@@ -125,7 +137,7 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     public func willSync(_ records: UnsafeRawBufferPointer, at start: LogPosition) {
         let session = state.withLock { state -> PrimarySession? in
             guard state.role == .primary, state.sessionInSync, let session = state.session else { return nil }
-            state.shippedBatch = start
+            state.shippedBatch = (start, ObjectIdentifier(session))
             return session
         }
         guard let session else { return }
@@ -140,9 +152,11 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         let end = LogPosition(generation: start.generation, offset: start.offset + records.count)
         let (role, session, shipped) = state.withLock { state in
             state.lastEnd = end
-            let shipped = state.shippedBatch == start
+            let session = state.sessionInSync ? state.session : nil
+            // Sent by `willSync` to this very session (not to one it has since replaced)?
+            let shipped = session.map { state.shippedBatch?.start == start && state.shippedBatch?.session == ObjectIdentifier($0) } ?? false
             state.shippedBatch = nil
-            return (state.role, state.sessionInSync ? state.session : nil, shipped)
+            return (state.role, session, shipped)
         }
         guard role == .primary else { return .acknowledge }  // a backup applying its primary's records
         if let session {
@@ -158,6 +172,11 @@ public final class ReplicationNode: ReplicationSink, Sendable {
 
     public func didStartSegment(_ generation: UInt64) {
         let session = state.withLock { state in
+            if state.lastEnd.generation + 1 == generation {
+                state.retiredSegmentEnds[state.lastEnd.generation] = state.lastEnd.offset
+            }
+            // Keep a bounded record: segments this far back are long deleted.
+            state.retiredSegmentEnds = state.retiredSegmentEnds.filter { $0.key + 64 > generation }
             state.lastEnd = LogPosition(generation: generation, offset: 0)
             return state.role == .primary && state.sessionInSync ? state.session : nil
         }
@@ -232,11 +251,10 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         follower?.stop()
         let previous = state.withLock { $0.persistent }
         let start = database.logPosition
-        let epoch = (previous?.epoch ?? 0) + 1
-        let promoted = ReplicationState(
-            lineage: previous?.lineage ?? .random(), epoch: epoch,
-            history: (previous?.history ?? []) + [EpochStart(epoch: epoch, start: ReplicationPosition(start))])
+        let promoted: ReplicationState
         do throws(ReplicationStartError) {
+            promoted = try nextEpoch(
+                after: previous ?? ReplicationState(lineage: .random(), epoch: 0, history: [], role: .backup), startingAt: start)
             try saveState(promoted, database)
         } catch {
             log(.error, "replication: promotion failed, staying a backup: \(error)")
@@ -254,13 +272,22 @@ public final class ReplicationNode: ReplicationSink, Sendable {
             state.promotions += 1
         }
         database.setBackgroundCheckpoints(enabled: configuration.backgroundCheckpointsAsPrimary)
-        log(.warning, "replication: promoted to primary, epoch \(epoch), at \(start) (\(reason))")
+        log(.warning, "replication: promoted to primary, epoch \(promoted.epoch), at \(start) (\(reason))")
         do throws(ReplicationStartError) {
             try startPrimaryServices()
         } catch {
             log(.error, "replication: promoted, but backups cannot attach: \(error)")
         }
-        return .promoted(epoch: epoch)
+        return .promoted(epoch: promoted.epoch)
+    }
+
+    /// The state after a promotion at `start`: the next epoch, beginning there.
+    func nextEpoch(after previous: ReplicationState, startingAt start: LogPosition) throws(ReplicationStartError) -> ReplicationState {
+        guard previous.epoch < UInt64.max else { throw .epochExhausted }
+        let epoch = previous.epoch + 1
+        return ReplicationState(
+            lineage: previous.lineage, epoch: epoch,
+            history: previous.history + [EpochStart(epoch: epoch, start: ReplicationPosition(start))], role: .primary)
     }
 
     /// A primary that met a newer epoch steps down: read-only from now on.
@@ -338,10 +365,12 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     /// A backup takes on its primary's lineage, epoch and history (durably, before applying
     /// anything of that epoch).
     func adopt(_ primary: ReplicationState, database: Database) throws(ReplicationStartError) {
+        var followed = primary
+        followed.role = .backup
         let current = state.withLock { $0.persistent }
-        guard current != primary else { return }
-        try saveState(primary, database)
-        state.withLock { $0.persistent = primary }
+        guard current != followed else { return }
+        try saveState(followed, database)
+        state.withLock { $0.persistent = followed }
     }
 
     /// The backup's durable replication state (nil before it ever followed a primary).
@@ -353,9 +382,11 @@ public enum ReplicationStartError: Error, Sendable, CustomStringConvertible {
     case storage(DatabaseError)
     case damagedStateFile(ReplicationStateError)
     case listener(TransportError)
+    case epochExhausted
 
     public var description: String {
         switch self {
+        case .epochExhausted: "the epoch cannot grow any further"
         case .storage(let error): "\(error)"
         case .damagedStateFile(let error): "the replication file is damaged: \(error)"
         case .listener(let error): "cannot listen for backups: \(error)"

@@ -125,6 +125,9 @@ extension Database {
     public func mirrorSegmentStart(
         _ generation: UInt64, rotated: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
     ) {
+        guard generation < Database.largestReplicatedGeneration else {
+            return rotated(.failure(.replicaMismatch("generation \(generation) is out of range")))
+        }
         let log = options.log ?? { _, _ in }
         checkpointer.checkpoint(expecting: generation, rotated: { rotated($0.map { _ in () }) }) { result in
             if case .failure(let error) = result {
@@ -148,6 +151,9 @@ extension Database {
         _ snapshot: ReplicaSnapshot, completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
     ) {
         let generation = snapshot.generation
+        guard generation < Database.largestReplicatedGeneration else {
+            return completion(.failure(.replicaMismatch("snapshot generation \(generation) is out of range")))
+        }
         let decoded: ShardedMap
         do throws(DatabaseError) {
             decoded = try Recovery.decodeCheckpoint(
@@ -189,6 +195,10 @@ extension Database {
             return replaced.withLock { $0 }!.map { generation }
         }, completion: completion)
     }
+
+    /// Generations a primary may name: far below the largest number, so that this log can
+    /// always start the next segment (a hostile or broken peer cannot make it overflow).
+    static let largestReplicatedGeneration: UInt64 = 1 << 62
 
     /// Switches background checkpoints on or off (a backup's are off until it is promoted; its
     /// checkpoints mirror the primary's).

@@ -8,6 +8,7 @@
 ///
 ///     1 hello           u32 magic "SBDR" | u16 version | u64 epoch | u8 has_lineage | 16 lineage
 ///                       (zeros when has_lineage is 0) | u64 generation | u64 offset | u32 prefix_crc
+///                       | u8 has_epoch_start | u64 generation | u64 offset (zeros without one)
 ///     2 welcome         u64 epoch | 16 lineage | u8 mode | u32 count | count × (u64 epoch | u64 generation | u64 offset)
 ///     3 refuse          u8 code | u32 message_len | message (UTF-8)
 ///     4 snapshotBegin   u64 generation | u64 total_bytes
@@ -175,16 +176,21 @@ public struct Hello: Sendable, Equatable {
     /// The CRC-32 of the backup's logfile.(position.generation) bytes [0, position.offset): lets
     /// the primary check that the backup's log is a prefix of its own before streaming from it.
     public var prefixCRC: UInt32
+    /// Where the backup's epoch began, by its own history (nil when its history has no entry for
+    /// it: epoch 0). Two nodes that both hold epoch E agree on their past only if E began at the
+    /// same position on both: a primary that finds otherwise resyncs the backup.
+    public var epochStart: ReplicationPosition?
 
     public init(
         protocolVersion: UInt16 = ReplicationProtocol.version, epoch: UInt64, lineage: Lineage?,
-        position: ReplicationPosition, prefixCRC: UInt32
+        position: ReplicationPosition, prefixCRC: UInt32, epochStart: ReplicationPosition? = nil
     ) {
         self.protocolVersion = protocolVersion
         self.epoch = epoch
         self.lineage = lineage
         self.position = position
         self.prefixCRC = prefixCRC
+        self.epochStart = epochStart
     }
 }
 

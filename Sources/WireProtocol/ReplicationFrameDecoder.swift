@@ -118,15 +118,33 @@ public struct ReplicationFrameDecoder {
             let lineage = try reader.lineage()
             let position = try reader.position()
             let prefixCRC = try reader.u32()
+            let hasEpochStart = try reader.u8()
+            let epochStart = try reader.position()
+            let foundLineage: Lineage?
             switch hasLineage {
             case 0:
                 guard lineage == Lineage(high: 0, low: 0) else { throw .malformed("hello without a lineage has non-zero lineage bytes") }
-                frame = .hello(Hello(protocolVersion: version, epoch: epoch, lineage: nil, position: position, prefixCRC: prefixCRC))
+                foundLineage = nil
             case 1:
-                frame = .hello(Hello(protocolVersion: version, epoch: epoch, lineage: lineage, position: position, prefixCRC: prefixCRC))
+                foundLineage = lineage
             default:
                 throw .malformed("hello lineage flag \(hasLineage) (expected 0 or 1)")
             }
+            let foundEpochStart: ReplicationPosition?
+            switch hasEpochStart {
+            case 0:
+                guard epochStart == ReplicationPosition(generation: 0, offset: 0) else {
+                    throw .malformed("hello without an epoch start has non-zero epoch start bytes")
+                }
+                foundEpochStart = nil
+            case 1:
+                foundEpochStart = epochStart
+            default:
+                throw .malformed("hello epoch start flag \(hasEpochStart) (expected 0 or 1)")
+            }
+            frame = .hello(Hello(
+                protocolVersion: version, epoch: epoch, lineage: foundLineage, position: position, prefixCRC: prefixCRC,
+                epochStart: foundEpochStart))
         case .welcome:
             let epoch = try reader.u64()
             let lineage = try reader.lineage()

@@ -24,6 +24,8 @@ public enum ReplicationFrameEncoder {
             }
             appendPosition(hello.position, to: &buffer)
             buffer.appendLittleEndian(hello.prefixCRC)
+            buffer.append(hello.epochStart == nil ? 0 : 1)
+            appendPosition(hello.epochStart ?? ReplicationPosition(generation: 0, offset: 0), to: &buffer)
             finish(startingAt: start, in: &buffer)
         case .welcome(let welcome):
             let start = begin(.welcome, in: &buffer)

@@ -1,7 +1,7 @@
 /// The replication state file (`replication` in a data directory): which family of directories
 /// this one belongs to, the highest epoch it has seen, and where each epoch began.
 ///
-///     8 bytes "SDBREPL\0" | u32 version = 1 | 16 lineage | u64 epoch | u32 count
+///     8 bytes "SDBREPL\0" | u32 version = 1 | 16 lineage | u64 epoch | u8 role | u32 count
 ///     count × (u64 epoch | u64 generation | u64 offset)
 ///     u32 crc32 of every byte before it
 ///
@@ -14,23 +14,34 @@ public enum ReplicationStateFormat {
     public static let fileName = "replication"
     public static let magic: [UInt8] = Array("SDBREPL\0".utf8)
     public static let currentVersion: UInt32 = 1
-    static let headerSize = 8 + 4 + Lineage.byteCount + 8 + 4
+    static let headerSize = 8 + 4 + Lineage.byteCount + 8 + 1 + 4
     static let entrySize = 24
     static let trailerSize = 4
 }
 
 /// What the replication state file holds.
 public struct ReplicationState: Sendable, Equatable {
+    /// The side a directory was last on.
+    public enum Role: UInt8, Sendable {
+        case primary = 0
+        case backup = 1
+    }
+
     public var lineage: Lineage
     /// The highest epoch this directory has seen (as primary or from a primary).
     public var epoch: UInt64
     /// Where each known epoch began, ascending by epoch.
     public var history: [EpochStart]
+    /// The role the directory was last used in: a backup's directory started as a primary takes
+    /// a new epoch (it is a promotion), so that its new writes are never mistaken for the epoch
+    /// it followed.
+    public var role: Role
 
-    public init(lineage: Lineage, epoch: UInt64, history: [EpochStart]) {
+    public init(lineage: Lineage, epoch: UInt64, history: [EpochStart], role: Role = .primary) {
         self.lineage = lineage
         self.epoch = epoch
         self.history = history
+        self.role = role
     }
 
     /// Throws unless the history is strictly ascending by epoch with no entry after `epoch`.
@@ -50,6 +61,7 @@ public enum ReplicationStateError: Error, Sendable, Equatable, CustomStringConve
     case lengthMismatch(expected: Int, actual: Int)
     case checksumMismatch(stored: UInt32, computed: UInt32)
     case invalidHistory(index: Int, reason: String)
+    case unknownRole(UInt8)
 
     public var description: String {
         switch self {
@@ -61,6 +73,7 @@ public enum ReplicationStateError: Error, Sendable, Equatable, CustomStringConve
         case .checksumMismatch(let stored, let computed):
             "replication state checksum mismatch (stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))): the file is damaged"
         case .invalidHistory(let index, let reason): "replication state history entry \(index): \(reason)"
+        case .unknownRole(let byte): "replication state role \(byte) is neither 0 (primary) nor 1 (backup)"
         }
     }
 }
@@ -77,6 +90,7 @@ public enum ReplicationStateCodec {
         bytes.appendLittleEndian(ReplicationStateFormat.currentVersion)
         state.lineage.appendBytes(to: &bytes)
         bytes.appendLittleEndian(state.epoch)
+        bytes.append(state.role.rawValue)
         bytes.appendLittleEndian(UInt32(state.history.count))
         for entry in state.history {
             bytes.appendLittleEndian(entry.epoch)
@@ -111,6 +125,7 @@ public enum ReplicationStateCodec {
         guard stored == computed else { throw .checksumMismatch(stored: stored, computed: computed) }
         let lineage = Lineage(bytes: bytes[12..<28]) ?? Lineage(high: 0, low: 0)
         let epoch = bytes.loadLittleEndianUInt64(at: 28)
+        guard let role = ReplicationState.Role(rawValue: bytes[36]) else { throw .unknownRole(bytes[36]) }
         var history: [EpochStart] = []
         history.reserveCapacity(count)
         var offset = headerSize
@@ -122,7 +137,7 @@ public enum ReplicationStateCodec {
                     offset: bytes.loadLittleEndianUInt64(at: offset + 16))))
             offset += ReplicationStateFormat.entrySize
         }
-        let state = ReplicationState(lineage: lineage, epoch: epoch, history: history)
+        let state = ReplicationState(lineage: lineage, epoch: epoch, history: history, role: role)
         try state.validate()
         return state
     }

@@ -298,17 +298,20 @@ struct ReplicationNodeTests {
 
     @Test func aBackupRefusesAPrimaryWithAnOlderEpoch() async throws {
         let network = InMemoryReplicationNetwork()
-        // The backup's directory has seen epoch 3 (it was promoted, then demoted by an operator).
+        let stale = TestNode("p", network: network)
+        try stale.startPrimary()
+        defer { stale.stop() }
+        // The backup's directory, of the same lineage, has seen epoch 3 (it was promoted, then
+        // pointed back at the old primary by an operator).
+        let lineage = try ReplicationStateCodec.decode(try #require(try stale.database.readReplicationMetadata())).lineage
         let backupStore = FaultInjectingStore()
         do {
             let db = try Database.open(logStore: backupStore, snapshotStore: backupStore)
             try db.writeReplicationMetadata(ReplicationStateCodec.encode(ReplicationState(
-                lineage: .random(), epoch: 3, history: [EpochStart(epoch: 3, start: ReplicationPosition(generation: 0, offset: 0))])))
+                lineage: lineage, epoch: 3, history: [EpochStart(epoch: 3, start: ReplicationPosition(generation: 0, offset: 0))],
+                role: .backup)))
             db.close()
         }
-        let stale = TestNode("p", network: network)
-        try stale.startPrimary()
-        defer { stale.stop() }
         let backup = TestNode("b", network: network, store: backupStore)
         try backup.startBackup(of: "p")
         defer { backup.stop() }
@@ -443,5 +446,88 @@ struct ReplicationNodeTests {
         }
         #expect(refusal.code == .unsupportedVersion)
         #expect(refusal.message.contains("99"))
+    }
+
+    @Test func aDirectoryOfAnotherLineageWithANewerEpochIsResyncedNotObeyed() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        try await primary.database.put("theirs", v("1"))
+        // A directory from another cluster that has been through failovers (epoch 3).
+        let otherStore = FaultInjectingStore()
+        do {
+            let db = try Database.open(logStore: otherStore, snapshotStore: otherStore)
+            try await db.put("mine", v("2"))
+            try db.writeReplicationMetadata(ReplicationStateCodec.encode(ReplicationState(
+                lineage: .random(), epoch: 3, history: [EpochStart(epoch: 3, start: ReplicationPosition(generation: 0, offset: 0))],
+                role: .backup)))
+            db.close()
+        }
+        let backup = TestNode("b", network: network, store: otherStore)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+        try await primary.database.put("sync", v("point"))
+        #expect(primary.node.writeRefusal == nil)  // not fenced by a stranger
+        #expect(try backup.database.get("mine") == nil)
+        #expect(try backup.database.get("theirs") == v("1"))
+        #expect(backup.node.epoch == 0)
+    }
+
+    @Test func twoPromotionsToTheSameEpochNumberAreTwoHistories() async throws {
+        let network = InMemoryReplicationNetwork()
+        let a = TestNode("a", network: network)
+        let b = TestNode("b", network: network)
+        try a.startPrimary()
+        try b.startBackup(of: "a")
+        #expect(try await eventually { a.inSyncAsPrimary })
+        try await a.database.put("shared", v("1"))
+        a.stop()
+        b.stop()
+        // Both are promoted to epoch 1 on their own (an operator error), and each writes.
+        let a1 = TestNode("a", network: network, store: a.store)
+        try a1.startBackup(of: "nobody")
+        #expect(a1.node.promote(reason: "test") == .promoted(epoch: 1))
+        try await a1.database.put("a-only", v("x"))
+        let b1 = TestNode("b", network: network, store: b.store)
+        try b1.startBackup(of: "nobody")
+        #expect(b1.node.promote(reason: "test") == .promoted(epoch: 1))
+        try await b1.database.put("b-only", v("y"))
+        for _ in 0..<5 { try await b1.database.put(Key("pad\(Int.random(in: 0..<1000))"), v("z")) }
+        b1.stop()
+        defer { a1.stop() }
+        // b follows a: same lineage, same epoch number, different starts: resynced, not merged.
+        let b2 = TestNode("b", network: network, store: b.store)
+        try b2.startBackup(of: "a")
+        defer { b2.stop() }
+        #expect(try await eventually { a1.inSyncAsPrimary })
+        try await a1.database.put("sync", v("point"))
+        #expect(b2.node.status.resyncs == 1)
+        #expect(try b2.database.get("b-only") == nil)
+        #expect(try b2.database.get("a-only") == v("x"))
+    }
+
+    @Test func aBackupsDirectoryStartedAsAPrimaryTakesANewEpoch() async throws {
+        let network = InMemoryReplicationNetwork()
+        let a = TestNode("a", network: network)
+        let b = TestNode("b", network: network)
+        try a.startPrimary()
+        try b.startBackup(of: "a")
+        defer { a.stop() }
+        #expect(try await eventually { a.inSyncAsPrimary })
+        try await a.database.put("k", v("1"))
+        b.stop()
+        let b1 = TestNode("b", network: network, store: b.store)
+        try b1.startPrimary()
+        #expect(b1.node.epoch == 1)
+        try await b1.database.put("b-only", v("2"))
+        b1.stop()
+        // Pointed back at a, it is the newer history: a steps down rather than merge it.
+        let b2 = TestNode("b", network: network, store: b.store)
+        try b2.startBackup(of: "a")
+        defer { b2.stop() }
+        #expect(try await eventually { a.node.writeRefusal == .fenced(newerEpoch: 1) })
+        #expect(try b2.database.get("b-only") == v("2"))
     }
 }

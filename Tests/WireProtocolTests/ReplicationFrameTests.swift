@@ -22,10 +22,11 @@ private let lineageA = Lineage(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_765
 /// Valid payload pieces, by hand.
 private func helloPayload(
     magic: UInt32 = 0x5244_4253, version: UInt16 = 1, epoch: UInt64 = 3, flag: UInt8 = 1,
-    lineage: [UInt8] = lineageA.bytes, generation: UInt64 = 2, offset: UInt64 = 100, crc: UInt32 = 0xDEAD_BEEF
+    lineage: [UInt8] = lineageA.bytes, generation: UInt64 = 2, offset: UInt64 = 100, crc: UInt32 = 0xDEAD_BEEF,
+    startFlag: UInt8 = 0, startGeneration: UInt64 = 0, startOffset: UInt64 = 0
 ) -> [UInt8] {
     le32(magic) + [UInt8(version & 0xFF), UInt8(version >> 8)] + le64(epoch) + [flag] + lineage
-        + le64(generation) + le64(offset) + le32(crc)
+        + le64(generation) + le64(offset) + le32(crc) + [startFlag] + le64(startGeneration) + le64(startOffset)
 }
 
 private func historyEntry(_ epoch: UInt64, _ generation: UInt64, _ offset: UInt64) -> [UInt8] {
@@ -70,6 +71,7 @@ private func encodeAll(_ frames: [ReplicationFrame]) -> [UInt8] {
 private let sampleFrames: [ReplicationFrame] = [
     .hello(Hello(epoch: 7, lineage: lineageA, position: position(3, 4096), prefixCRC: 0x1234_5678)),
     .hello(Hello(epoch: 0, lineage: nil, position: position(0, 0), prefixCRC: 0)),
+    .hello(Hello(epoch: 2, lineage: lineageA, position: position(5, 10), prefixCRC: 1, epochStart: position(3, 0))),
     .welcome(Welcome(epoch: 9, lineage: lineageA, history: [], mode: .snapshot)),
     .welcome(Welcome(
         epoch: 9, lineage: lineageA,
@@ -106,7 +108,13 @@ private let sampleFrames: [ReplicationFrame] = [
     @Test func handBuiltHelloDecodes() throws {
         let result = decodeStream(handFrame(1, helloPayload()))
         #expect(result.frames == [.hello(Hello(epoch: 3, lineage: lineageA, position: position(2, 100), prefixCRC: 0xDEAD_BEEF))])
-        #expect(Array(ReplicationFrameEncoder.encode(result.frames[0]).prefix(9)) == [1, 51, 0, 0, 0, 0x53, 0x42, 0x44, 0x52])
+        #expect(Array(ReplicationFrameEncoder.encode(result.frames[0]).prefix(9)) == [1, 68, 0, 0, 0, 0x53, 0x42, 0x44, 0x52])
+    }
+
+    @Test func handBuiltHelloWithAnEpochStartDecodes() throws {
+        let result = decodeStream(handFrame(1, helloPayload(startFlag: 1, startGeneration: 4, startOffset: 77)))
+        #expect(result.frames == [.hello(Hello(
+            epoch: 3, lineage: lineageA, position: position(2, 100), prefixCRC: 0xDEAD_BEEF, epochStart: position(4, 77)))])
     }
 
     @Test func wholeStreamByteByByteDecodesTheSame() {
@@ -226,6 +234,8 @@ private let malformedCases: [ReplicationMalformedCase] = [
     ReplicationMalformedCase("hello of version 2", handFrame(1, helloPayload(version: 2)), .error(.unsupportedVersion(2))),
     ReplicationMalformedCase("hello of version 0, short", handFrame(1, le32(0x5244_4253) + [0, 0]), .error(.unsupportedVersion(0))),
     ReplicationMalformedCase("hello lineage flag 2", handFrame(1, helloPayload(flag: 2)), .malformed),
+    ReplicationMalformedCase("hello epoch start flag 2", handFrame(1, helloPayload(startFlag: 2)), .malformed),
+    ReplicationMalformedCase("hello without epoch start but its bytes", handFrame(1, helloPayload(startFlag: 0, startOffset: 9)), .malformed),
     ReplicationMalformedCase("hello without lineage but lineage bytes", handFrame(1, helloPayload(flag: 0)), .malformed),
     ReplicationMalformedCase("hello with a trailing byte", handFrame(1, helloPayload() + [0]), .malformed),
     ReplicationMalformedCase("hello cut short", handFrame(1, Array(helloPayload().dropLast())), .malformed),

@@ -7,7 +7,7 @@ private let lineage = Lineage(high: 0xA1A2_A3A4_A5A6_A7A8, low: 0xB1B2_B3B4_B5B6
 
 private let states: [ReplicationState] = [
     ReplicationState(lineage: lineage, epoch: 0, history: []),
-    ReplicationState(lineage: lineage, epoch: 1, history: [EpochStart(epoch: 1, start: .init(generation: 1, offset: 0))]),
+    ReplicationState(lineage: lineage, epoch: 1, history: [EpochStart(epoch: 1, start: .init(generation: 1, offset: 0))], role: .backup),
     ReplicationState(
         lineage: Lineage(high: .max, low: 0), epoch: 12,
         history: [
@@ -18,8 +18,10 @@ private let states: [ReplicationState] = [
 ]
 
 /// A state file by hand, with a correct CRC unless given.
-private func handFile(version: UInt32 = 1, epoch: UInt64, count: UInt32? = nil, entries: [(UInt64, UInt64, UInt64)], crc: UInt32? = nil) -> [UInt8] {
-    var body = Array("SDBREPL\0".utf8) + le32(version) + lineage.bytes + le64(epoch) + le32(count ?? UInt32(entries.count))
+private func handFile(
+    version: UInt32 = 1, epoch: UInt64, role: UInt8 = 0, count: UInt32? = nil, entries: [(UInt64, UInt64, UInt64)], crc: UInt32? = nil
+) -> [UInt8] {
+    var body = Array("SDBREPL\0".utf8) + le32(version) + lineage.bytes + le64(epoch) + [role] + le32(count ?? UInt32(entries.count))
     for (epoch, generation, offset) in entries { body += le64(epoch) + le64(generation) + le64(offset) }
     return body + le32(crc ?? referenceCRC32(body))
 }
@@ -28,7 +30,7 @@ private func handFile(version: UInt32 = 1, epoch: UInt64, count: UInt32? = nil, 
     @Test(arguments: states)
     func roundTrip(_ state: ReplicationState) throws {
         let bytes = ReplicationStateCodec.encode(state)
-        #expect(bytes.count == 40 + 24 * state.history.count + 4)
+        #expect(bytes.count == 41 + 24 * state.history.count + 4)
         #expect(try ReplicationStateCodec.decode(bytes) == state)
         #expect(readLE32(bytes, at: bytes.count - 4) == referenceCRC32(bytes.dropLast(4)))
     }
@@ -65,7 +67,7 @@ private func handFile(version: UInt32 = 1, epoch: UInt64, count: UInt32? = nil, 
         }
     }
 
-    @Test func specificErrors() {
+    @Test func specificErrors() throws {
         let good = ReplicationStateCodec.encode(states[2])
         #expect(throws: ReplicationStateError.lengthMismatch(expected: good.count, actual: good.count + 1)) {
             try ReplicationStateCodec.decode(good + [0])
@@ -76,9 +78,13 @@ private func handFile(version: UInt32 = 1, epoch: UInt64, count: UInt32? = nil, 
         #expect(throws: ReplicationStateError.unsupportedVersion(2)) {
             try ReplicationStateCodec.decode(handFile(version: 2, epoch: 1, entries: []))
         }
-        #expect(throws: ReplicationStateError.lengthMismatch(expected: 40 + 24 * Int(UInt32.max) + 4, actual: 44)) {
+        #expect(throws: ReplicationStateError.lengthMismatch(expected: 41 + 24 * Int(UInt32.max) + 4, actual: 45)) {
             try ReplicationStateCodec.decode(handFile(epoch: 1, count: .max, entries: []))
         }
+        #expect(throws: ReplicationStateError.unknownRole(2)) {
+            try ReplicationStateCodec.decode(handFile(epoch: 1, role: 2, entries: []))
+        }
+        #expect(try ReplicationStateCodec.decode(handFile(epoch: 0, role: 1, entries: [])).role == .backup)
         #expect(throws: ReplicationStateError.checksumMismatch(stored: 7, computed: referenceCRC32(handFile(epoch: 1, entries: []).dropLast(4)))) {
             try ReplicationStateCodec.decode(handFile(epoch: 1, entries: [], crc: 7))
         }

@@ -1,3 +1,4 @@
+import StorageEngine
 import WireProtocol
 
 /// POST /v1/promote and GET /v1/replication: the replication layer's state, through `ServerRole`.
@@ -6,8 +7,16 @@ struct ReplicationHandlers: Sendable {
 
     /// 200 `{"role":"primary","epoch":N}` when promoted or already a primary; 409 with the reason
     /// when the role refuses.
+    ///
+    /// A promotion stops the backup's replication threads and writes a file durably: it runs on
+    /// a thread of its own, never on the event loop, and the response follows when it is done.
     func promote(_ responder: Responder) {
-        switch role.promote() {
+        let role = self.role
+        startDetachedThread { ReplicationHandlers.answer(role.promote(), responder) }
+    }
+
+    private static func answer(_ outcome: PromotionOutcome, _ responder: Responder) {
+        switch outcome {
         case .promoted(let epoch), .alreadyPrimary(let epoch):
             responder.send(.json(status: 200, body: Array("{\"role\":\"primary\",\"epoch\":\(epoch)}\n".utf8)), route: .promote)
         case .refused(let why):

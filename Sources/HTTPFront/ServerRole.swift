@@ -15,8 +15,8 @@ public protocol ServerRole: Sendable {
     /// The replication figures for GET /v1/replication and /metrics; nil for a server without
     /// replication.
     var replicationStatus: ReplicationStatus? { get }
-    /// POST /v1/promote: make this backup a primary now. Called on an event loop's thread, so it
-    /// must not block for long (flip the state, start threads, return); says what happened.
+    /// POST /v1/promote: make this backup a primary now, and say what happened. Called on a
+    /// thread of its own (not an event loop): it may block until the promotion is done.
     func promote() -> PromotionOutcome
 }
 

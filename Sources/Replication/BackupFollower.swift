@@ -255,7 +255,7 @@ final class BackupFollower: Sendable {
             } catch {
                 if isStopping { return .success(()) }
                 switch error {
-                case .timedOut: return .failure(ReplicationFailure("nothing from the primary for \(node.configuration.heartbeatTimeout.logDescription)"))
+                case .timedOut: return .failure(ReplicationFailure("nothing from the primary for \(silenceLimit.logDescription)"))
                 case .peerClosed: return .failure(ReplicationFailure("the primary closed the connection"))
                 default: return .failure(ReplicationFailure("receiving from the primary failed: \(error)"))
                 }
@@ -291,11 +291,16 @@ final class BackupFollower: Sendable {
         }
     }
 
-    /// How long to wait for the next frame: the heartbeat timeout (none if disabled).
-    private var silenceLimit: Duration? {
+    /// How long to wait for the next frame before dropping the connection and reconnecting: the
+    /// heartbeat timeout, or 30 s when self-promotion is off (a primary that vanished without
+    /// closing the connection, its machine dead or cut off, must not leave this backup waiting
+    /// on a dead socket for ever).
+    private var silenceLimit: Duration {
         let timeout = node.configuration.heartbeatTimeout
-        return timeout > .zero ? timeout : nil
+        return timeout > .zero ? timeout : BackupFollower.silenceLimitWithoutPromotion
     }
+
+    static let silenceLimitWithoutPromotion: Duration = .seconds(30)
 
     // MARK: Promotion on silence
 

@@ -26,14 +26,19 @@ func blockingCall<T: Sendable>(
 final class JoinableThread: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let identity = Mutex<pthread_t?>(nil)
+    private let hasFinished = Atomic<Bool>(false)
 
     init(_ body: @escaping @Sendable () -> Void) {
         startDetachedThread { [self] in
             identity.withLock { $0 = pthread_self() }
             body()
+            hasFinished.store(true, ordering: .releasing)
             finished.signal()
         }
     }
+
+    /// The body has returned (joining would not wait).
+    var isFinished: Bool { hasFinished.load(ordering: .acquiring) }
 
     /// Whether the caller runs on this thread (which must not join itself).
     var isCurrent: Bool {

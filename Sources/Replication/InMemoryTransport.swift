@@ -84,18 +84,18 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
         sendTimeout = network.sendTimeout
     }
 
-    public func send(_ frame: ReplicationFrame) throws(TransportError) {
-        try sendRaw(ReplicationFrameEncoder.encode(frame))
+    public func send(_ frame: ReplicationFrame, timeout: Duration?) throws(TransportError) {
+        try sendRaw(ReplicationFrameEncoder.encode(frame), timeout: timeout)
     }
 
-    public func send(encoded bytes: UnsafeRawBufferPointer) throws(TransportError) {
-        try sendRaw(Array(bytes))
+    public func send(encoded bytes: UnsafeRawBufferPointer, timeout: Duration?) throws(TransportError) {
+        try sendRaw(Array(bytes), timeout: timeout)
     }
 
     /// Puts `bytes` on the wire as they are, frames or not: for tests of what a peer does with
     /// garbage. Same blocking and timeout as `send`.
-    public func sendRaw(_ bytes: [UInt8]) throws(TransportError) {
-        let deadline = TransportDeadline(after: sendTimeout)
+    public func sendRaw(_ bytes: [UInt8], timeout: Duration? = nil) throws(TransportError) {
+        let deadline = TransportDeadline(after: timeout ?? sendTimeout)
         let end = end
         let capacity = pipeCapacity
         let sent = try link.wait(until: deadline) { (link) throws(TransportError) -> Bool? in

@@ -50,7 +50,8 @@ final class PrimarySession: Sendable {
 
     /// Sends `records` (whole WAL records at `start`), in frames of at most the protocol's size,
     /// split at record boundaries.
-    func sendRecords(_ records: UnsafeRawBufferPointer, at start: LogPosition) throws(TransportError) {
+    /// `timeout` bounds the whole send (nil: the connection's own send timeout).
+    func sendRecords(_ records: UnsafeRawBufferPointer, at start: LogPosition, timeout: Duration? = nil) throws(TransportError) {
         // Before sending: the ack may arrive before `send` returns.
         progress.withLock { $0.sent = LogPosition(generation: start.generation, offset: start.offset + records.count) }
         try frameBuffer.withLock { (buffer) throws(TransportError) in
@@ -61,7 +62,7 @@ final class PrimarySession: Sendable {
                 let position = ReplicationPosition(LogPosition(generation: start.generation, offset: start.offset + offset))
                 ReplicationFrameEncoder.appendRecords(
                     at: position, bytes: UnsafeRawBufferPointer(rebasing: records[offset..<end]), to: &buffer)
-                try buffer.withBytes { (raw) throws(TransportError) in try connection.send(encoded: raw) }
+                try buffer.withBytes { (raw) throws(TransportError) in try connection.send(encoded: raw, timeout: timeout) }
                 offset = end
             }
             if buffer.capacity > 8 << 20 { buffer = [] }  // do not pin a huge buffer
@@ -85,9 +86,9 @@ final class PrimarySession: Sendable {
     }
 
     /// Marks a segment switch in the stream.
-    func sendSegmentStart(_ generation: UInt64) throws(TransportError) {
+    func sendSegmentStart(_ generation: UInt64, timeout: Duration? = nil) throws(TransportError) {
         progress.withLock { $0.sent = LogPosition(generation: generation, offset: 0) }
-        try connection.send(.startSegment(generation: generation))
+        try connection.send(.startSegment(generation: generation), timeout: timeout)
     }
 
     /// The output rule for one committed batch (on the committer thread): send it, then wait
@@ -95,7 +96,7 @@ final class PrimarySession: Sendable {
     /// `timeout` (zero: no limit).
     func replicateLive(_ records: UnsafeRawBufferPointer, at start: LogPosition, timeout: Duration) -> String? {
         do throws(TransportError) {
-            try sendRecords(records, at: start)
+            try sendRecords(records, at: start, timeout: timeout > .zero ? timeout : nil)
         } catch {
             fail("sending to the backup failed: \(error)")
             return failure

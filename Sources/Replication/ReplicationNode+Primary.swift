@@ -57,12 +57,22 @@ extension ReplicationNode {
                 if error != .closed { log(.error, "replication: accepting backups stopped: \(error)") }
                 return
             }
-            let stopping = state.withLock { $0.isStopping }
-            if stopping {
+            // Tracked, so that `stop` waits for it: a session must not touch the database
+            // after it is closed.
+            let accepted = state.withLock { state -> Bool in
+                guard !state.isStopping else { return false }
+                state.threads.removeAll { $0.isFinished }
+                state.connections[ObjectIdentifier(connection)] = connection
+                state.threads.append(JoinableThread { [self] in
+                    serve(connection)
+                    self.state.withLock { _ = $0.connections.removeValue(forKey: ObjectIdentifier(connection)) }
+                })
+                return true
+            }
+            if !accepted {
                 connection.close()
                 return
             }
-            startDetachedThread { [self] in serve(connection) }
         }
     }
 
@@ -78,7 +88,7 @@ extension ReplicationNode {
             }
             guard let session else { continue }
             do throws(TransportError) {
-                try session.connection.send(.heartbeat(epoch: epoch, position: ReplicationPosition(end)))
+                try session.connection.send(.heartbeat(epoch: epoch, position: ReplicationPosition(end)), timeout: liveSendTimeout)
             } catch {
                 detach(session, because: "sending a heartbeat failed: \(error)")
             }
@@ -157,10 +167,15 @@ extension ReplicationNode {
             replaced.fail("replaced by a new connection from the backup")
             log(.warning, "replication: backup \(replaced.peer) replaced by \(connection.peer)")
         }
-        startDetachedThread { [self, session] in
-            session.readAcks()
-            detach(session, because: session.failure ?? "the ack stream ended")
+        let reading = state.withLock { state -> Bool in
+            guard !state.isStopping else { return false }
+            state.threads.append(JoinableThread { [self, session] in
+                session.readAcks()
+                detach(session, because: session.failure ?? "the ack stream ended")
+            })
+            return true
         }
+        guard reading else { return detach(session, because: "this server is stopping") }
         do throws(TransportError) {
             let mode: Welcome.Mode = snapshotReason == nil ? .stream : .snapshot
             try connection.send(.welcome(Welcome(

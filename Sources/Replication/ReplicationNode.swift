@@ -51,6 +51,9 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         var listener: (any ReplicationListener)?
         var follower: BackupFollower?
         var threads: [JoinableThread] = []
+        /// Connections accepted and not yet ended (`stop` closes them: a peer that never says
+        /// hello must not hold up shutdown).
+        var connections: [ObjectIdentifier: any ReplicationConnection] = [:]
         var detaches = 0
         var resyncs = 0
         var promotions = 0
@@ -58,6 +61,9 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     let state = Mutex(State())
     /// Wakes the heartbeat thread early (on stop).
     let stopSignal = DispatchSemaphore(value: 0)
+    /// Held for a whole promotion, and by `stop` while it marks the node stopping: a promotion
+    /// either finishes before `stop` begins, or sees the node stopping and does nothing.
+    private let promotionGate = DispatchSemaphore(value: 1)
 
     public init(configuration: ReplicationConfiguration = ReplicationConfiguration()) {
         self.configuration = configuration
@@ -115,9 +121,10 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     /// Stops every replication thread and closes every connection. Writes still in the committer
     /// are acknowledged without a backup from here on (or refused with `.required`).
     public func stop() {
-        let (listener, session, follower, threads) = state.withLock { state in
+        promotionGate.wait()
+        let (listener, session, follower, threads, connections) = state.withLock { state in
             state.isStopping = true
-            let parts = (state.listener, state.session, state.follower, state.threads)
+            let parts = (state.listener, state.session, state.follower, state.threads, Array(state.connections.values))
             state.listener = nil
             state.session = nil
             state.sessionInSync = false
@@ -125,7 +132,9 @@ public final class ReplicationNode: ReplicationSink, Sendable {
             state.threads = []
             return parts
         }
+        promotionGate.signal()  // before joining: a silence watcher may be waiting to promote
         listener?.close()
+        for connection in connections { connection.close() }
         session?.fail("this server is stopping")
         follower?.stop()
         stopSignal.signal()
@@ -142,7 +151,7 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         }
         guard let session else { return }
         do throws(TransportError) {
-            try session.sendRecords(records, at: start)
+            try session.sendRecords(records, at: start, timeout: liveSendTimeout)
         } catch {
             session.fail("sending to the backup failed: \(error)")  // `replicate` detaches it
         }
@@ -182,10 +191,16 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         }
         guard let session else { return }
         do throws(TransportError) {
-            try session.sendSegmentStart(generation)
+            try session.sendSegmentStart(generation, timeout: liveSendTimeout)
         } catch {
             detach(session, because: "sending the start of logfile.\(generation) failed: \(error)")
         }
+    }
+
+    /// How long a send on the committer's path may take: the ack timeout (a backup that takes
+    /// no bytes is as stalled as one that does not acknowledge); nil: the connection's own.
+    var liveSendTimeout: Duration? {
+        configuration.ackTimeout > .zero ? configuration.ackTimeout : nil
     }
 
     private func verdictWithoutBackup() -> ReplicationVerdict {
@@ -229,6 +244,8 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     /// its log end), turns on background checkpoints, opens the listener and sends heartbeats.
     @discardableResult
     public func promote(reason: String) -> ReplicationPromotion {
+        promotionGate.wait()
+        defer { promotionGate.signal() }
         enum Claim {
             case promote(BackupFollower?, Database)
             case answer(ReplicationPromotion)

@@ -188,23 +188,27 @@ final class TCPReplicationConnection: ReplicationConnection {
         self.sendTimeout = sendTimeout
     }
 
-    func send(_ frame: ReplicationFrame) throws(TransportError) {
+    func send(_ frame: ReplicationFrame, timeout: Duration?) throws(TransportError) {
+        let deadline = TransportDeadline(after: timeout ?? sendTimeout)
         try sending.withLock { (buffer) throws(TransportError) in
             buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
             ReplicationFrameEncoder.append(frame, to: &buffer)
             // Array.withUnsafeBytes rethrows untyped errors: the outcome crosses it as a Result.
-            let outcome = buffer.withUnsafeBytes { bytes in Result { () throws(TransportError) in try writeAll(bytes) } }
+            let outcome = buffer.withUnsafeBytes { bytes in Result { () throws(TransportError) in try writeAll(bytes, deadline) } }
             try outcome.get()
         }
     }
 
-    func send(encoded bytes: UnsafeRawBufferPointer) throws(TransportError) {
-        try sending.withLock { (_) throws(TransportError) in try writeAll(bytes) }
+    func send(encoded bytes: UnsafeRawBufferPointer, timeout: Duration?) throws(TransportError) {
+        let deadline = TransportDeadline(after: timeout ?? sendTimeout)
+        try sending.withLock { (_) throws(TransportError) in try writeAll(bytes, deadline) }
     }
 
     /// Writes every byte or closes the connection (the peer may hold part of a frame). The caller
     /// holds `sending`.
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(TransportError) {
+    private func writeAll(_ bytes: UnsafeRawBufferPointer, _ deadline: TransportDeadline) throws(TransportError) {
+        // One deadline for the whole call, not per wait: a peer that drains a few bytes at a time
+        // must not hold the sender (the primary's committer) past it.
         do throws(TransportError) {
             try socket.use { (descriptor) throws(TransportError) in
                 var written = 0
@@ -219,7 +223,8 @@ final class TCPReplicationConnection: ReplicationConnection {
                     case EINTR: continue
                     case EAGAIN, EWOULDBLOCK:
                         var poller = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-                        let ready = poll(&poller, 1, sendTimeout.pollMilliseconds)
+                        if deadline.hasPassed { throw .timedOut }
+                        let ready = poll(&poller, 1, deadline.pollMilliseconds)
                         if ready == 0 { throw .timedOut }
                         if ready < 0 && errno != EINTR { throw .io(operation: "poll", errno: errno) }
                     case EPIPE, ECONNRESET: throw socket.isClosed ? .closed : .peerClosed

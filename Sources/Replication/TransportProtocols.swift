@@ -12,10 +12,11 @@ public import WireProtocol
 ///   no longer be trusted.
 public protocol ReplicationConnection: AnyObject, Sendable {
     /// Sends one frame whole. Safe from several threads (serialised internally). Fails with
-    /// `.timedOut` if the peer takes no bytes for the connection's send timeout.
-    func send(_ frame: ReplicationFrame) throws(TransportError)
+    /// `.timedOut` if the peer has not taken it all within `timeout` (nil: the connection's send
+    /// timeout), counted from the call.
+    func send(_ frame: ReplicationFrame, timeout: Duration?) throws(TransportError)
     /// Sends already-encoded bytes (one or more whole frames), by the same rules.
-    func send(encoded: UnsafeRawBufferPointer) throws(TransportError)
+    func send(encoded: UnsafeRawBufferPointer, timeout: Duration?) throws(TransportError)
     /// The next frame, waiting at most `timeout` (nil: forever). One receiving thread at a time
     /// (a second one waits for the first). After the peer closes, the frames it sent before are
     /// returned first, then `.peerClosed`.
@@ -24,6 +25,18 @@ public protocol ReplicationConnection: AnyObject, Sendable {
     func close()
     /// Who is at the other end, for logs: "127.0.0.1:53422", "memory#3".
     var peer: String { get }
+}
+
+extension ReplicationConnection {
+    /// Sends one frame within the connection's send timeout.
+    public func send(_ frame: ReplicationFrame) throws(TransportError) {
+        try send(frame, timeout: nil)
+    }
+
+    /// Sends encoded frames within the connection's send timeout.
+    public func send(encoded: UnsafeRawBufferPointer) throws(TransportError) {
+        try send(encoded: encoded, timeout: nil)
+    }
 }
 
 /// Accepts replication connections (the primary's side).

@@ -530,4 +530,18 @@ struct ReplicationNodeTests {
         #expect(try await eventually { a.node.writeRefusal == .fenced(newerEpoch: 1) })
         #expect(try b2.database.get("b-only") == v("2"))
     }
+
+    @Test func stopDoesNotWaitForAPeerThatNeverSaysHello() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        let silent = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { silent.close() }
+        // The primary waits up to ReplicationNode.handshakeTimeout (10 s) for a hello; stop
+        // closes the connection instead of waiting that out.
+        let started = ContinuousClock.now
+        primary.stop()
+        #expect(ContinuousClock.now - started < ReplicationNode.handshakeTimeout / 2)
+        #expect(throws: TransportError.self) { _ = try silent.receive(timeout: .seconds(5)) }
+    }
 }

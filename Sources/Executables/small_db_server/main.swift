@@ -120,10 +120,10 @@ replication.backgroundCheckpointsAsPrimary = !flags.bool("disable-background-che
 replication.log = { level, message in LogLine.write(level, message) }
 let replicationAddress = flags.string("repl-addr")
 if !replicationAddress.isEmpty {
-    // A backup that takes no bytes for the ack timeout is as stalled as one that does not ack.
-    let sendTimeout = replication.ackTimeout > .zero ? replication.ackTimeout : .seconds(5)
+    // Sends on the write path are bounded by -repl-ack-timeout (ReplicationNode.liveSendTimeout);
+    // this bounds the others (catch-up and snapshots, while a backup installs a snapshot).
     replication.makeListener = { () throws(TransportError) in
-        try TCPReplicationListener(address: replicationAddress, sendTimeout: sendTimeout)
+        try TCPReplicationListener(address: replicationAddress, sendTimeout: .seconds(30))
     }
 }
 

@@ -15,16 +15,23 @@ public import WireProtocol
 ///
 /// Epochs and fencing (what must stay true):
 /// - Each directory keeps, in its `replication` file, a lineage (which family of directories it
-///   belongs to), the highest epoch it has seen, and where each epoch began. The file is written
-///   durably before anything it describes happens: a promotion records epoch E+1, starting at the
-///   promoted backup's log end, before the first write of the new primary; a backup adopts its
-///   primary's epoch before it applies a record of that epoch.
-/// - A primary refuses a backup whose epoch is newer than its own and steps down (read-only):
-///   someone promoted past it. A backup refuses a primary whose epoch is older than its own.
-/// - A backup streams from where its log ends only if that log is a prefix of the primary's:
-///   same lineage (or none yet), its position not past the end of its epoch in the primary's
-///   history, the segment still there, and the CRC of the prefix equal. Otherwise it gets a
-///   snapshot: a diverged log is replaced, never merged.
+///   belongs to), the highest epoch it has seen, where each epoch began, and the role it was last
+///   used in. The file is written durably before anything it describes happens: a promotion
+///   records epoch E+1, starting at the promoted backup's log end, before the first write of the
+///   new primary; a backup adopts its primary's epoch before it applies a record of that epoch (a
+///   snapshot is installed first: a crash in between costs only another resync). A backup's
+///   directory started as a primary is a promotion too.
+/// - Epochs compare only within a lineage. A directory of another lineage is replaced whole by a
+///   snapshot, whatever its epoch.
+/// - A primary refuses a backup of its lineage whose epoch is newer than its own and steps down
+///   (read-only): someone promoted past it. A backup refuses a primary of its lineage whose epoch
+///   is older than its own.
+/// - A backup streams from where its log ends only if all of these hold: same lineage (or none
+///   yet); its epoch began where this primary's history says it did; its position is not past
+///   the start of any later epoch here; it is not at the start of a segment without a lineage
+///   (nothing could be compared); the segment is still here (and, if retired, its end known);
+///   and the CRC of the segment up to its position is equal. Otherwise it gets a snapshot: a
+///   diverged log is replaced, never merged.
 public final class ReplicationNode: ReplicationSink, Sendable {
     let configuration: ReplicationConfiguration
 

@@ -56,7 +56,9 @@ struct KeyValueHandlers: Sendable {
             return responder.send(.json(status: 400, error: "invalid JSON body: \(error)"), route: .kv)
         }
         let value: [UInt8]
-        switch decoded.encoding.trimmedASCIIWhitespace().lowercased() {
+        // The usual spellings first: no trimming or case folding on the hot path.
+        let encoding = decoded.encoding
+        switch encoding.isEmpty || encoding == "base64" ? "base64" : encoding.trimmedASCIIWhitespace().lowercased() {
         case "", "base64":
             do {
                 value = try Base64.decode(decoded.value.utf8)
@@ -138,8 +140,13 @@ struct KeyValueHandlers: Sendable {
 extension String {
     /// The string without leading and trailing ASCII whitespace (Go's strings.TrimSpace, for ASCII).
     func trimmedASCIIWhitespace() -> String {
-        let isSpace: (Unicode.Scalar) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\u{0B}" || $0 == "\u{0C}" }
-        let scalars = unicodeScalars.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
-        return String(String.UnicodeScalarView(scalars))
+        // On the UTF-8 bytes: the trimmed characters are ASCII, so any cut is a character boundary.
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || ($0 >= 0x09 && $0 <= 0x0D) }
+        let bytes = utf8
+        guard let first = bytes.first, let last = bytes.last, isSpace(first) || isSpace(last) else { return self }
+        let trimmed = bytes.drop(while: isSpace)
+        var end = trimmed.endIndex
+        while end > trimmed.startIndex, isSpace(bytes[bytes.index(before: end)]) { end = bytes.index(before: end) }
+        return String(decoding: bytes[trimmed.startIndex..<end], as: UTF8.self)
     }
 }

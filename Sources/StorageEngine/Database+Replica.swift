@@ -99,8 +99,10 @@ extension Database {
 
     /// Writes a primary's records at `start` in this log, byte for byte, and applies them. Fails
     /// with `.replicaMismatch` (writing nothing) unless this log ends exactly at `start` and the
-    /// bytes are whole, valid records. `completion` runs on the committer thread once they are
-    /// durable and applied.
+    /// bytes are whole, valid records. `completion` runs once they are durable and applied: on
+    /// the calling thread, before this returns, when no other write is in flight (a backup's
+    /// follower is its only writer, so it normally commits inline: no thread hand-off per
+    /// batch), else on the committer thread.
     public func applyReplicated(
         _ records: [UInt8], at start: LogPosition,
         completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
@@ -116,7 +118,9 @@ extension Database {
         guard case .clean = outcome, !records.isEmpty else {
             return completion(.failure(.replicaMismatch("replicated records at \(start) do not decode (\(outcome))")))
         }
-        committer.enqueue(batch, replicated: .init(bytes: records, start: start), completion: completion)
+        let replicated = GroupCommitter.ReplicatedRecords(bytes: records, start: start)
+        if committer.commitInline(batch, replicated: replicated, completion: completion) { return }
+        committer.enqueue(batch, replicated: replicated, completion: completion)
     }
 
     /// Starts logfile.`generation` where the primary did and checkpoints there, as the primary

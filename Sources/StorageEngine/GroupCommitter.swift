@@ -188,7 +188,9 @@ final class GroupCommitter: Sendable {
     /// Returns false, having done nothing, otherwise; then the caller enqueues as usual.
     /// Writes that arrive meanwhile queue for the committer thread, which starts their round
     /// once this one has ended.
-    func commitInline(_ batch: WriteBatch, completion: @escaping Completion) -> Bool {
+    func commitInline(
+        _ batch: WriteBatch, replicated: ReplicatedRecords? = nil, completion: @escaping Completion
+    ) -> Bool {
         let claimed = queue.withLock { queue -> Bool in
             guard queue.committerIsWaiting, !queue.roundInProgress, !queue.inlineContended, queue.writes.isEmpty,
                 queue.controls.isEmpty, !queue.isClosing, queue.failure == nil
@@ -198,7 +200,7 @@ final class GroupCommitter: Sendable {
             return true
         }
         guard claimed else { return false }
-        _ = commit([PendingWrite(batch: batch, completion: completion)])
+        _ = commit([PendingWrite(batch: batch, completion: completion, replicated: replicated)])
         queue.withLock { queue in
             queue.roundInProgress = false
             queue.inlineRoundRunning = false

@@ -66,16 +66,26 @@ final class TestNode: @unchecked Sendable {
     var inSyncAsPrimary: Bool { node.status.role == .primary && node.status.inSync }
 }
 
+/// A primary "p" and a backup "b" of it on a new in-memory network, the backup in sync.
+func startPairInSync() async throws -> (primary: TestNode, backup: TestNode) {
+    let network = InMemoryReplicationNetwork()
+    let primary = TestNode("p", network: network)
+    let backup = TestNode("b", network: network)
+    try primary.startPrimary()
+    try backup.startBackup(of: "p")
+    guard try await eventually({ primary.inSyncAsPrimary }) else {
+        backup.stop()
+        primary.stop()
+        throw ReplicationFailure("the backup never came into sync")
+    }
+    return (primary, backup)
+}
+
 @Suite("Replication between two nodes in one process (in-memory transport)")
 struct ReplicationNodeTests {
     @Test func writesReplicateAndEveryAcknowledgedWriteIsAlreadyOnTheBackup() async throws {
-        let network = InMemoryReplicationNetwork()
-        let primary = TestNode("p", network: network)
-        let backup = TestNode("b", network: network)
-        try primary.startPrimary()
-        try backup.startBackup(of: "p")
+        let (primary, backup) = try await startPairInSync()
         defer { backup.stop(); primary.stop() }
-        #expect(try await eventually { primary.inSyncAsPrimary })
 
         for index in 0..<100 {
             try await primary.database.put(Key("k\(index)"), v("value-\(index)"))
@@ -142,13 +152,8 @@ struct ReplicationNodeTests {
     }
 
     @Test func thePrimarysCheckpointsAreMirroredAtTheSamePosition() async throws {
-        let network = InMemoryReplicationNetwork()
-        let primary = TestNode("p", network: network)
-        let backup = TestNode("b", network: network)
-        try primary.startPrimary()
-        try backup.startBackup(of: "p")
+        let (primary, backup) = try await startPairInSync()
         defer { backup.stop(); primary.stop() }
-        #expect(try await eventually { primary.inSyncAsPrimary })
         for round in 0..<3 {
             for index in 0..<20 { try await primary.database.put(Key("r\(round)k\(index)"), v("\(round)")) }
             _ = try await primary.database.checkpoint()
@@ -185,13 +190,8 @@ struct ReplicationNodeTests {
     }
 
     @Test func promoteTurnsABackupIntoAWritablePrimaryWithTheNextEpoch() async throws {
-        let network = InMemoryReplicationNetwork()
-        let primary = TestNode("p", network: network)
-        let backup = TestNode("b", network: network)
-        try primary.startPrimary()
-        try backup.startBackup(of: "p")
+        let (primary, backup) = try await startPairInSync()
         defer { backup.stop(); primary.stop() }
-        #expect(try await eventually { primary.inSyncAsPrimary })
         try await primary.database.put("k", v("1"))
         primary.stop()
 

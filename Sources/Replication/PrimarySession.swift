@@ -69,10 +69,11 @@ final class PrimarySession: Sendable {
         }
     }
 
-    /// Where the frame starting at `offset` ends: as many whole records as fit in one frame
+    /// Where the frame starting at `offset` ends: as many whole records as fit in `limit` bytes
     /// (always at least one: the protocol's frame holds the largest record).
-    private static func frameEnd(_ records: UnsafeRawBufferPointer, from offset: Int) -> Int {
-        let limit = ReplicationProtocol.maxRecordBytesPerFrame
+    static func frameEnd(
+        _ records: UnsafeRawBufferPointer, from offset: Int, limit: Int = ReplicationProtocol.maxRecordBytesPerFrame
+    ) -> Int {
         guard records.count - offset > limit else { return records.count }
         var end = offset
         while end < records.count {

@@ -545,3 +545,34 @@ struct ReplicationNodeTests {
         #expect(throws: TransportError.self) { _ = try silent.receive(timeout: .seconds(5)) }
     }
 }
+
+@Suite("Splitting a large batch into records frames")
+struct FrameSplittingTests {
+    @Test func framesHoldWholeRecordsWithinTheLimitAndCoverTheBatch() {
+        var random = SeededRandom(seed: 7)
+        for _ in 0..<200 {
+            var records: [UInt8] = []
+            var boundaries: Set<Int> = [0]
+            for _ in 0..<Int.random(in: 1...12, using: &random) {
+                let value = [UInt8](repeating: 1, count: Int.random(in: 0...300, using: &random))
+                WALEncoder.append([.set(key: Array("k".utf8), value: value)], to: &records)
+                boundaries.insert(records.count)
+            }
+            let limit = Int.random(in: 20...400, using: &random)
+            records.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let end = PrimarySession.frameEnd(raw, from: offset, limit: limit)
+                    #expect(end > offset)
+                    #expect(boundaries.contains(end), "a frame must end at a record boundary")
+                    // Over the limit only when one record alone is larger.
+                    if end - offset > limit {
+                        #expect(!boundaries.contains(where: { $0 > offset && $0 < end }))
+                    }
+                    offset = end
+                }
+                #expect(offset == raw.count)
+            }
+        }
+    }
+}

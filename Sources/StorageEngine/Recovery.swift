@@ -23,8 +23,9 @@ import WireProtocol
 ///    segments below N. Segments above N are kept: a checkpoint starts logfile.N+1 before its
 ///    commit point, and writes acknowledged since then live only there.
 /// 5. Load checkpoint.N (required for N > 0), checking its checksum while parsing it.
-/// 6. Replay logfile.N, N+1, …, M in order. A torn tail of the last segment is cut off (it was
-///    never acknowledged). Any other damage is corruption: refuse to open, naming the file and
+/// 6. Replay logfile.N, N+1, …, M in order. Zero bytes after a segment's last record are space
+///    written ahead (`FileLogSegment`): the segment ends there, and the last one is cut there. A
+///    torn tail of the last segment is cut off (it was never acknowledged). Any other damage is corruption: refuse to open, naming the file and
 ///    offset, unless the options allow truncation; then cut there and drop every later segment.
 /// 7. Open logfile.M for appending.
 struct Recovery {
@@ -146,9 +147,24 @@ struct Recovery {
             report.recordsReplayed += records
             let file = logStore.logLocation(segment)
             var stopHere = false
+            // Zeros after the last record are space written ahead (`FileLogSegment`), never a
+            // record: a clean end, cut from the last segment so that appends continue there.
+            let zeroTail: Int? = if case .tornTail(let offset, _, _) = outcome, bytes[offset...].allSatisfy({ $0 == 0 }) {
+                offset
+            } else {
+                nil
+            }
             switch outcome {
             case .clean(let end):
                 if isLast { lastSegmentSize = end } else { retiredLogBytes += end }
+            case .tornTail where zeroTail != nil:
+                let end = zeroTail!
+                if isLast {
+                    try logStore.truncateLog(segment, to: end)
+                    lastSegmentSize = end
+                } else {
+                    retiredLogBytes += end
+                }
             case .tornTail(let offset, let dropped, let damage) where isLast:
                 try logStore.truncateLog(segment, to: offset)
                 report.tornTail = .init(file: file, offset: offset, droppedBytes: dropped, reason: damage.description)

@@ -184,7 +184,11 @@ struct DatabaseAPITests {
             batch.delete("b")
             batch.put("c", [])
             try await db.write(batch)
-            let log = try TS.readFile(directory + "/logfile.0")
+            // While open, the file also holds zeros written ahead of the records.
+            let file = try TS.readFile(directory + "/logfile.0")
+            let end = db.stats.logPosition.offset
+            #expect(file[end...].allSatisfy { $0 == 0 })
+            let log = Array(file[..<end])
             var records: [[WALMutation]] = []
             let outcome = log.withUnsafeBytes { raw in
                 WALSegmentReader.scan(raw) { record in records.append(record.mutations) }
@@ -331,8 +335,13 @@ struct DatabaseAPITests {
                 WALEncoder.recordSize(of: [.delete(key: v("a"))]),
                 WALEncoder.recordSize(of: [.set(key: v("c"), value: v("12")), .delete(key: v("b"))]),
             ]
-            let logSize = try TS.fileSize(directory + "/logfile.0")
             let stats = db.stats
+            // The records end at walBytes; only zeros written ahead follow them while it is open.
+            let file = try TS.readFile(directory + "/logfile.0")
+            #expect(file[stats.walBytes...].allSatisfy { $0 == 0 })
+            let logSize = Array(file[..<stats.walBytes]).withUnsafeBytes { raw in
+                WALSegmentReader.scan(raw) { _ in }.validPrefixLength
+            }
             #expect(stats.keys == 1)
             #expect(stats.bytes == 3)  // "c" + "12"
             #expect(stats.walBytes == recordSizes.reduce(0, +))

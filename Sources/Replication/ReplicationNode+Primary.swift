@@ -37,7 +37,7 @@ extension ReplicationNode {
                 state.threads.append(JoinableThread { [self] in acceptBackups(listener) })
                 return true
             }
-            if !accepted { listener.close() }
+            guard accepted else { return listener.close() }
             log(.info, "replication: listening for backups on \(listener.address)")
         }
         if configuration.heartbeatInterval > .zero {

@@ -83,19 +83,7 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     /// Runs as a primary over `database`: records a lineage if the directory has none, opens the
     /// listener (if configured) and sends heartbeats.
     public func startAsPrimary(database: Database) throws(ReplicationStartError) {
-        var persistent = try loadState(database)
-        if persistent == nil {
-            let fresh = ReplicationState(lineage: .random(), epoch: 0, history: [], role: .primary)
-            try saveState(fresh, database)
-            persistent = fresh
-        } else if let followed = persistent, followed.role == .backup {
-            // A backup's directory started as a primary: a promotion by the operator. A new
-            // epoch keeps its writes from passing for the epoch it followed.
-            let promoted = try nextEpoch(after: followed, startingAt: database.logPosition)
-            try saveState(promoted, database)
-            persistent = promoted
-            log(.warning, "replication: this directory was last a backup (epoch \(followed.epoch)); as a primary it starts epoch \(promoted.epoch)")
-        }
+        let persistent = try stateForPrimary(database)
         state.withLock { state in
             state.database = database
             state.persistent = persistent
@@ -105,7 +93,23 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         }
         database.setBackgroundCheckpoints(enabled: configuration.backgroundCheckpointsAsPrimary)
         try startPrimaryServices()
-        log(.info, "replication: primary, epoch \(persistent!.epoch), lineage \(persistent!.lineage)")
+        log(.info, "replication: primary, epoch \(persistent.epoch), lineage \(persistent.lineage)")
+    }
+
+    /// The replication file of a directory about to serve as a primary, written if it changes: a
+    /// new lineage for a directory without one, a new epoch for one last used by a backup (an
+    /// operator's promotion: its writes must not pass for the epoch it followed).
+    private func stateForPrimary(_ database: Database) throws(ReplicationStartError) -> ReplicationState {
+        guard let existing = try loadState(database) else {
+            let fresh = ReplicationState(lineage: .random(), epoch: 0, history: [], role: .primary)
+            try saveState(fresh, database)
+            return fresh
+        }
+        guard existing.role == .backup else { return existing }
+        let promoted = try nextEpoch(after: existing, startingAt: database.logPosition)
+        try saveState(promoted, database)
+        log(.warning, "replication: this directory was last a backup (epoch \(existing.epoch)); as a primary it starts epoch \(promoted.epoch)")
+        return promoted
     }
 
     /// Runs as a backup of the primary `dialer` reaches: read-only, following its log.

@@ -83,15 +83,12 @@ final class GroupCommitter: Sendable {
     }
 
     private let queue = Mutex(Queue())
-    /// How long the committer polls for writes after a round of three or more, before it sleeps
-    /// in the gather window (see step 1): not at all. Polling takes the queue's lock in a loop,
-    /// against the event loops that enqueue, on a machine whose cores they need: measured over
-    /// HTTP at 16 and 64 connections, 30 µs of polling cost 9–10% of the throughput
-    /// (docs/PERFORMANCE.md).
-    static let spinWindow: Duration = .zero
     /// The poll after a round of one or two writes: long enough for a lone client's next request
     /// to make the round trip (an HTTP client on loopback: 50–100 µs), so that it finds the
-    /// committer awake. With one writer there is a core to spare for it.
+    /// committer awake. With one writer there is a core to spare for it. After larger rounds the
+    /// committer does not poll at all: polling takes the queue's lock in a loop, against the
+    /// event loops that enqueue, on a machine whose cores they need (measured over HTTP at 16 and
+    /// 64 connections: 30 µs of polling cost 9–10% of the throughput, docs/PERFORMANCE.md).
     static let loneWriterSpinWindow: Duration = .microseconds(150)
 
     /// The gather window: twice the recent sync time, within 50 µs – 1 ms. Waiting about one
@@ -259,15 +256,15 @@ final class GroupCommitter: Sendable {
             // queued at the end of the round plus those it answered, and for at most
             // `gatherWindow(recentSync:)`, keeps concurrent writers in one round instead of two
             // cohorts that take turns, each paying a whole sync. After a round of one or two
-            // writes, the first part of the window polls (`loneWriterSpinWindow`; `spinWindow`,
-            // zero, after larger rounds), which spares a lone writer a thread wake-up on every
-            // write (an event loop's lone writer commits inline instead: `commitInline`); the rest sleeps until
+            // writes, the first part of the window polls (`loneWriterSpinWindow`; larger rounds
+            // do not poll), which spares a lone writer a thread wake-up on every write (an
+            // event loop's lone writer commits inline instead: `commitInline`); the rest sleeps until
             // an enqueue reaches the target, so the CPU stays free for the writers (an HTTP
             // server's event loops share the cores with this thread).
             var isClosing = false
             var took = false
             var inlineRoundRunning = false
-            let spinUntil = lastRound + (expected <= 2 ? GroupCommitter.loneWriterSpinWindow : GroupCommitter.spinWindow)
+            let spinUntil = lastRound + (expected <= 2 ? GroupCommitter.loneWriterSpinWindow : .zero)
             let window = GroupCommitter.gatherWindow(recentSync: recentSync)
             let gatherUntil = lastRound + window
             while !took {

@@ -334,23 +334,20 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     // MARK: Status
 
     public var status: ReplicationStatusReport {
-        let snapshot = state.withLock { state in
-            (state.role, state.persistent?.epoch ?? 0, state.session, state.sessionInSync, state.fencedBy,
-             state.detaches, state.resyncs, state.promotions, state.follower, state.lastEnd, state.database)
-        }
-        let (role, epoch, session, inSync, fencedBy, detaches, resyncs, promotions, follower, lastEnd, database) = snapshot
-        let position = database?.logPosition ?? lastEnd
+        let state = self.state.withLock { $0 }
+        let position = state.database?.logPosition ?? state.lastEnd
         var report = ReplicationStatusReport(
-            role: role, epoch: epoch, syncMode: configuration.syncMode, peer: nil, connected: false, inSync: false,
-            lagBytes: 0, logGeneration: position.generation, logOffset: position.offset, lastContactSecondsAgo: nil,
-            fencedBy: fencedBy, detaches: detaches, resyncs: resyncs, promotions: promotions)
-        if role == .primary, let session, session.failure == nil {
+            role: state.role, epoch: state.persistent?.epoch ?? 0, syncMode: configuration.syncMode, peer: nil,
+            connected: false, inSync: false, lagBytes: 0, logGeneration: position.generation, logOffset: position.offset,
+            lastContactSecondsAgo: nil, fencedBy: state.fencedBy, detaches: state.detaches, resyncs: state.resyncs,
+            promotions: state.promotions)
+        if state.role == .primary, let session = state.session, session.failure == nil {
             report.peer = session.peer
             report.connected = true
-            report.inSync = inSync
-            report.lagBytes = distance(from: session.acknowledged, to: lastEnd)
+            report.inSync = state.sessionInSync
+            report.lagBytes = distance(from: session.acknowledged, to: state.lastEnd)
             report.lastContactSecondsAgo = seconds(since: session.lastAck)
-        } else if role == .backup, let follower {
+        } else if state.role == .backup, let follower = state.follower {
             let view = follower.view
             report.peer = follower.dialer.target
             report.connected = view.connected

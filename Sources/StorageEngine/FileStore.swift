@@ -70,28 +70,7 @@ public final class FileStore: LogStore, SnapshotStore {
     }
 
     public func readLog(_ generation: UInt64, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
-        let file = filePath(logName(generation))
-        let descriptor = try openFile(file, O_RDONLY | O_CLOEXEC)
-        defer { Glibc.close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw .io(operation: "fstat", path: file, errno: errno) }
-        let count = max(0, min(maxBytes, Int(info.st_size) - offset))
-        var failure: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            while initialized < count {
-                let result = pread(descriptor, buffer.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
-                if result > 0 {
-                    initialized += result
-                } else if result == 0 {
-                    break
-                } else if errno != EINTR {
-                    failure = errno
-                    break
-                }
-            }
-        }
-        guard failure == 0 else { throw .io(operation: "pread", path: file, errno: failure) }
-        return bytes
+        try readFile(logName(generation), from: offset, maxBytes: maxBytes)
     }
 
     public func truncateLog(_ generation: UInt64, to length: Int) throws(DatabaseError) {
@@ -312,17 +291,18 @@ public final class FileStore: LogStore, SnapshotStore {
         return descriptor
     }
 
-    private func readFile(_ name: String) throws(DatabaseError) -> [UInt8] {
+    /// Up to `maxBytes` of the file from `offset` (all of it by default); fewer if it ends first.
+    private func readFile(_ name: String, from offset: Int = 0, maxBytes: Int = .max) throws(DatabaseError) -> [UInt8] {
         let file = filePath(name)
         let descriptor = try openFile(file, O_RDONLY | O_CLOEXEC)
         defer { Glibc.close(descriptor) }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw .io(operation: "fstat", path: file, errno: errno) }
-        let size = Int(info.st_size)
+        let count = max(0, min(maxBytes, Int(info.st_size) - offset))
         var failure: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            while initialized < size {
-                let result = read(descriptor, buffer.baseAddress! + initialized, size - initialized)
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            while initialized < count {
+                let result = pread(descriptor, buffer.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
                 if result > 0 {
                     initialized += result
                 } else if result == 0 {
@@ -333,7 +313,7 @@ public final class FileStore: LogStore, SnapshotStore {
                 }
             }
         }
-        guard failure == 0 else { throw .io(operation: "read", path: file, errno: failure) }
+        guard failure == 0 else { throw .io(operation: "pread", path: file, errno: failure) }
         return bytes
     }
 

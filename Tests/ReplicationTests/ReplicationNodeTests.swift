@@ -537,8 +537,9 @@ struct ReplicationNodeTests {
         try primary.startPrimary()
         let silent = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
         defer { silent.close() }
-        // The primary waits up to ReplicationNode.handshakeTimeout (10 s) for a hello; stop
-        // closes the connection instead of waiting that out.
+        // Accepted, and its session waiting for a hello (up to ReplicationNode.handshakeTimeout,
+        // 10 s); stop closes the connection instead of waiting that out.
+        #expect(try await eventually { primary.node.state.withLock { !$0.connections.isEmpty } })
         let started = ContinuousClock.now
         primary.stop()
         #expect(ContinuousClock.now - started < ReplicationNode.handshakeTimeout / 2)

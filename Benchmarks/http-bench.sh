@@ -37,14 +37,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-cat >"$work/put.lua" <<'LUA'
--- PUT a 24-byte value (base64: 32 characters) under a random key among 100,000.
-local body = '{"value":"YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFh","encoding":"base64"}'
-local headers = { ["Content-Type"] = "application/json" }
-request = function()
-    return wrk.format("PUT", "/v1/kv/key:" .. math.random(0, 99999), headers, body)
-end
-LUA
+cp Benchmarks/put.lua "$work/put.lua"
 cat >"$work/get.lua" <<'LUA'
 -- GET a random key among 100,000 (all loaded first).
 request = function()

@@ -43,14 +43,7 @@ wait_for() { # url pattern
     exit 1
 }
 
-cat >"$work/put.lua" <<'LUA'
--- PUT a 24-byte value (base64: 32 characters) under a random key among 100,000.
-local body = '{"value":"YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFh","encoding":"base64"}'
-local headers = { ["Content-Type"] = "application/json" }
-request = function()
-    return wrk.format("PUT", "/v1/kv/key:" .. math.random(0, 99999), headers, body)
-end
-LUA
+cp Benchmarks/put.lua "$work/put.lua"
 put64() { # port
     wrk -t1 -c64 -d"${seconds}s" -s "$work/put.lua" "http://127.0.0.1:$1" | awk '/Requests\/sec/ {print $2}'
 }

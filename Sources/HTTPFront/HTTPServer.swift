@@ -44,6 +44,7 @@ public final class HTTPServer: Sendable {
             servers.append(LoopServer(loop: loop, listener: listener, configuration: configuration, metrics: metrics, router: router))
             loops.append(loop)
         }
+        for server in servers { server.siblings = servers }
         state.withLock { $0 = (loops, servers, listener.descriptor, listener.port) }
         for (loop, server) in zip(loops, servers) {
             loop.start { [loopsEnded] in loopsEnded.signal() }
@@ -81,5 +82,6 @@ public final class HTTPServer: Sendable {
             loop.stop()
         }
         for _ in loops { loopsEnded.wait() }
+        for server in servers { server.siblings = [] }
     }
 }

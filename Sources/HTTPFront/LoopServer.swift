@@ -7,7 +7,12 @@ import Glibc
 #endif
 
 /// The server's part on one event loop: its watch on the shared listening socket and the
-/// connections it accepted.
+/// connections it owns.
+///
+/// Placement: whichever loop the kernel wakes accepts every pending connection, then gives each
+/// to the loop that owns the fewest (`ownedConnections`), itself on a tie. Keeping all of them would let one
+/// loop own most connections when clients connect in a burst (a benchmark's 64 at once): that
+/// loop then reads and answers most of every commit round alone while the other core idles.
 ///
 /// Confined to its loop's thread like `HTTPConnection` (hence `@unchecked Sendable`: the reference
 /// crosses threads only inside tasks given to `EventLoop.execute`).
@@ -22,6 +27,9 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     /// Set by `beginShutdown`: connections then close without lingering when nothing is unread.
     private(set) var isShuttingDown = false
     private var connections: [Int32: HTTPConnection] = [:]
+    /// Every loop's server, this one included: set by `HTTPServer.start` before the loops run,
+    /// emptied by `HTTPServer.shutdown` after they end (the servers refer to one another).
+    var siblings: [LoopServer] = []
     /// One read buffer for all of this loop's connections: reads happen one at a time on the
     /// loop's thread, and each connection copies what it reads into its decoder at once.
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: HTTPConnection.readChunk, alignment: 16)
@@ -82,14 +90,56 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
                 continue
             }
             metrics.acceptedConnections.add(1, ordering: .relaxed)
-            let connection = HTTPConnection(descriptor: descriptor, server: self)
-            guard loop.register(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, handler: connection) else {
-                metrics.openConnections.subtract(1, ordering: .relaxed)
-                close(descriptor)
-                continue
+            let owner = leastLoaded()
+            owner.countConnection(+1)
+            if owner === self {
+                adopt(descriptor)
+            } else {
+                owner.loop.execute { owner.adopt(descriptor) }
             }
-            connections[descriptor] = connection
         }
+    }
+
+    /// The loop that owns the fewest connections; this one on a tie.
+    private func leastLoaded() -> LoopServer {
+        var best = self
+        var fewest = ownedConnections
+        for sibling in siblings where sibling !== self {
+            let count = sibling.ownedConnections
+            if count < fewest {
+                best = sibling
+                fewest = count
+            }
+        }
+        return best
+    }
+
+    /// The connections this loop owns, and those handed to it and not yet adopted (the hand-off
+    /// counts a connection before it crosses, so a burst of accepts spreads evenly).
+    var ownedConnections: Int { metrics.loops[loop.index].connections.load(ordering: .relaxed) }
+
+    private func countConnection(_ change: Int) {
+        metrics.loops[loop.index].connections.add(change, ordering: .relaxed)
+    }
+
+    /// Takes ownership of an accepted connection (on this loop's thread; `ownedConnections`
+    /// already counts it). A loop that has stopped accepting (shutting down) closes it instead: the client sees
+    /// the connection end before any request was read, as if it had waited in the backlog.
+    private func adopt(_ descriptor: Int32) {
+        guard listening else {
+            countConnection(-1)
+            metrics.openConnections.subtract(1, ordering: .relaxed)
+            close(descriptor)
+            return
+        }
+        let connection = HTTPConnection(descriptor: descriptor, server: self)
+        guard loop.register(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, handler: connection) else {
+            countConnection(-1)
+            metrics.openConnections.subtract(1, ordering: .relaxed)
+            close(descriptor)
+            return
+        }
+        connections[descriptor] = connection
     }
 
     /// Logs a server-side failure (a 5xx answer, a failed accept), at most one line per second per
@@ -113,6 +163,7 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     /// A connection closed itself (on the loop's thread).
     func connectionClosed(_ connection: HTTPConnection) {
         connections[connection.descriptor] = nil
+        countConnection(-1)
         metrics.openConnections.subtract(1, ordering: .relaxed)
         if connections.isEmpty, let whenEmpty {
             self.whenEmpty = nil

@@ -29,6 +29,8 @@ final class LoopMetrics: Sendable {
     }
 
     let requests = Mutex<[RequestKey: Int]>([:])
+    /// Connections the loop owns (`LoopServer.ownedConnections`).
+    let connections = Atomic<Int>(0)
     let latency: [RouteName: Histogram] = Dictionary(
         uniqueKeysWithValues: RouteName.allCases.map { ($0, Histogram(bounds: Histogram.latencyBounds, sumScale: 1e9)) })
 
@@ -127,6 +129,10 @@ extension ServerMetrics {
             if let merged, merged.count > 0 { out.histogram("smalldb_http_request_duration_seconds", [("route", route.rawValue)], merged) }
         }
         out.gauge("smalldb_http_open_connections", "Client connections open now.", Double(openConnections.load(ordering: .relaxed)))
+        out.help("smalldb_http_loop_connections", "gauge", "Client connections owned by each event loop (accepted connections go to the loop that owns the fewest).")
+        for (index, loop) in loops.enumerated() {
+            out.sample("smalldb_http_loop_connections", [("loop", String(index))], Double(loop.connections.load(ordering: .relaxed)))
+        }
         out.counter("smalldb_http_connections_accepted_total", "Client connections accepted.", Double(acceptedConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_rejected_total", "Client connections refused because the connection limit was reached.", Double(rejectedConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the request-read or idle timeout.", Double(timedOutConnections.load(ordering: .relaxed)))

@@ -67,6 +67,19 @@ struct MetricsTests {
         }
     }
 
+    /// Clients that connect in a burst (a benchmark's connections, a pool warming up) are spread
+    /// over the event loops, whichever loop the kernel wakes to accept them.
+    @Test func connectionsAreSpreadEvenlyOverTheLoops() throws {
+        try withServer { server in  // two event loops
+            let connections = try (0..<16).map { _ in try server.connect() }
+            // A request on each: every connection has been accepted and adopted by its loop.
+            for connection in connections { #expect(try connection.exchange(RawRequest.get("/v1/health")).status == 200) }
+            let text = try connections[0].exchange(RawRequest.get("/metrics")).text
+            let perLoop = [0, 1].map { metricValue(text, #"smalldb_http_loop_connections{loop="\#($0)"}"#) }
+            #expect(perLoop.allSatisfy { ($0 ?? 0) >= 7 }, "connections per loop: \(perLoop)")
+        }
+    }
+
     @Test func metricsCountRefusedAndTimedOutConnections() throws {
         try withServer({ $0.maxConnections = 1 }) { server in
             let first = try server.connect()

@@ -172,8 +172,8 @@ public final class Database: Sendable {
     /// breaks a limit), queues it, and returns. `completion` is called exactly once, on the
     /// committer's thread, when the batch is durable and visible or has failed; it must not block.
     ///
-    /// With `mayCommitOnCallingThread`, a batch that finds no other write in flight is committed
-    /// on the calling thread instead: it writes and syncs (blocking for one fdatasync, and for the
+    /// With `mayCommitOnCallingThread`, a batch that finds no other write in flight (and recent
+    /// syncs under 1 ms) is committed on the calling thread instead: it writes and syncs (blocking for one fdatasync, and for the
     /// backup's acknowledgement under replication), and `completion` runs before `submit`
     /// returns, on the calling thread. A lone writer then pays no thread hand-off in either
     /// direction (measured over HTTP with one connection: docs/PERFORMANCE.md). Writes that
@@ -183,8 +183,50 @@ public final class Database: Sendable {
         completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
     ) throws(DatabaseError) {
         try batch.validate(options.limits)
-        if mayCommitOnCallingThread, committer.commitInline(batch, completion: completion) { return }
+        if mayCommitOnCallingThread, committer.syncsAreFast, committer.commitInline(batch, completion: completion) { return }
         committer.enqueue(batch, completion: completion)
+    }
+
+    /// One write for `submit(_:mayCommitOnCallingThread:)`: a batch and its completion.
+    public struct Submission: Sendable {
+        public let batch: WriteBatch
+        public let completion: @Sendable (Result<Void, DatabaseError>) -> Void
+
+        public init(_ batch: WriteBatch, completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void) {
+            self.batch = batch
+            self.completion = completion
+        }
+    }
+
+    /// Submits several writes at once, in order, as `submit` would one after another: an event
+    /// loop hands over the writes it read in one iteration. A batch that breaks a limit is
+    /// completed at once with the error (`validate` tells beforehand); the rest are queued
+    /// together, under one lock and with at most one wake-up of the committer.
+    ///
+    /// With `mayCommitOnCallingThread`, when no other write is in flight and recent syncs were
+    /// fast (under 1 ms), the writes are committed as one round on the calling thread instead,
+    /// and every completion runs before this returns. That is the shape of a single-threaded
+    /// server's loop (Redis's: read every ready request, write and sync them once, answer them
+    /// all), with no thread hand-off in either direction (measured over HTTP: docs/PERFORMANCE.md).
+    public func submit(_ writes: [Submission], mayCommitOnCallingThread: Bool) {
+        var valid: [GroupCommitter.PendingWrite] = []
+        valid.reserveCapacity(writes.count)
+        for write in writes {
+            do throws(DatabaseError) {
+                try write.batch.validate(options.limits)
+                valid.append(GroupCommitter.PendingWrite(batch: write.batch, completion: write.completion))
+            } catch {
+                write.completion(.failure(error))
+            }
+        }
+        guard !valid.isEmpty else { return }
+        if mayCommitOnCallingThread, committer.syncsAreFast, committer.commitInline(valid) { return }
+        committer.enqueue(valid)
+    }
+
+    /// Throws the error `submit` would for `batch` (a key, value or batch over the limits).
+    public func validate(_ batch: WriteBatch) throws(DatabaseError) {
+        try batch.validate(options.limits)
     }
 
     // MARK: Checkpoints

@@ -106,6 +106,9 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         case powerLoss
         /// As `.powerLoss`, but unsynced tails are torn as `powerLoss(seed:garble:)` tears them.
         case tornPowerLoss(seed: UInt64, garble: Bool)
+        /// For `.logSync`: the sync succeeds, after this long (a slow or overloaded disk). Other
+        /// operations: as `.fail`.
+        case delay(Duration)
     }
 
     /// How much of a file's unsynced tail survives a power loss.
@@ -533,7 +536,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
                 switch effect {
                 case nil, .failAfterApplying: landed = bytes.count
                 case .partialWrite(let count): landed = min(max(count, 0), bytes.count)
-                case .fail, .powerLoss, .tornPowerLoss: landed = 0  // (power losses throw from fault)
+                case .fail, .powerLoss, .tornPowerLoss, .delay: landed = 0  // (power losses throw from fault)
                 }
                 disk.files[id]!.content.append(contentsOf: bytes.prefix(landed))
                 disk.descriptors[descriptor]!.size = disk.files[id]!.content.count
@@ -547,8 +550,12 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
             try store.disk.withLock { (disk) throws(DatabaseError) in
                 let name = disk.descriptors[descriptor]?.name ?? "logfile.\(generation)"
                 let id = try disk.handle(descriptor, "fdatasync", name)
-                guard try disk.fault(.logSync, "fdatasync", name) == nil else {
-                    throw .io(operation: "fdatasync", path: name, errno: EIO)
+                switch try disk.fault(.logSync, "fdatasync", name) {
+                case nil: break
+                case .delay(let duration)?:
+                    let (seconds, attoseconds) = duration.components
+                    usleep(UInt32(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+                default: throw .io(operation: "fdatasync", path: name, errno: EIO)
                 }
                 disk.files[id]!.sync()
                 disk.statistics.logSyncs += 1

@@ -162,10 +162,17 @@ final class GroupCommitter: Sendable {
     /// Queues `batch`; `completion` runs on the committer thread once the batch is durable and
     /// applied, or has failed. Must be cheap and must not block.
     func enqueue(_ batch: WriteBatch, replicated: ReplicatedRecords? = nil, completion: @escaping Completion) {
+        enqueue([PendingWrite(batch: batch, completion: completion, replicated: replicated)])
+    }
+
+    /// Queues several writes in order, under one lock and with at most one wake-up; each
+    /// completion runs as `enqueue`'s does.
+    func enqueue(_ group: [PendingWrite]) {
+        guard !group.isEmpty else { return }
         let refusal: DatabaseError? = queue.withLock { queue in
             if queue.isClosing { return .closed }
             if let failure = queue.failure { return failure }
-            queue.writes.append(PendingWrite(batch: batch, completion: completion, replicated: replicated))
+            queue.writes.append(contentsOf: group)
             if queue.inlineRoundRunning { queue.inlineContended = true }
             if queue.committerIsWaiting {
                 queue.committerIsWaiting = false
@@ -176,8 +183,26 @@ final class GroupCommitter: Sendable {
             }
             return nil
         }
-        if let refusal { completion(.failure(refusal)) }
+        if let refusal { for write in group { write.completion(.failure(refusal)) } }
     }
+
+    /// The committer thread is asleep with nothing queued and no round runs: the state in which
+    /// `commitInline` may run a round (tests wait for it).
+    var isIdle: Bool {
+        queue.withLock { $0.committerIsWaiting && !$0.roundInProgress && $0.writes.isEmpty && $0.controls.isEmpty }
+    }
+
+    /// Whether recent syncs were short enough for a caller to wait for one: an event loop that
+    /// commits on its own thread answers nothing else during the sync, which is fine for the
+    /// fdatasync of a fast disk (about 0.1 ms here) but not for a slow or overloaded one.
+    var syncsAreFast: Bool {
+        recentSyncNanoseconds.load(ordering: .relaxed) <= GroupCommitter.fastSyncLimitNanoseconds
+    }
+
+    static let fastSyncLimitNanoseconds = 1_000_000
+
+    /// A moving average of step 3's duration (write and fdatasync), over every round.
+    private let recentSyncNanoseconds = Atomic<Int>(100_000)
 
     /// Runs a round for `batch` alone on the calling thread, if the committer thread is idle
     /// (asleep with nothing queued) and no round runs: the caller writes, syncs, applies and
@@ -188,6 +213,12 @@ final class GroupCommitter: Sendable {
     func commitInline(
         _ batch: WriteBatch, replicated: ReplicatedRecords? = nil, completion: @escaping Completion
     ) -> Bool {
+        commitInline([PendingWrite(batch: batch, completion: completion, replicated: replicated)])
+    }
+
+    /// `commitInline` for several writes: one round, in order (an event loop's writes of one
+    /// iteration). Returns false, having done nothing, under the same conditions.
+    func commitInline(_ group: [PendingWrite]) -> Bool {
         let claimed = queue.withLock { queue -> Bool in
             guard queue.committerIsWaiting, !queue.roundInProgress, !queue.inlineContended, queue.writes.isEmpty,
                 queue.controls.isEmpty, !queue.isClosing, queue.failure == nil
@@ -197,7 +228,7 @@ final class GroupCommitter: Sendable {
             return true
         }
         guard claimed else { return false }
-        _ = commit([PendingWrite(batch: batch, completion: completion, replicated: replicated)])
+        commit(group)
         queue.withLock { queue in
             queue.roundInProgress = false
             queue.inlineRoundRunning = false
@@ -247,7 +278,6 @@ final class GroupCommitter: Sendable {
         var controls: [ControlRequest] = []
         var lastRound = ContinuousClock.now
         var expected = 1
-        var recentSync: Duration = .microseconds(100)  // a moving average of step 3's duration
         while true {
             // Step 1: take everything queued, or wait for work.
             //
@@ -265,7 +295,7 @@ final class GroupCommitter: Sendable {
             var took = false
             var inlineRoundRunning = false
             let spinUntil = lastRound + (expected <= 2 ? GroupCommitter.loneWriterSpinWindow : .zero)
-            let window = GroupCommitter.gatherWindow(recentSync: recentSync)
+            let window = GroupCommitter.gatherWindow(recentSync: .nanoseconds(recentSyncNanoseconds.load(ordering: .relaxed)))
             let gatherUntil = lastRound + window
             while !took {
                 let now = ContinuousClock.now
@@ -308,8 +338,7 @@ final class GroupCommitter: Sendable {
                 lastRound = .now - window  // woken by new work: take it at once
                 continue
             }
-            let (queuedBeforeAnswering, syncDuration) = writes.isEmpty ? (0, nil) : commit(writes)
-            if let syncDuration { recentSync = recentSync * 0.875 + syncDuration * 0.125 }
+            let queuedBeforeAnswering = writes.isEmpty ? 0 : commit(writes)
             for control in controls { perform(control) }
             queue.withLock { $0.roundInProgress = false }
             lastRound = ContinuousClock.now
@@ -322,12 +351,12 @@ final class GroupCommitter: Sendable {
     /// Steps 2–6 for one round. Returns how many writes were queued just before the round's
     /// writers were answered (so that step 1 can tell the answered writers' next writes from
     /// those that were already waiting).
-    private func commit(_ writes: [PendingWrite]) -> (queuedBeforeAnswering: Int, syncDuration: Duration?) {
+    @discardableResult
+    private func commit(_ writes: [PendingWrite]) -> Int {
         if let failure = self.failure {
             for write in writes { write.completion(.failure(failure)) }
-            return (0, nil)
+            return 0
         }
-        var syncDuration: Duration?
         // Replicated writes whose position does not match the log's end (see `PendingWrite`).
         var misplaced: [Int: DatabaseError] = [:]
         let outcome: Result<(start: LogPosition, end: Int, synced: Bool, verdict: ReplicationVerdict), DatabaseError> = state.withLock { state in
@@ -355,8 +384,12 @@ final class GroupCommitter: Sendable {
                 if let sink { state.buffer.withUnsafeBytes { sink.willSync($0, at: start) } }
                 try segment.sync()
                 let duration = ContinuousClock.now - syncStarted
-                syncDuration = duration
                 counters.syncLatency.record(duration)
+                // Rounds never overlap, so this read-modify-write has no concurrent writer.
+                let (seconds, attoseconds) = duration.components
+                let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+                let average = recentSyncNanoseconds.load(ordering: .relaxed)
+                recentSyncNanoseconds.store(average - average / 8 + nanoseconds / 8, ordering: .relaxed)
             } catch {
                 return .failure(error)
             }
@@ -372,7 +405,7 @@ final class GroupCommitter: Sendable {
             queue.withLock { $0.failure = failure }
             log(.error, "write to the log failed, writes are disabled until reopen: \(error)")
             for write in writes { write.completion(.failure(error)) }
-            return (0, nil)
+            return 0
         case .success(let (_, end, synced, verdict)):
             // Step 5: apply, in order.
             var puts = 0
@@ -415,7 +448,7 @@ final class GroupCommitter: Sendable {
                 }
             }
             afterRound()
-            return (queuedBeforeAnswering, syncDuration)
+            return queuedBeforeAnswering
         }
     }
 

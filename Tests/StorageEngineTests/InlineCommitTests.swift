@@ -105,4 +105,79 @@ struct InlineCommitTests {
             return
         }
     }
+    /// Submits `group` (keys and values) with `mayCommitOnCallingThread`; returns whether every
+    /// completion ran on the calling thread before `submit` returned, and the results.
+    private static func submitGroup(
+        _ db: Database, _ group: [(key: Key, value: [UInt8])]
+    ) -> (inline: Bool, results: [Result<Void, DatabaseError>]) {
+        let caller = pthread_self()
+        let results = Mutex<[Int: (result: Result<Void, DatabaseError>, onCaller: Bool)]>([:])
+        let done = DispatchSemaphore(value: 0)
+        let writes = group.enumerated().map { index, write in
+            var batch = WriteBatch()
+            batch.put(write.key, write.value)
+            return Database.Submission(batch) { result in
+                let onCaller = pthread_equal(pthread_self(), caller) != 0
+                results.withLock { $0[index] = (result, onCaller) }
+                done.signal()
+            }
+        }
+        db.submit(writes, mayCommitOnCallingThread: true)
+        let answeredBeforeReturn = results.withLock { $0.count } == group.count
+        for _ in group { done.wait() }
+        let all = results.withLock { all in (0..<group.count).map { all[$0]! } }
+        return (answeredBeforeReturn && all.allSatisfy(\.onCaller), all.map(\.result))
+    }
+
+    @Test func aGroupIsOneRoundOnTheCallingThreadInOrderAndAnInvalidWriteFailsAlone() async throws {
+        let store = FaultInjectingStore()
+        let db = try Database.open(logStore: store, snapshotStore: store)
+        defer { db.close() }
+        let tooLong = Key([UInt8](repeating: 0x6B, count: DatabaseOptions.Limits().maxKeySize + 1))
+        let group: [(key: Key, value: [UInt8])] = [("a", v("1")), ("b", v("2")), (tooLong, v("x")), ("a", v("3"))]
+        var syncsBefore = 0
+        var outcome: (inline: Bool, results: [Result<Void, DatabaseError>]) = (false, [])
+        // Right after open, or after a round, the committer thread may not be asleep yet; then
+        // the group goes to it. Retry until a group finds it idle.
+        let committedInline = try await TS.eventually {
+            syncsBefore = db.stats.syncs
+            outcome = InlineCommitTests.submitGroup(db, group)
+            return outcome.inline
+        }
+        #expect(committedInline)
+        #expect(db.stats.syncs == syncsBefore + 1, "the group was not one round")
+        #expect(throws: Never.self) { try outcome.results[0].get() }
+        #expect(throws: Never.self) { try outcome.results[1].get() }
+        #expect(throws: Never.self) { try outcome.results[3].get() }
+        guard case .failure(.keyTooLarge) = outcome.results[2] else {
+            Issue.record("the oversized key gave \(outcome.results[2])")
+            return
+        }
+        #expect(try db.get("a") == v("3"))  // in order: the later write of "a" wins
+        #expect(try db.get("b") == v("2"))
+        #expect(try db.get(tooLong) == nil)
+    }
+
+    /// An event loop must not stall for a slow disk's sync: after slow syncs, groups go to the
+    /// committer thread; once syncs are fast again, they commit inline again.
+    @Test func afterSlowSyncsGroupsGoToTheCommitterThread() async throws {
+        let store = FaultInjectingStore()
+        let db = try Database.open(logStore: store, snapshotStore: store)
+        defer { db.close() }
+        store.inject(.logSync, times: 4, effect: .delay(.milliseconds(5)))
+        for index in 0..<4 { try await db.put(Key("slow\(index)"), v("\(index)")) }
+        // Idle: only the slow syncs keep the group off this thread.
+        #expect(try await TS.eventually { db.committer.isIdle })
+        let slow = InlineCommitTests.submitGroup(db, [("g", v("1")), ("h", v("2"))])
+        #expect(!slow.inline, "a group waited for a slow disk's sync on the calling thread")
+        #expect(slow.results.allSatisfy { (try? $0.get()) != nil })
+        #expect(try db.get("h") == v("2"))
+        // Fast syncs bring the average back down.
+        var attempt = 0
+        let inlineAgain = try await TS.eventually {
+            attempt += 1
+            return InlineCommitTests.submitGroup(db, [(Key("fast\(attempt)"), v("\(attempt)"))]).inline
+        }
+        #expect(inlineAgain)
+    }
 }

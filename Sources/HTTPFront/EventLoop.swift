@@ -18,7 +18,9 @@ protocol EventLoopHandler: AnyObject {
 ///    tick (250 ms).
 /// 2. Call each ready socket's handler.
 /// 3. Run every task handed over by `execute` since the last iteration (engine completions).
-/// 4. On a tick, call `onTick` (timeouts).
+/// 4. Call `onIterationEnd` (the server hands the writes read in steps 2 and 3 to the engine,
+///    which may commit them right here: `LoopServer.submitQueuedWrites`).
+/// 5. On a tick, call `onTick` (timeouts).
 ///
 /// Confinement: handlers, registrations and the handler table are touched only on the loop's
 /// thread. Other threads talk to the loop only through `execute`.
@@ -38,9 +40,8 @@ final class EventLoop: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Called on every tick, on the loop's thread.
     var onTick: (() -> Void)?
-    /// How many sockets the current iteration's epoll_wait reported ready (step 2). A handler
-    /// that sees 1 knows no other client of this loop is waiting on it right now.
-    private(set) var readySockets = 0
+    /// Called at the end of every iteration (step 4), on the loop's thread.
+    var onIterationEnd: (() -> Void)?
 
     init(index: Int) throws(ServerError) {
         self.index = index
@@ -135,7 +136,6 @@ final class EventLoop: @unchecked Sendable {
             }
             // Step 2.
             if count > 0 {
-                readySockets = (0..<Int(count)).count { Int32(truncatingIfNeeded: ready[$0].data) != wakeDescriptor }
                 for index in 0..<Int(count) {
                     let descriptor = Int32(truncatingIfNeeded: ready[index].data)
                     if descriptor == wakeDescriptor {
@@ -155,6 +155,8 @@ final class EventLoop: @unchecked Sendable {
             }
             for task in pending { task() }
             // Step 4.
+            onIterationEnd?()
+            // Step 5.
             let now = ContinuousClock.now
             if now - lastTick >= EventLoop.tickInterval {
                 lastTick = now

@@ -74,9 +74,12 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     /// any moment without losing an answer (graceful shutdown closes such connections).
     var isIdle: Bool { slots.isEmpty && outputOffset == output.count && decoder.isIdle }
 
-    /// On the loop's thread: nothing else waits on this loop right now (this was the only ready
-    /// socket, and no further request of this connection is buffered).
-    var isAloneOnLoop: Bool { loop.isOnLoop && loop.readySockets <= 1 && decoder.isIdle }
+    /// Hands a write to the engine at the end of this loop iteration, with every other write the
+    /// loop reads in it (`LoopServer.submitQueuedWrites`). On the loop's thread.
+    func submitAtIterationEnd(_ write: Database.Submission) {
+        loop.assertOnLoop()
+        server.queuedWrites.append(write)
+    }
 
     // MARK: Events
 
@@ -367,8 +370,6 @@ struct Responder: Sendable {
 
     var headOnly: Bool { request.method == "HEAD" }
 
-    /// See `HTTPConnection.isAloneOnLoop`.
-    var isAloneOnLoop: Bool { connection.isAloneOnLoop }
 
     /// Sends `response` for this request; callable from any thread, exactly once.
     func send(_ response: HTTPResponse, route: RouteName) {

@@ -6,6 +6,8 @@ import WireProtocol
 /// Reads answer on the loop's thread (a shard lock, never the disk). Writes are handed to the
 /// engine with `Database.submit`, which never blocks; the engine calls back once the write is
 /// durable, and the response goes out then: every 200 to a PUT or DELETE is durable.
+/// (The engine may commit a loop's writes on the loop's own thread when its committer is idle,
+/// at the end of the loop's iteration: `LoopServer.submitQueuedWrites`.)
 struct KeyValueHandlers: Sendable {
     let database: Database
     let role: any ServerRole
@@ -83,21 +85,21 @@ struct KeyValueHandlers: Sendable {
         submit(batch, responder)
     }
 
-    /// A write that is alone (the only socket this loop found ready, and no other write in
-    /// flight) commits on this loop's thread: one fdatasync during which the loop answers
-    /// nothing else, the cost Redis pays on every write, but no thread hand-off either way.
-    /// Otherwise it goes to the committer thread, which batches it with the others.
+    /// A write is checked against the limits at once (a 400 right away), then handed to the
+    /// engine at the end of the loop's iteration with the other writes read in it
+    /// (`LoopServer.submitQueuedWrites`); it is answered once durable.
     private func submit(_ batch: WriteBatch, _ responder: Responder) {
         do {
-            try database.submit(batch, mayCommitOnCallingThread: responder.isAloneOnLoop) { result in
-                switch result {
-                case .success: responder.send(KeyValueHandlers.ok, route: .kv)
-                case .failure(let error): responder.send(KeyValueHandlers.failure(error), route: .kv)
-                }
-            }
+            try database.validate(batch)
         } catch {
-            responder.send(KeyValueHandlers.failure(error), route: .kv)
+            return responder.send(KeyValueHandlers.failure(error), route: .kv)
         }
+        responder.connection.submitAtIterationEnd(Database.Submission(batch) { result in
+            switch result {
+            case .success: responder.send(KeyValueHandlers.ok, route: .kv)
+            case .failure(let error): responder.send(KeyValueHandlers.failure(error), route: .kv)
+            }
+        })
     }
 
     func checkpoint(_ responder: Responder) {

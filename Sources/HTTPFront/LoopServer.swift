@@ -46,8 +46,26 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
 
     deinit { readBuffer.deallocate() }
 
+    /// Writes read during this loop iteration, in the order they were read; handed to the engine
+    /// together at its end (`submitQueuedWrites`).
+    var queuedWrites: [Database.Submission] = []
+
+    /// End of a loop iteration: hands the writes read in it to the engine as one group. If the
+    /// committer is idle, the engine commits them right here, as one round (one write, one
+    /// fdatasync), and their answers are queued before this returns; that is Redis's loop, with
+    /// no thread hand-off. Answering may release requests that waited behind those writes
+    /// (`HTTPConnection`'s ordering rule), and their writes form the next group.
+    func submitQueuedWrites() {
+        while !queuedWrites.isEmpty {
+            let group = queuedWrites
+            queuedWrites.removeAll(keepingCapacity: true)
+            router.database.submit(group, mayCommitOnCallingThread: true)
+        }
+    }
+
     /// Registers the listening socket (on the loop's thread).
     func attach() {
+        loop.onIterationEnd = { [unowned self] in submitQueuedWrites() }
         _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: self)
         loop.onTick = { [unowned self] in
             if acceptingPaused && listening {

@@ -218,6 +218,24 @@ struct ConnectionTests {
         }
     }
 
+    /// Writes read in one loop iteration go to the engine together and are committed as one
+    /// round: ten PUTs pipelined in one send cost one fdatasync (Redis's loop; before, the first
+    /// PUT woke the committer, which often took it alone).
+    @Test func pipelinedPutsReadTogetherShareOneSync() throws {
+        try withServer { server in
+            let connection = try server.connect()
+            let syncsBefore = try #require(metricValue(connection.exchange(RawRequest.get("/metrics")).text, "smalldb_syncs_total"))
+            try connection.send((0..<10).flatMap { RawRequest.put("/v1/kv/together\($0)", text: "t\($0)") })
+            for index in 0..<10 {
+                let response = try connection.readResponse()
+                #expect(response.status == 200, "response \(index): \(response)")
+            }
+            let metrics = try connection.exchange(RawRequest.get("/metrics")).text
+            #expect(metricValue(metrics, "smalldb_syncs_total") == syncsBefore + 1)
+            #expect(metricValue(metrics, "smalldb_puts_total") == 10)
+        }
+    }
+
     // MARK: Request bodies
 
     @Test func chunkedRequestBodyIsDechunked() throws {

@@ -5,7 +5,8 @@ public import WireProtocol
 public struct HTTPServerConfiguration: Sendable {
     /// Where to listen (the -addr flag; default ":8080").
     public var address = ListenAddress(host: "", port: 8080)
-    /// Event loops, each a thread with its own epoll and listening socket. Default: one per core.
+    /// Event loops, each a thread with its own epoll, sharing the listening socket. Default: one
+    /// per core this process may run on.
     public var eventLoops = HTTPServerConfiguration.coreCount
     /// Request size limits. The request line allows any key up to the engine's 4 KiB limit fully
     /// percent-encoded (12 KiB); the body allows the largest value (16 MiB) in base64 in JSON.
@@ -28,11 +29,15 @@ public struct HTTPServerConfiguration: Sendable {
 
     public init() {}
 
+    /// The cores this process may run on: its CPU affinity (`taskset`, a container's cpuset),
+    /// or every online core if that cannot be read.
     public static var coreCount: Int {
-        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let usable = Int(small_db_usable_cpu_count())
+        return max(1, usable > 0 ? usable : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 }
 
+import CLinuxShims
 #if canImport(Glibc)
 import Glibc
 #endif

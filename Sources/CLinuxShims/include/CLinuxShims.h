@@ -1,5 +1,5 @@
-// The Linux interfaces Swift's Glibc module does not expose: epoll, eventfd, and the few socket
-// options the server sets. Headers, static inline wrappers, and one function in shims.c; every
+// The Linux interfaces Swift's Glibc module does not expose: epoll, eventfd, the few socket
+// options the server sets, and the CPU affinity count. Headers, static inline wrappers, and one function in shims.c; every
 // other line is Swift.
 #ifndef SMALL_DB_C_LINUX_SHIMS_H
 #define SMALL_DB_C_LINUX_SHIMS_H
@@ -40,5 +40,8 @@ static inline int small_db_epoll_wait(int epoll, small_db_ready_event *ready, in
 
 /// accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC) (defined in shims.c).
 int small_db_accept_nonblocking(int listener);
+
+/// The CPUs this process may run on (sched_getaffinity: taskset, a container's cpuset), or -1.
+int small_db_usable_cpu_count(void);
 
 #endif

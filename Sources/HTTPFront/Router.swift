@@ -35,11 +35,15 @@ struct Router: Sendable {
     }
 
     static let kvPrefix = Array("/v1/kv/".utf8)
+    // The methods each route allows (built once, not per request).
+    static let readMethods = ["GET", "HEAD"]
+    static let keyMethods = ["GET", "HEAD", "PUT", "DELETE"]
+    static let postMethod = ["POST"]
 
     func route(_ request: HTTPRequest, _ responder: Responder) {
         let path = request.path
         if path.elementsEqual("/v1/health".utf8) {
-            guard allow(request, ["GET", "HEAD"], route: .health, responder) else { return }
+            guard allow(request, Router.readMethods, route: .health, responder) else { return }
             return responder.send(.json(status: 200, body: Array("{\"ok\":true}\n".utf8)), route: .health)
         }
         let route: RouteName
@@ -65,28 +69,28 @@ struct Router: Sendable {
         }
         switch route {
         case .kv:
-            guard allow(request, ["GET", "HEAD", "PUT", "DELETE"], allowHeader: "GET, PUT, DELETE", route: .kv, responder) else { return }
+            guard allow(request, Router.keyMethods, allowHeader: "GET, PUT, DELETE", route: .kv, responder) else { return }
             kv.handle(request, key: path.dropFirst(Router.kvPrefix.count), responder)
         case .role:
-            guard allow(request, ["GET", "HEAD"], route: .role, responder) else { return }
+            guard allow(request, Router.readMethods, route: .role, responder) else { return }
             var body = Array(#"{"role":"#.utf8)
             JSONWriter.appendString(role.roleName, to: &body)
             body.append(contentsOf: Array("}\n".utf8))
             responder.send(.json(status: 200, body: body), route: .role)
         case .checkpoint:
-            guard allow(request, ["POST"], route: .checkpoint, responder) else { return }
+            guard allow(request, Router.postMethod, route: .checkpoint, responder) else { return }
             kv.checkpoint(responder)
         case .metrics:
-            guard allow(request, ["GET", "HEAD"], route: .metrics, responder) else { return }
+            guard allow(request, Router.readMethods, route: .metrics, responder) else { return }
             let text = metrics.render(engine: database.stats, role: role)
             responder.send(
                 HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: Array(text.utf8)),
                 route: .metrics)
         case .replication:
-            guard allow(request, ["GET", "HEAD"], route: .replication, responder) else { return }
+            guard allow(request, Router.readMethods, route: .replication, responder) else { return }
             replication.status(responder)
         case .promote:
-            guard allow(request, ["POST"], route: .promote, responder) else { return }
+            guard allow(request, Router.postMethod, route: .promote, responder) else { return }
             replication.promote(responder)
         default:
             responder.send(.json(status: 404, error: "not found"), route: .other)

@@ -37,7 +37,10 @@ final class LoopMetrics: Sendable {
     func record(route: RouteName, method: String, status: Int, duration: Duration) {
         // Methods outside the API are folded into one label value, so a client cannot grow the
         // series without bound.
-        let label = ["GET", "HEAD", "PUT", "DELETE", "POST"].contains(method) ? method : "OTHER"
+        let label = switch method {
+        case "GET", "HEAD", "PUT", "DELETE", "POST": method
+        default: "OTHER"
+        }
         requests.withLock { $0[RequestKey(route: route, method: label, status: status), default: 0] += 1 }
         latency[route]?.record(duration)
     }

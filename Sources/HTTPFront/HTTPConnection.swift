@@ -373,21 +373,46 @@ struct Responder: Sendable {
 
     /// Sends `response` for this request; callable from any thread, exactly once.
     func send(_ response: HTTPResponse, route: RouteName) {
-        let connection = self.connection
-        let slot = self.slot
-        let request = self.request
-        let started = self.started
-        let deliver: @Sendable () -> Void = {
-            connection.recordAnswer(route: route, method: request.method, status: response.status, started: started)
-            let close = !request.keepAlive
-            var response = response
-            if !close && request.version == .http1_0 {
-                response.headers.append(("Connection", "keep-alive"))  // HTTP/1.0 closes unless told
-            }
-            let bytes = connection.encode(response, headOnly: request.method == "HEAD", close: close)
-            connection.complete(slot: slot, bytes: bytes, closeAfter: close)
+        if connection.loop.isOnLoop {
+            deliver(response, route: route)
+        } else {
+            connection.loop.execute { [self] in deliver(response, route: route) }
         }
-        if connection.loop.isOnLoop { deliver() } else { connection.loop.execute(deliver) }
+    }
+
+    /// Sends `{"ok":true}` with status 200 (an acknowledged write): `send(KeyValueHandlers.ok)`,
+    /// with the usual case's bytes encoded once.
+    func sendOK(route: RouteName) {
+        guard request.keepAlive, request.version == .http1_1, request.method != "HEAD" else {
+            return send(KeyValueHandlers.ok, route: route)
+        }
+        if connection.loop.isOnLoop {
+            deliver(encoded: Responder.okBytes, status: 200, route: route, close: false)
+        } else {
+            connection.loop.execute { [self] in deliver(encoded: Responder.okBytes, status: 200, route: route, close: false) }
+        }
+    }
+
+    /// `KeyValueHandlers.ok` as a keep-alive HTTP/1.1 answer (`sendOK`).
+    static let okBytes: [UInt8] = {
+        var bytes: [UInt8] = []
+        HTTPResponseEncoder.encode(KeyValueHandlers.ok, headOnly: false, closeConnection: false, to: &bytes)
+        return bytes
+    }()
+
+    /// On the loop's thread: records the answer, encodes it and fills the request's slot.
+    private func deliver(_ response: HTTPResponse, route: RouteName) {
+        let close = !request.keepAlive
+        var response = response
+        if !close && request.version == .http1_0 {
+            response.headers.append(("Connection", "keep-alive"))  // HTTP/1.0 closes unless told
+        }
+        deliver(encoded: connection.encode(response, headOnly: headOnly, close: close), status: response.status, route: route, close: close)
+    }
+
+    private func deliver(encoded bytes: [UInt8], status: Int, route: RouteName, close: Bool) {
+        connection.recordAnswer(route: route, method: request.method, status: status, started: started)
+        connection.complete(slot: slot, bytes: bytes, closeAfter: close)
     }
 }
 

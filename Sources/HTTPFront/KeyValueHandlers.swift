@@ -96,7 +96,7 @@ struct KeyValueHandlers: Sendable {
         }
         responder.connection.submitAtIterationEnd(Database.Submission(batch) { result in
             switch result {
-            case .success: responder.send(KeyValueHandlers.ok, route: .kv)
+            case .success: responder.sendOK(route: .kv)
             case .failure(let error): responder.send(KeyValueHandlers.failure(error), route: .kv)
             }
         })

@@ -2,7 +2,14 @@
 # HTTP load benchmark: small_db_server against Redis 7 with every write fsync'd, in one run.
 #
 #   Benchmarks/http-bench.sh [seconds per case, default 10] [rounds, default 3]
+#   PIN=0 Benchmarks/http-bench.sh ...                      (no CPU pinning, see below)
+#   SERVER_FLAGS="-event-loops 2" Benchmarks/http-bench.sh ...   (extra small_db_server flags)
 #
+# Pinning (the default on a machine with 2 or more cores): both servers run on CPU 0 and both load
+# generators on CPU 1 (taskset), so each server has one core to itself, as the anchors intend
+# ("fewer client threads than cores, so the server keeps a core"), and neither competes with its
+# client for it. small_db_server's default of one event loop per core it may use is then one.
+# With PIN=0 everything floats over every core, as in the earlier runs of this script.
 # Needs Debian's wrk, redis-server and redis-tools (apt-get install -y wrk redis-server redis-tools).
 # Each round measures, back to back: our PUT at 1, 16, 64 connections and GET at 64 (wrk -t1, so
 # the server keeps a core), then Redis SET at 1, 16, 64 clients and GET at 64 (redis-benchmark,
@@ -18,6 +25,11 @@ for tool in wrk redis-server redis-benchmark; do
 done
 
 swift build -c release --product small_db_server >/dev/null
+server_cpu=() client_cpu=()
+if [[ ${PIN:-1} != 0 ]] && (($(nproc) >= 2)); then
+    command -v taskset >/dev/null || { echo "missing taskset (util-linux), or run with PIN=0" >&2; exit 2; }
+    server_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
+fi
 work=$(mktemp -d)
 server_port=18080
 redis_port=16379
@@ -28,9 +40,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-.build/release/small_db_server -dir "$work/data" -create -addr "127.0.0.1:$server_port" 2>"$work/server.log" &
+# shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
+"${server_cpu[@]}" .build/release/small_db_server -dir "$work/data" -create -addr "127.0.0.1:$server_port" -repl-addr 127.0.0.1:0 ${SERVER_FLAGS:-} 2>"$work/server.log" &
 server_pid=$!
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --appendonly yes --appendfsync always --save '' >"$work/redis.log" 2>&1 &
+"${server_cpu[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --appendonly yes --appendfsync always --save '' >"$work/redis.log" 2>&1 &
 redis_pid=$!
 for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$server_port/v1/health" >/dev/null && redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
@@ -46,10 +59,10 @@ end
 LUA
 
 ours() { # connections script
-    wrk -t1 -c"$1" -d"${seconds}s" -s "$work/$2" "http://127.0.0.1:$server_port" | awk '/Requests\/sec/ {print $2}'
+    "${client_cpu[@]}" wrk -t1 -c"$1" -d"${seconds}s" -s "$work/$2" "http://127.0.0.1:$server_port" | awk '/Requests\/sec/ {print $2}'
 }
 theirs() { # clients test
-    redis-benchmark -p "$redis_port" -t "$2" -n $((seconds * 20000)) -c "$1" -d 24 -r 100000 -q 2>/dev/null \
+    "${client_cpu[@]}" redis-benchmark -p "$redis_port" -t "$2" -n $((seconds * 20000)) -c "$1" -d 24 -r 100000 -q 2>/dev/null \
         | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}'
 }
 
@@ -67,6 +80,7 @@ for round in $(seq "$rounds"); do
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
+echo "servers on: ${server_cpu[*]:-any CPU}; load generators on: ${client_cpu[*]:-any CPU}; small_db_server flags: ${SERVER_FLAGS:-(defaults)}; $(grep -o 'starting:.*' "$work/server.log" | head -1)"
 printf '%-28s %12s %12s %8s   %s\n' case small-db redis ratio "rounds (small-db | redis)"
 for pair in "PUT 1 conn:put1:set1" "PUT 16 conn:put16:set16" "PUT 64 conn:put64:set64" "GET 64 conn:get64:rget64"; do
     IFS=: read -r name ourKey theirKey <<<"$pair"

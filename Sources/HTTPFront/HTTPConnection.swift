@@ -370,7 +370,6 @@ struct Responder: Sendable {
 
     var headOnly: Bool { request.method == "HEAD" }
 
-
     /// Sends `response` for this request; callable from any thread, exactly once.
     func send(_ response: HTTPResponse, route: RouteName) {
         if connection.loop.isOnLoop {
@@ -381,7 +380,8 @@ struct Responder: Sendable {
     }
 
     /// Sends `{"ok":true}` with status 200 (an acknowledged write): `send(KeyValueHandlers.ok)`,
-    /// with the usual case's bytes encoded once.
+    /// with the usual case's bytes encoded once. (The on-loop test is written out here and in
+    /// `send` rather than shared through a closure: that closure would be allocated per answer.)
     func sendOK(route: RouteName) {
         guard request.keepAlive, request.version == .http1_1, request.method != "HEAD" else {
             return send(KeyValueHandlers.ok, route: route)

@@ -539,7 +539,7 @@ struct ReplicationNodeTests {
         defer { silent.close() }
         // Accepted, and its session waiting for a hello (up to ReplicationNode.handshakeTimeout,
         // 10 s); stop closes the connection instead of waiting that out.
-        #expect(try await eventually { primary.node.state.withLock { !$0.connections.isEmpty } })
+        #expect(try await eventually(timeout: .seconds(30)) { primary.node.state.withLock { !$0.connections.isEmpty } })  // generous: a loaded CI machine once took over 10 s
         let started = ContinuousClock.now
         primary.stop()
         #expect(ContinuousClock.now - started < ReplicationNode.handshakeTimeout / 2)

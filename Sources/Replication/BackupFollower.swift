@@ -157,7 +157,7 @@ final class BackupFollower: Sendable {
                 epochStart: mine.flatMap { mine in mine.history.last { $0.epoch == mine.epoch }?.start })))
             // Step 2.
             let welcome: Welcome
-            switch try connection.receive(timeout: ReplicationNode.handshakeTimeout) {
+            switch try connection.receive(timeout: node.configuration.handshakeTimeout) {
             case .welcome(let received): welcome = received
             case .refuse(let refusal): return .failure(ReplicationFailure("the primary refused: \(refusal.message.sanitizedForLog)"))
             case let other: return .failure(ReplicationFailure("the primary sent \(other.kind) instead of a welcome"))

@@ -18,6 +18,9 @@ public struct ReplicationConfiguration: Sendable {
     /// Primary: opens the listener backups connect to (made when the node starts as, or becomes,
     /// a primary). Nil: no listener, so no backup can attach.
     public var makeListener: (@Sendable () throws(TransportError) -> any ReplicationListener)?
+    /// How long either side waits for the other's handshake frame (the primary for a hello, the
+    /// backup for a welcome) before it drops the connection.
+    public var handshakeTimeout: Duration = .seconds(10)
     /// How large the pieces of a snapshot and of a catch-up read are.
     public var streamChunkSize = 1 << 20
     /// Receives one line per notable event (attach, detach, resync, promotion, refusals).

@@ -6,7 +6,7 @@ import WireProtocol
 /// The primary's side: accepting a backup, deciding how it catches up, streaming, heartbeats.
 ///
 /// A backup's session, in order (`serve`):
-/// 1. Receive its hello (within `handshakeTimeout`); check the protocol version.
+/// 1. Receive its hello (within `configuration.handshakeTimeout`); check the protocol version.
 /// 2. Decide (`decide`): refuse it (a newer epoch fences this primary), stream from its position,
 ///    or send a snapshot first.
 /// 3. Attach it, replacing any backup attached before (a restarted backup's old connection may
@@ -19,7 +19,6 @@ import WireProtocol
 ///    and waits for its ack (the output rule).
 /// Any failure detaches the backup; it reconnects and starts again at step 1.
 extension ReplicationNode {
-    static let handshakeTimeout: Duration = .seconds(10)
     /// Catch-up stops sending while this much is unacknowledged, so a slow backup is not buried.
     static let catchUpWindow = 16 << 20
 
@@ -107,7 +106,7 @@ extension ReplicationNode {
         // Step 1.
         let hello: Hello
         do throws(TransportError) {
-            let frame = try connection.receive(timeout: ReplicationNode.handshakeTimeout)
+            let frame = try connection.receive(timeout: configuration.handshakeTimeout)
             guard case .hello(let received) = frame else {
                 try? connection.send(.refuse(Refusal(code: .protocolViolation, message: "expected a hello")))
                 connection.close()

@@ -533,16 +533,21 @@ struct ReplicationNodeTests {
 
     @Test func stopDoesNotWaitForAPeerThatNeverSaysHello() async throws {
         let network = InMemoryReplicationNetwork()
-        let primary = TestNode("p", network: network)
+        // A handshake timeout far beyond anything the test waits for, so that the accepted
+        // connection stays accepted until stop: the condition polled below is a state that lasts,
+        // not a window that closes when the handshake times out (with the default 10 s, a parallel
+        // run that kept this task from polling for longer than that failed the test).
+        let handshakeTimeout = Duration.seconds(120)
+        let primary = TestNode("p", network: network) { $0.handshakeTimeout = handshakeTimeout }
         try primary.startPrimary()
         let silent = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
         defer { silent.close() }
-        // Accepted, and its session waiting for a hello (up to ReplicationNode.handshakeTimeout,
-        // 10 s); stop closes the connection instead of waiting that out.
-        #expect(try await eventually(timeout: .seconds(30)) { primary.node.state.withLock { !$0.connections.isEmpty } })  // generous: a loaded CI machine once took over 10 s
+        // Accepted, and its session waiting for a hello; stop closes the connection instead of
+        // waiting out the handshake timeout.
+        #expect(try await eventually(timeout: .seconds(60)) { primary.node.state.withLock { !$0.connections.isEmpty } })
         let started = ContinuousClock.now
         primary.stop()
-        #expect(ContinuousClock.now - started < ReplicationNode.handshakeTimeout / 2)
+        #expect(ContinuousClock.now - started < handshakeTimeout / 2)
         #expect(throws: TransportError.self) { _ = try silent.receive(timeout: .seconds(5)) }
     }
 }

@@ -7,7 +7,8 @@ import Glibc
 ///
 /// Opening takes an exclusive `flock` on LOCK. flock locks belong to an open file description, so a
 /// second open of the same directory fails whether it comes from another process or from this one;
-/// the lock dies with the process, so a crash never leaves a stale lock behind.
+/// the lock dies with the process, so a crash never leaves a stale lock behind. `close` unlocks
+/// before it closes, so a copy of the descriptor held by a child process cannot keep it.
 ///
 /// Every mutating call is durable when it returns: data is fsync'd (fdatasync for log appends)
 /// and every create, rename and delete is followed by an fsync of the directory.
@@ -54,7 +55,13 @@ public final class FileStore: LogStore, SnapshotStore {
     }
 
     /// Releases the lock. The store must not be used afterwards.
+    ///
+    /// Unlocks explicitly before closing: a child process spawned by this one holds a copy of every
+    /// descriptor until it executes its program (posix_spawn copies the descriptor table; O_CLOEXEC
+    /// acts only at exec), and while any copy is open, closing ours would leave the directory locked
+    /// (an immediate reopen failed with `.directoryLocked`). LOCK_UN releases it for every copy.
     public func close() {
+        flock(lockDescriptor, LOCK_UN)
         Glibc.close(lockDescriptor)
         Glibc.close(directoryDescriptor)
     }

@@ -66,6 +66,31 @@ struct DirectoryLockTests {
         }
     }
 
+    /// A child process spawned while the database is open holds a copy of the LOCK descriptor
+    /// until it executes its program; closing must release the lock all the same (tests that
+    /// spawn servers in parallel with reopening ones saw `.directoryLocked`).
+    @Test func closeReleasesTheLockEvenWhileACopyOfItsDescriptorIsOpen() async throws {
+        try await TS.withTemporaryDirectory { directory in
+            let db = try Database.open(directory: directory, create: true)
+            // The copy a spawned child would hold: a duplicate of the descriptor open on LOCK.
+            let lockPath = directory + "/LOCK"
+            let copy = try #require(Self.openDescriptors().first { Self.target(of: $0) == lockPath }.map { dup($0) })
+            defer { Glibc.close(copy) }
+            #expect(copy >= 0)
+            db.close()
+            let reopened = try Database.open(directory: directory)
+            reopened.close()
+        }
+    }
+
+    private static func openDescriptors() throws -> [Int32] {
+        try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap { Int32($0) }
+    }
+
+    private static func target(of descriptor: Int32) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)")
+    }
+
     @Test func refusedSecondOpenLeavesTheFirstDatabaseWorking() async throws {
         try await TS.withTemporaryDirectory { directory in
             let db = try Database.open(directory: directory, create: true)

@@ -141,6 +141,11 @@ public final class ReplicationNode: ReplicationSink, Sendable {
             state.sessionInSync = false
             state.follower = nil
             state.threads = []
+            // The database holds this node as its replication sink: holding it back would keep
+            // both alive for good once the owner lets go of them. (Status goes on reporting
+            // where the log ended.)
+            if let database = state.database { state.lastEnd = database.logPosition }
+            state.database = nil
             return parts
         }
         promotionGate.signal()  // before joining: a silence watcher may be waiting to promote

@@ -81,16 +81,19 @@ public final class Database: Sendable {
         let counters = EngineCounters()
         counters.retiredLogBytes.store(recovered.retiredLogBytes, ordering: .relaxed)
         let policy = options.checkpoints
-        let checkpointerBox = Mutex<Checkpointer?>(nil)
+        // The checkpointer holds the committer; the committer's after-round hook reaches the
+        // checkpointer only weakly, so that the two never keep each other (and the map, and the
+        // stores) alive after close.
+        let checkpointerReference = Mutex(WeakCheckpointer())
         let committer = GroupCommitter(
             map: recovered.map, logStore: logStore, segment: recovered.segment, counters: counters, sink: sink, log: log,
             afterRound: {
-                checkpointerBox.withLock { $0 }?.considerBackgroundCheckpoint()
+                checkpointerReference.withLock { $0.checkpointer }?.considerBackgroundCheckpoint()
             })
         let checkpointer = Checkpointer(
             generation: recovered.generation, committer: committer, logStore: logStore, snapshotStore: snapshotStore,
             counters: counters, policy: policy, log: log)
-        checkpointerBox.withLock { $0 = checkpointer }
+        checkpointerReference.withLock { $0.checkpointer = checkpointer }
 
         self.options = options
         self.recovery = recovered.report
@@ -105,7 +108,7 @@ public final class Database: Sendable {
         // armed: background checkpoints can be switched on later, when a backup is promoted.)
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
-        timer.setEventHandler { checkpointer.considerBackgroundCheckpoint() }
+        timer.setEventHandler { [weak checkpointer] in checkpointer?.considerBackgroundCheckpoint() }
         self.timer = timer
         committer.start()
         timer.resume()
@@ -271,4 +274,9 @@ public final class Database: Sendable {
             commitSizes: counters.commitSizes.snapshot,
             syncLatency: counters.syncLatency.snapshot)
     }
+}
+
+/// The committer's way to reach the checkpointer without owning it (see `Database.init`).
+private struct WeakCheckpointer {
+    weak var checkpointer: Checkpointer?
 }

@@ -531,6 +531,32 @@ struct ReplicationNodeTests {
         #expect(try b2.database.get("b-only") == v("2"))
     }
 
+    /// A stopped node and its closed database are freed (the node held the database, whose
+    /// committer holds the node as its sink: neither was ever released).
+    @Test func aStoppedNodeAndItsClosedDatabaseAreFreed() async throws {
+        final class WeakReferences: @unchecked Sendable {
+            weak var primaryDatabase: Database?
+            weak var primaryNode: ReplicationNode?
+            weak var backupDatabase: Database?
+            weak var backupNode: ReplicationNode?
+            var allGone: Bool { primaryDatabase == nil && primaryNode == nil && backupDatabase == nil && backupNode == nil }
+        }
+        let references = WeakReferences()
+        func runPairAndStop() async throws {
+            let (primary, backup) = try await startPairInSync()
+            try await primary.database.put("k", v("1"))
+            references.primaryDatabase = primary.database
+            references.primaryNode = primary.node
+            references.backupDatabase = backup.database
+            references.backupNode = backup.node
+            backup.stop()
+            primary.stop()
+        }
+        try await runPairAndStop()
+        #expect(try await eventually { references.allGone },
+                "alive after stop and close: primary database \(references.primaryDatabase != nil), node \(references.primaryNode != nil); backup database \(references.backupDatabase != nil), node \(references.backupNode != nil)")
+    }
+
     @Test func stopDoesNotWaitForAPeerThatNeverSaysHello() async throws {
         let network = InMemoryReplicationNetwork()
         // A handshake timeout far beyond anything the test waits for, so that the accepted

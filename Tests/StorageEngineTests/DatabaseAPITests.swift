@@ -401,6 +401,45 @@ struct DatabaseAPITests {
         }
     }
 
+    /// Reopening is the remedy for `.writesDisabled`, so a closed database must not keep its map
+    /// (a retain cycle through the committer's after-round hook kept everything alive).
+    @Test func aClosedDatabaseIsFreedWithItsStoresAndItsMap() async throws {
+        try await TS.withTemporaryDirectory { directory in
+            final class WeakReferences: @unchecked Sendable {
+                weak var database: Database?
+                weak var map: ShardedMap?
+                weak var committer: GroupCommitter?
+                weak var checkpointer: Checkpointer?
+                weak var logStore: AnyObject?
+                weak var snapshotStore: AnyObject?
+                var allGone: Bool {
+                    database == nil && map == nil && committer == nil && checkpointer == nil
+                        && logStore == nil && snapshotStore == nil
+                }
+            }
+            let references = WeakReferences()
+            // In a function of its own, so that no strong reference outlives it in this frame.
+            func openFillAndClose() async throws {
+                let db = try Database.open(directory: directory, create: true)
+                references.database = db
+                references.map = db.map
+                references.committer = db.committer
+                references.checkpointer = db.checkpointer
+                references.logStore = db.logStore
+                references.snapshotStore = db.snapshotStore
+                for index in 0..<100 { try await db.put(Key("k\(index)"), v("\(index)")) }
+                _ = try await db.checkpoint()
+                try await db.put("after", v("checkpoint"))
+                db.close()
+            }
+            try await openFillAndClose()
+            // The committer's thread drops its reference just after close returns: wait for a
+            // state that, once reached, lasts.
+            #expect(try await TS.eventually { references.allGone },
+                    "still alive after close: database \(references.database != nil), map \(references.map != nil), committer \(references.committer != nil), checkpointer \(references.checkpointer != nil), stores \(references.logStore != nil)/\(references.snapshotStore != nil)")
+        }
+    }
+
     @Test func closeFinishesEveryWriteAlreadySubmitted() async throws {
         try await TS.withTemporaryDirectory { directory in
             let db = try Database.open(directory: directory, create: true)

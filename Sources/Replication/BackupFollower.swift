@@ -7,7 +7,10 @@ import WireProtocol
 /// primary sends one, then apply the stream and acknowledge each batch once it is durable.
 ///
 /// One session, in order (`followOnce`):
-/// 1. Connect; send a hello with this log's end, the CRC of the segment up to it, the epoch and
+/// 0. Connect. Until the welcome, accept frames of at most
+///    `ReplicationProtocol.maxPayloadSizeBeforeWelcome`. With a token, authenticate both ways
+///    first (`ReplicationAuthentication`).
+/// 1. Send a hello with this log's end, the CRC of the segment up to it, the epoch and
 ///    the lineage.
 /// 2. Receive the welcome (or a refusal). Refuse a primary whose epoch is older than ours.
 /// 3. Snapshot mode: receive the checkpoint in chunks, check its length and CRC, install it.
@@ -33,6 +36,10 @@ final class BackupFollower: Sendable {
         /// Applying what the primary sent (a snapshot install can take seconds): the primary is
         /// not silent, this backup is busy.
         var isApplying = false
+        /// Sessions that have ended, for any reason (only grows).
+        var sessionsEnded = 0
+        /// When the silence watcher last looked (only grows; for tests that must see it look).
+        var lastSilenceCheck: ContinuousClock.Instant?
     }
     private struct State {
         var view = View()
@@ -52,11 +59,14 @@ final class BackupFollower: Sendable {
     var view: View { state.withLock { $0.view } }
     private var log: @Sendable (LogLevel, String) -> Void { node.configuration.log }
 
-    func start() {
-        state.withLock { state in
-            state.threads.append(JoinableThread { [self] in follow() })
+    /// Starts the follower's threads; throws if one cannot be made (`stop` then joins any that
+    /// started).
+    func start() throws(ThreadStartError) {
+        let starter = node.configuration.startThread
+        try state.withLock { (state) throws(ThreadStartError) in
+            state.threads.append(try JoinableThread(starter: starter) { [self] in follow() })
             if node.configuration.heartbeatTimeout > .zero {
-                state.threads.append(JoinableThread { [self] in watchForSilence() })
+                state.threads.append(try JoinableThread(starter: starter) { [self] in watchForSilence() })
             }
         }
     }
@@ -103,6 +113,7 @@ final class BackupFollower: Sendable {
             let outcome = followOnce()
             state.withLock { state in
                 state.view.connected = false
+                state.view.sessionsEnded += 1
                 state.connection = nil
             }
             if isStopping { return }
@@ -142,6 +153,15 @@ final class BackupFollower: Sendable {
         }
         defer { connection.close() }
         guard registered else { return .success(()) }
+        connection.limitIncomingPayloads(to: ReplicationProtocol.maxPayloadSizeBeforeWelcome)
+        if let token = node.configuration.token {
+            do throws(ReplicationFailure) {
+                try ReplicationAuthentication.authenticatePrimary(
+                    over: connection, token: token, timeout: node.configuration.handshakeTimeout)
+            } catch {
+                return .failure(error)
+            }
+        }
         let mine = node.persistentState
         let position = database.logPosition
         let prefixCRC: UInt32
@@ -163,6 +183,7 @@ final class BackupFollower: Sendable {
             case let other: return .failure(ReplicationFailure("the primary sent \(other.kind) instead of a welcome"))
             }
             noteContact()
+            connection.limitIncomingPayloads(to: ReplicationProtocol.maxPayloadSize)
             // Epochs compare only within a lineage: a primary of another lineage may only
             // replace this directory whole, with a snapshot.
             let sameLineage = mine.map { $0.lineage == welcome.lineage } ?? true
@@ -314,12 +335,15 @@ final class BackupFollower: Sendable {
                 return
             }
             let view = self.view
-            guard view.welcomed, !view.isApplying else { continue }
-            let silence = ContinuousClock.now - (view.lastContact ?? started)
-            if silence > timeout {
+            let now = ContinuousClock.now
+            let silence = now - (view.lastContact ?? started)
+            if view.welcomed, !view.isApplying, silence > timeout {
                 node.promote(reason: "nothing from the primary \(dialer.target) for \(silence.logDescription), over -repl-heartbeat-timeout \(timeout.logDescription)")
                 return
             }
+            // A look that decided not to promote (recorded after the decision, so a test that
+            // sees it knows the decision was made).
+            state.withLock { $0.view.lastSilenceCheck = now }
         }
     }
 }

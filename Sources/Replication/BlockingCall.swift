@@ -21,15 +21,20 @@ func blockingCall<T: Sendable>(
     return result.withLock { $0 }!
 }
 
-/// A thread that can be waited for: `start` runs `body` on a new thread, `join` blocks until it
-/// has returned.
+/// Starts a detached thread running the closure, or throws (running nothing): the replication
+/// layer's way to make threads, replaceable in tests to simulate a process out of threads.
+typealias ThreadStarter = @Sendable (@escaping @Sendable () -> Void) throws(ThreadStartError) -> Void
+
+/// A thread that can be waited for: `init` runs `body` on a new thread, `join` blocks until it
+/// has returned. `init` throws when no thread can be made (the caller refuses the work: it never
+/// traps).
 final class JoinableThread: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let identity = Mutex<pthread_t?>(nil)
     private let hasFinished = Atomic<Bool>(false)
 
-    init(_ body: @escaping @Sendable () -> Void) {
-        startDetachedThread { [self] in
+    init(starter: ThreadStarter = tryStartDetachedThread, _ body: @escaping @Sendable () -> Void) throws(ThreadStartError) {
+        try starter { [self] in
             identity.withLock { $0 = pthread_self() }
             body()
             hasFinished.store(true, ordering: .releasing)

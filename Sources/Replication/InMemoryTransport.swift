@@ -64,6 +64,8 @@ public final class InMemoryReplicationNetwork: Sendable {
 struct InMemoryLink {
     var pipes: [[UInt8]] = [[], []]
     var closed = [false, false]
+    /// Threads of end `e` waiting in `receive` for the other end's bytes.
+    var blockedReceivers = [0, 0]
 }
 
 /// One end of an in-memory connection.
@@ -124,6 +126,9 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
                 } catch {
                     throw .frame(error)
                 }
+                // Counted as blocked from the first look to the end of the wait (both under the lock).
+                var counted = false
+                defer { if counted { link.withLock { $0.blockedReceivers[end] -= 1 } } }
                 let bytes = try link.wait(until: deadline) { (link) throws(TransportError) -> [UInt8]? in
                     if link.closed[end] { throw .closed }
                     if !link.pipes[1 - end].isEmpty {
@@ -131,6 +136,10 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
                         return link.pipes[1 - end]
                     }
                     if link.closed[1 - end] { throw .peerClosed }
+                    if !counted {
+                        counted = true
+                        link.blockedReceivers[end] += 1
+                    }
                     return nil
                 }
                 guard let bytes else { throw .timedOut }
@@ -145,6 +154,13 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
         link.withLock { $0.closed[end] = true }
         link.broadcast()
     }
+
+    public func limitIncomingPayloads(to bytes: Int) {
+        decoder.withLock { $0.maxPayloadSize = min(bytes, ReplicationProtocol.maxPayloadSize) }
+    }
+
+    /// Threads waiting in `receive` for bytes right now (for tests that must act while one is).
+    var blockedReceivers: Int { link.withLock { $0.blockedReceivers[end] } }
 }
 
 final class InMemoryReplicationListener: ReplicationListener {
@@ -157,6 +173,8 @@ final class InMemoryReplicationListener: ReplicationListener {
     private struct Backlog {
         var waiting: [InMemoryReplicationConnection] = []
         var closed = false
+        /// Threads waiting in `accept` right now.
+        var blockedAcceptors = 0
     }
 
     private let backlog = TransportMonitor(Backlog())
@@ -167,13 +185,25 @@ final class InMemoryReplicationListener: ReplicationListener {
     }
 
     func accept() throws(TransportError) -> any ReplicationConnection {
+        var counted = false
+        defer { if counted { backlog.withLock { $0.blockedAcceptors -= 1 } } }
         let connection = try backlog.wait(until: nil) { (backlog) throws(TransportError) -> InMemoryReplicationConnection? in
             if backlog.closed { throw .closed }
-            return backlog.waiting.isEmpty ? nil : backlog.waiting.removeFirst()
+            if backlog.waiting.isEmpty {
+                if !counted {
+                    counted = true
+                    backlog.blockedAcceptors += 1
+                }
+                return nil
+            }
+            return backlog.waiting.removeFirst()
         }
         guard let connection else { throw .closed }  // unreachable: no deadline
         return connection
     }
+
+    /// Threads waiting in `accept` right now (for tests that must act while one is).
+    var blockedAcceptors: Int { backlog.withLock { $0.blockedAcceptors } }
 
     /// Queues an incoming connection; false if the listener is closed.
     func enqueue(_ connection: InMemoryReplicationConnection) -> Bool {

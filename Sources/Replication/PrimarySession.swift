@@ -198,6 +198,9 @@ extension ReplicationFrame {
         case .startSegment: "startSegment"
         case .heartbeat: "heartbeat"
         case .ack: "ack"
+        case .authChallenge: "authChallenge"
+        case .authResponse: "authResponse"
+        case .authProof: "authProof"
         }
     }
 }

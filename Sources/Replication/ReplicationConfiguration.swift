@@ -18,13 +18,28 @@ public struct ReplicationConfiguration: Sendable {
     /// Primary: opens the listener backups connect to (made when the node starts as, or becomes,
     /// a primary). Nil: no listener, so no backup can attach.
     public var makeListener: (@Sendable () throws(TransportError) -> any ReplicationListener)?
-    /// How long either side waits for the other's handshake frame (the primary for a hello, the
-    /// backup for a welcome) before it drops the connection.
+    /// How long either side waits for the other's handshake (the primary for the authentication
+    /// frames and the hello, all together; the backup for each answer up to the welcome) before it
+    /// drops the connection.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// Primary: connections accepted and not yet past their handshake (authenticated, if a token
+    /// is set, and said hello), at most; one more is closed as soon as it is accepted. Each such
+    /// connection holds one thread and at most one handshake-sized frame
+    /// (`ReplicationProtocol.maxPayloadSizeToPrimary`).
+    public var maxHandshakingConnections = 8
+    /// Primary: the shortest time between the starts of two snapshots (each one writes a
+    /// checkpoint), and only one at a time. A backup that needs a snapshot sooner is refused
+    /// (`busy`, with when to retry) and retries by itself. Zero: no spacing (still one at a time).
+    public var minimumSnapshotInterval: Duration = .seconds(10)
+    /// The shared secret both sides prove they know before anything else (`-repl-token-file`);
+    /// nil: no authentication, anyone who reaches the port can follow or fence this node.
+    public var token: ReplicationToken?
     /// How large the pieces of a snapshot and of a catch-up read are.
     public var streamChunkSize = 1 << 20
     /// Receives one line per notable event (attach, detach, resync, promotion, refusals).
     public var log: @Sendable (LogLevel, String) -> Void = { _, _ in }
+    /// How the node makes its threads (tests replace it to simulate a process out of threads).
+    var startThread: ThreadStarter = tryStartDetachedThread
 
     public init() {}
 }

@@ -6,9 +6,14 @@ import WireProtocol
 /// The primary's side: accepting a backup, deciding how it catches up, streaming, heartbeats.
 ///
 /// A backup's session, in order (`serve`):
-/// 1. Receive its hello (within `configuration.handshakeTimeout`); check the protocol version.
-/// 2. Decide (`decide`): refuse it (a newer epoch fences this primary), stream from its position,
-///    or send a snapshot first.
+/// 0. (At accept: at most `configuration.maxHandshakingConnections` connections in steps 1–2 at
+///    once; frames no larger than `ReplicationProtocol.maxPayloadSizeToPrimary`.)
+/// 1. With a token: authenticate it (`ReplicationAuthentication`: nothing but its frames is
+///    accepted before the backup's proof). Then receive its hello; check the protocol version.
+///    All of it within one `configuration.handshakeTimeout`.
+/// 2. Decide (`decide`): refuse it (a newer epoch of this lineage with a history that fits
+///    fences this primary), stream from its position, or send a snapshot first, if the snapshot
+///    gate allows one now (else refuse it as busy: it retries).
 /// 3. Attach it, replacing any backup attached before (a restarted backup's old connection may
 ///    still look alive). Start its ack reader. Send the welcome.
 /// 4. Snapshot mode: checkpoint, send the checkpoint file in chunks; the stream then starts at
@@ -23,6 +28,7 @@ extension ReplicationNode {
     static let catchUpWindow = 16 << 20
 
     func startPrimaryServices() throws(ReplicationStartError) {
+        let starter = configuration.startThread
         if let makeListener = configuration.makeListener {
             let listener: any ReplicationListener
             do throws(TransportError) {
@@ -30,24 +36,44 @@ extension ReplicationNode {
             } catch {
                 throw .listener(error)
             }
-            let accepted = state.withLock { state -> Bool in
+            let accepted = try state.withLock { (state) throws(ReplicationStartError) -> Bool in
                 guard !state.isStopping else { return false }
+                do throws(ThreadStartError) {
+                    state.threads.append(try JoinableThread(starter: starter) { [self] in acceptBackups(listener) })
+                } catch {
+                    listener.close()
+                    throw .thread(error)
+                }
                 state.listener = listener
-                state.threads.append(JoinableThread { [self] in acceptBackups(listener) })
                 return true
             }
             guard accepted else { return listener.close() }
-            log(.info, "replication: listening for backups on \(listener.address)")
+            if configuration.token == nil {
+                log(.warning, "replication: listening for backups on \(listener.address) WITHOUT authentication (no -repl-token-file): "
+                    + "anyone who can reach this port can follow this primary or fence it")
+            } else {
+                log(.info, "replication: listening for backups on \(listener.address) (backups must prove the -repl-token-file token)")
+            }
         }
         if configuration.heartbeatInterval > .zero {
-            state.withLock { state in
+            try state.withLock { (state) throws(ReplicationStartError) in
                 guard !state.isStopping else { return }
-                state.threads.append(JoinableThread { [self] in sendHeartbeats() })
+                do throws(ThreadStartError) {
+                    state.threads.append(try JoinableThread(starter: starter) { [self] in sendHeartbeats() })
+                } catch {
+                    throw .thread(error)
+                }
             }
         }
     }
 
+    /// Accepts connections until the listener closes. A connection gets a thread of its own only
+    /// while fewer than `configuration.maxHandshakingConnections` are in their handshake, and if
+    /// a thread can be made; otherwise it is closed at once (and counted, and logged: the first
+    /// time and every 100th). Its frames are limited to the handshake's size from the start: a
+    /// primary never receives anything larger.
     private func acceptBackups(_ listener: any ReplicationListener) {
+        let starter = configuration.startThread
         while true {
             let connection: any ReplicationConnection
             do throws(TransportError) {
@@ -56,21 +82,49 @@ extension ReplicationNode {
                 if error != .closed { log(.error, "replication: accepting backups stopped: \(error)") }
                 return
             }
+            connection.limitIncomingPayloads(to: ReplicationProtocol.maxPayloadSizeToPrimary)
+            enum Admission {
+                case admitted
+                case stopping
+                case refused(reason: String, count: Int)
+            }
             // Tracked, so that `stop` waits for it: a session must not touch the database
             // after it is closed.
-            let accepted = state.withLock { state -> Bool in
-                guard !state.isStopping else { return false }
+            let admission = state.withLock { state -> Admission in
+                guard !state.isStopping else { return .stopping }
                 state.threads.removeAll { $0.isFinished }
+                guard state.handshaking < configuration.maxHandshakingConnections else {
+                    state.connectionsRefusedAtAccept += 1
+                    return .refused(
+                        reason: "\(state.handshaking) connections are already in their handshake (the limit)",
+                        count: state.connectionsRefusedAtAccept)
+                }
+                let thread: JoinableThread
+                do throws(ThreadStartError) {
+                    thread = try JoinableThread(starter: starter) { [self] in
+                        serve(connection)
+                        self.state.withLock { _ = $0.connections.removeValue(forKey: ObjectIdentifier(connection)) }
+                    }
+                } catch {
+                    state.connectionsRefusedAtAccept += 1
+                    return .refused(reason: "\(error)", count: state.connectionsRefusedAtAccept)
+                }
+                state.handshaking += 1
                 state.connections[ObjectIdentifier(connection)] = connection
-                state.threads.append(JoinableThread { [self] in
-                    serve(connection)
-                    self.state.withLock { _ = $0.connections.removeValue(forKey: ObjectIdentifier(connection)) }
-                })
-                return true
+                state.threads.append(thread)
+                return .admitted
             }
-            if !accepted {
+            switch admission {
+            case .admitted:
+                continue
+            case .stopping:
                 connection.close()
                 return
+            case .refused(let reason, let count):
+                connection.close()
+                if count == 1 || count % 100 == 0 {
+                    log(.warning, "replication: closed a connection from \(connection.peer) at once: \(reason) (\(count) so far)")
+                }
             }
         }
     }
@@ -103,10 +157,37 @@ extension ReplicationNode {
     }
 
     func serve(_ connection: any ReplicationConnection) {
+        // Past the handshake (or ended), the connection no longer counts against the limit.
+        var inHandshake = true
+        func leaveHandshake() {
+            guard inHandshake else { return }
+            inHandshake = false
+            state.withLock { $0.handshaking -= 1 }
+        }
+        defer { leaveHandshake() }
         // Step 1.
+        let deadline = ContinuousClock.now + configuration.handshakeTimeout
+        let remaining = { max(.zero, deadline - ContinuousClock.now) }
         let hello: Hello
         do throws(TransportError) {
-            let frame = try connection.receive(timeout: configuration.handshakeTimeout)
+            var frame = try connection.receive(timeout: remaining())
+            if let token = configuration.token {
+                if let failure = ReplicationAuthentication.authenticateBackup(
+                    first: frame, over: connection, token: token, receiveWithin: remaining)
+                {
+                    if let refusal = failure.refusal { try? connection.send(.refuse(refusal)) }
+                    connection.close()
+                    log(.warning, "replication: refused \(connection.peer): \(failure.logLine)")
+                    return
+                }
+                frame = try connection.receive(timeout: remaining())
+            } else if case .authChallenge = frame {
+                refuse(connection, Refusal(
+                    code: .unauthenticated,
+                    message: "this primary has no -repl-token-file: give both servers the same token, or neither"),
+                    logAs: "it asked to authenticate, but this primary has no -repl-token-file")
+                return
+            }
             guard case .hello(let received) = frame else {
                 try? connection.send(.refuse(Refusal(code: .protocolViolation, message: "expected a hello")))
                 connection.close()
@@ -142,9 +223,17 @@ extension ReplicationNode {
         case .stream(let position):
             start = position
         case .snapshot(let reason):
+            if let busy = snapshotGate.claim() {
+                refuse(connection, Refusal(code: .busy, message: "it needs a snapshot (\(reason)), but \(busy)"))
+                return
+            }
             start = LogPosition(generation: 0, offset: 0)
             snapshotReason = reason
         }
+        // Released once the snapshot is sent or has failed (or was never started).
+        var holdsSnapshotGate = snapshotReason != nil
+        defer { if holdsSnapshotGate { snapshotGate.release() } }
+        leaveHandshake()
         guard let (database, persistent) = state.withLock({ state in
             state.database.flatMap { database in state.persistent.map { (database, $0) } }
         }) else {
@@ -166,15 +255,19 @@ extension ReplicationNode {
             replaced.fail("replaced by a new connection from the backup")
             log(.warning, "replication: backup \(replaced.peer) replaced by \(connection.peer)")
         }
-        let reading = state.withLock { state -> Bool in
-            guard !state.isStopping else { return false }
-            state.threads.append(JoinableThread { [self, session] in
-                session.readAcks()
-                detach(session, because: session.failure ?? "the ack stream ended")
-            })
-            return true
+        let reading = state.withLock { state -> String? in
+            guard !state.isStopping else { return "this server is stopping" }
+            do throws(ThreadStartError) {
+                state.threads.append(try JoinableThread(starter: configuration.startThread) { [self, session] in
+                    session.readAcks()
+                    detach(session, because: session.failure ?? "the ack stream ended")
+                })
+            } catch {
+                return "cannot start its ack reader: \(error)"
+            }
+            return nil
         }
-        guard reading else { return detach(session, because: "this server is stopping") }
+        if let reading { return detach(session, because: reading) }
         do throws(TransportError) {
             let mode: Welcome.Mode = snapshotReason == nil ? .stream : .snapshot
             try connection.send(.welcome(Welcome(
@@ -186,7 +279,10 @@ extension ReplicationNode {
         var cursor = start
         if let snapshotReason {
             log(.info, "replication: backup \(connection.peer) needs a snapshot: \(snapshotReason)")
-            switch sendSnapshot(database, to: session) {
+            let sent = sendSnapshot(database, to: session)
+            snapshotGate.release()
+            holdsSnapshotGate = false
+            switch sent {
             case .success(let generation):
                 cursor = LogPosition(generation: generation, offset: 0)
                 noteResync()
@@ -202,10 +298,10 @@ extension ReplicationNode {
         }
     }
 
-    private func refuse(_ connection: any ReplicationConnection, _ refusal: Refusal) {
+    private func refuse(_ connection: any ReplicationConnection, _ refusal: Refusal, logAs reason: String? = nil) {
         try? connection.send(.refuse(refusal))
         connection.close()
-        log(.warning, "replication: refused \(connection.peer): \(refusal.message)")
+        log(.warning, "replication: refused \(connection.peer): \(reason ?? refusal.message)")
     }
 
     /// Step 2: what to do with a backup that says `hello`.
@@ -220,15 +316,66 @@ extension ReplicationNode {
             return .refuse(Refusal(code: .protocolViolation, message: "position out of range"))
         }
         // Epochs compare only within a lineage: a directory of another one is replaced whole.
-        if let lineage = hello.lineage, lineage != persistent.lineage {
+        guard let lineage = hello.lineage else {
+            // A directory that never followed anyone has no epoch of its own to claim.
+            guard hello.epoch == 0, hello.epochStart == nil else {
+                return refuseFencingClaim(hello, peer: peer, because: "it has no lineage, so no epoch of this primary's lineage")
+            }
+            return decidePosition(hello, position: position, persistent: persistent, lastEnd: lastEnd, database: database)
+        }
+        if lineage != persistent.lineage {
             return .snapshot(because: "its directory descends from another primary (lineage \(lineage))")
         }
         if hello.epoch > persistent.epoch {
+            if let misfit = newerEpochMisfit(hello, position: position, persistent: persistent, lastEnd: lastEnd) {
+                return refuseFencingClaim(hello, peer: peer, because: misfit)
+            }
             fence(newerEpoch: hello.epoch, peer: peer)
             return .refuse(Refusal(
                 code: .newerEpoch,
                 message: "your epoch \(hello.epoch) is newer than this primary's \(persistent.epoch): it has stepped down"))
         }
+        return decidePosition(hello, position: position, persistent: persistent, lastEnd: lastEnd, database: database)
+    }
+
+    /// Why a hello of this lineage claiming a newer epoch does not fit this primary's history,
+    /// or nil if it does (then this primary was superseded). A backup promoted while it followed
+    /// this primary began its epoch at its log end then: at or after the start of this primary's
+    /// epoch (it followed this epoch), not past this primary's log end (it held nothing else),
+    /// and its own log has reached that start.
+    private func newerEpochMisfit(
+        _ hello: Hello, position: LogPosition, persistent: ReplicationState, lastEnd: LogPosition
+    ) -> String? {
+        guard let claimedStart = hello.epochStart, let start = LogPosition(claimedStart) else {
+            return "a newer epoch without a recorded start"
+        }
+        let currentStart = persistent.history.last { $0.epoch == persistent.epoch }.flatMap { LogPosition($0.start) }
+            ?? LogPosition(generation: 0, offset: 0)
+        if start < currentStart {
+            return "its epoch \(hello.epoch) began at \(start), before this primary's epoch \(persistent.epoch) did (\(currentStart))"
+        }
+        if start > lastEnd {
+            return "its epoch \(hello.epoch) began at \(start), past this primary's log end (\(lastEnd)): nothing it followed here"
+        }
+        if position < start {
+            return "its log ends at \(position), before its epoch \(hello.epoch) began (\(start))"
+        }
+        return nil
+    }
+
+    /// A hello that claims an epoch this primary does not believe: refused, counted and logged;
+    /// nothing here changes (no fencing).
+    private func refuseFencingClaim(_ hello: Hello, peer: String, because reason: String) -> Decision {
+        state.withLock { $0.fencingClaimsRefused += 1 }
+        log(.warning, "replication: \(peer) claims epoch \(hello.epoch), but \(reason): not believed, this primary stays")
+        return .refuse(Refusal(code: .protocolViolation, message: "epoch \(hello.epoch) refused: \(reason)"))
+    }
+
+    /// Step 2, for a hello that cannot fence: stream from its position if this primary's log
+    /// provably holds the same bytes up to it, else a snapshot.
+    private func decidePosition(
+        _ hello: Hello, position: LogPosition, persistent: ReplicationState, lastEnd: LogPosition, database: Database
+    ) -> Decision {
         // Both must agree on where the backup's epoch began: two promotions to the same epoch
         // number are two different histories.
         let startHere = persistent.history.last { $0.epoch == hello.epoch }?.start

@@ -23,9 +23,13 @@ public import WireProtocol
 ///   directory started as a primary is a promotion too.
 /// - Epochs compare only within a lineage. A directory of another lineage is replaced whole by a
 ///   snapshot, whatever its epoch.
-/// - A primary refuses a backup of its lineage whose epoch is newer than its own and steps down
-///   (read-only): someone promoted past it. A backup refuses a primary of its lineage whose epoch
-///   is older than its own.
+/// - A primary steps down (read-only) only for a peer of its own lineage whose epoch is newer and
+///   whose history fits its own: the peer's epoch began at or after the start of this primary's
+///   epoch and not past this primary's log end (a promoted backup can only have begun its epoch
+///   within what it was sent), and its log reaches that start. Someone promoted past it. A hello
+///   without a lineage, of another lineage, or with a history that does not fit never fences: it
+///   is refused (or resynced, for another lineage) and changes nothing here. A backup refuses a
+///   primary of its lineage whose epoch is older than its own.
 /// - A backup streams from where its log ends only if all of these hold: same lineage (or none
 ///   yet); its epoch began where this primary's history says it did; its position is not past
 ///   the start of any later epoch here; it is not at the start of a segment without a lineage
@@ -61,6 +65,14 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         /// Connections accepted and not yet ended (`stop` closes them: a peer that never says
         /// hello must not hold up shutdown).
         var connections: [ObjectIdentifier: any ReplicationConnection] = [:]
+        /// Of `connections`, those not yet past their handshake (at most
+        /// `configuration.maxHandshakingConnections`).
+        var handshaking = 0
+        /// Connections closed at accept because too many were in their handshake, or because no
+        /// thread could be made for them (only grows).
+        var connectionsRefusedAtAccept = 0
+        /// Hellos that claimed a newer epoch and were not believed (only grows).
+        var fencingClaimsRefused = 0
         var detaches = 0
         var resyncs = 0
         var promotions = 0
@@ -71,9 +83,12 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     /// Held for a whole promotion, and by `stop` while it marks the node stopping: a promotion
     /// either finishes before `stop` begins, or sees the node stopping and does nothing.
     private let promotionGate = DispatchSemaphore(value: 1)
+    /// One snapshot at a time, spaced by `configuration.minimumSnapshotInterval`.
+    let snapshotGate: SnapshotGate
 
     public init(configuration: ReplicationConfiguration = ReplicationConfiguration()) {
         self.configuration = configuration
+        snapshotGate = SnapshotGate(minimumInterval: configuration.minimumSnapshotInterval)
     }
 
     var log: @Sendable (LogLevel, String) -> Void { configuration.log }
@@ -125,7 +140,13 @@ public final class ReplicationNode: ReplicationSink, Sendable {
             state.lastEnd = database.logPosition
             state.follower = follower
         }
-        follower.start()
+        do throws(ThreadStartError) {
+            try follower.start()
+        } catch {
+            follower.stop()
+            state.withLock { $0.follower = nil }
+            throw .thread(error)
+        }
         log(.info, "replication: backup of \(dialer.target), epoch \(persistent?.epoch ?? 0)")
     }
 
@@ -294,7 +315,11 @@ public final class ReplicationNode: ReplicationSink, Sendable {
             if let follower {
                 let restarted = BackupFollower(node: self, database: database, dialer: follower.dialer)
                 state.withLock { $0.follower = restarted }
-                restarted.start()
+                do throws(ThreadStartError) {
+                    try restarted.start()
+                } catch {
+                    log(.error, "replication: cannot follow \(follower.dialer.target) again: \(error)")
+                }
             }
             return .refused("could not record the new epoch: \(error)")
         }
@@ -413,6 +438,7 @@ public enum ReplicationStartError: Error, Sendable, CustomStringConvertible {
     case damagedStateFile(ReplicationStateError)
     case listener(TransportError)
     case epochExhausted
+    case thread(ThreadStartError)
 
     public var description: String {
         switch self {
@@ -420,6 +446,7 @@ public enum ReplicationStartError: Error, Sendable, CustomStringConvertible {
         case .storage(let error): "\(error)"
         case .damagedStateFile(let error): "the replication file is damaged: \(error)"
         case .listener(let error): "cannot listen for backups: \(error)"
+        case .thread(let error): "cannot start a replication thread: \(error)"
         }
     }
 }

@@ -17,6 +17,7 @@ public final class TCPReplicationListener: ReplicationListener {
     public let port: Int
     public let sendTimeout: Duration
     private let socket: TransportDescriptor
+    private let blockedAcceptorCount = Atomic<Int>(0)
 
     /// Binds and listens on `address` (Go syntax: ":9090", "127.0.0.1:0", "localhost:9090",
     /// "[::1]:9090"). An empty host listens on every interface, IPv6 and IPv4 alike.
@@ -40,7 +41,9 @@ public final class TCPReplicationListener: ReplicationListener {
         try socket.use { (listener) throws(TransportError) -> any ReplicationConnection in
             while true {
                 var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                blockedAcceptorCount.add(1, ordering: .releasing)
                 let ready = poll(&poller, 1, -1)
+                blockedAcceptorCount.subtract(1, ordering: .releasing)
                 if socket.isClosed { throw .closed }
                 if ready < 0 {
                     if errno == EINTR { continue }
@@ -59,6 +62,9 @@ public final class TCPReplicationListener: ReplicationListener {
     }
 
     public func close() { socket.close() }
+
+    /// Threads blocked in `accept`'s poll right now (for tests that must act while one is).
+    var blockedAcceptors: Int { blockedAcceptorCount.load(ordering: .acquiring) }
 
     private static func listenOnEveryInterface(port: UInt16, backlog: Int32) throws(TransportError) -> Int32 {
         var any6 = sockaddr_in6()
@@ -177,6 +183,7 @@ final class TCPReplicationConnection: ReplicationConnection {
     }
 
     private let receiving = Mutex(Receiving())
+    private let blockedReceiverCount = Atomic<Int>(0)
     /// The encoding buffer, reused across sends; the lock also serialises the socket's writes.
     private let sending = Mutex<[UInt8]>([])
 
@@ -250,7 +257,9 @@ final class TCPReplicationConnection: ReplicationConnection {
                         throw .frame(error)
                     }
                     var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                    blockedReceiverCount.add(1, ordering: .releasing)
                     let ready = poll(&poller, 1, deadline?.pollMilliseconds ?? -1)
+                    blockedReceiverCount.subtract(1, ordering: .releasing)
                     if ready < 0 {
                         if errno == EINTR { continue }
                         throw .io(operation: "poll", errno: errno)
@@ -276,4 +285,11 @@ final class TCPReplicationConnection: ReplicationConnection {
     }
 
     func close() { socket.close() }
+
+    func limitIncomingPayloads(to bytes: Int) {
+        receiving.withLock { $0.decoder.maxPayloadSize = min(bytes, ReplicationProtocol.maxPayloadSize) }
+    }
+
+    /// Threads blocked in `receive`'s poll right now (for tests that must act while one is).
+    var blockedReceivers: Int { blockedReceiverCount.load(ordering: .acquiring) }
 }

@@ -23,6 +23,10 @@ public protocol ReplicationConnection: AnyObject, Sendable {
     func receive(timeout: Duration?) throws(TransportError) -> ReplicationFrame
     /// Closes both directions. Idempotent; wakes blocked senders and receivers (they throw `.closed`).
     func close()
+    /// From the next frame on, refuses (with `.frame(.payloadTooLarge)`) any frame whose payload
+    /// is larger than `bytes`, as soon as its header arrives: what a peer can make this side
+    /// buffer in each state of the protocol (a primary's connections, a backup before the welcome).
+    func limitIncomingPayloads(to bytes: Int)
     /// Who is at the other end, for logs: "127.0.0.1:53422", "memory#3".
     var peer: String { get }
 }

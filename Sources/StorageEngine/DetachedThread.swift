@@ -9,15 +9,36 @@ import Glibc
 /// resident memory in every process that embeds it). Public for the HTTP front's event loops,
 /// which need threads of their own for the same reasons.
 public func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
-    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    do throws(ThreadStartError) {
+        try tryStartDetachedThread(body)
+    } catch {
+        preconditionFailure("\(error)")
+    }
+}
+
+/// `startDetachedThread`, for callers that can refuse the work instead (a server accepting a
+/// peer's connection): throws, without running `body`, when pthread_create fails (EAGAIN: the
+/// process or the system is out of threads or memory for a stack).
+public func tryStartDetachedThread(_ body: @escaping @Sendable () -> Void) throws(ThreadStartError) {
+    let box = Unmanaged.passRetained(ThreadBody(body))
     var thread = pthread_t()
     let result = pthread_create(&thread, nil, { argument in
         let body = Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue()
         body.run()
         return nil
-    }, box)
-    precondition(result == 0, "pthread_create failed: \(result)")
+    }, box.toOpaque())
+    guard result == 0 else {
+        box.release()  // the thread that would have taken it never started
+        throw ThreadStartError(code: result)
+    }
     pthread_detach(thread)
+}
+
+/// pthread_create failed; `code` is its error number.
+public struct ThreadStartError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code: Int32
+    public init(code: Int32) { self.code = code }
+    public var description: String { "pthread_create failed: \(String(cString: strerror(code))) (errno \(code))" }
 }
 
 /// The closure a new thread runs, boxed to cross `pthread_create`'s untyped argument.

@@ -18,6 +18,13 @@
 ///     8 startSegment    u64 generation
 ///     9 heartbeat       u64 epoch | u64 generation | u64 offset
 ///    10 ack             u64 generation | u64 offset
+///    11 authChallenge   u32 magic "SBDR" | 32 nonce (backup → primary: the first frame when a token is set)
+///    12 authResponse    32 nonce | 32 proof (primary → backup)
+///    13 authProof       32 proof (backup → primary)
+///
+/// The authentication exchange (`ReplicationAuthentication`, in Replication) comes before the
+/// hello when both sides have a token; a proof is HMAC-SHA-256(token, label | backup nonce |
+/// primary nonce), with a label of its own for each side.
 ///
 /// The hello starts with the magic and the version so that a peer speaking anything else (an HTTP
 /// request, a port scanner, an older or newer small-db) is told apart at the first frame. Every
@@ -40,6 +47,16 @@ public enum ReplicationProtocol {
     public static let recordsHeaderSize = 16
     /// The most WAL bytes one records frame may carry.
     public static let maxRecordBytesPerFrame = maxPayloadSize - recordsHeaderSize
+    /// The largest payload of any frame a primary receives: a hello (≤ 1,024 bytes), a refusal
+    /// (≤ 1,029), the authentication frames and acks. A primary's connections decode with this
+    /// limit, so a peer can make it buffer no more than this per connection.
+    public static let maxPayloadSizeToPrimary = ReplicationFrameType.refuseFixedSize + Refusal.maxMessageBytes
+    /// The largest payload a backup accepts before the primary's welcome: a welcome with a
+    /// history of 2,000 epochs, or a refusal.
+    public static let maxPayloadSizeBeforeWelcome = ReplicationFrameType.welcomeFixedSize + 2000 * ReplicationFrameType.epochStartSize
+    /// Bytes of an authentication nonce, and of a proof (an HMAC-SHA-256).
+    public static let nonceSize = 32
+    public static let proofSize = 32
 }
 
 /// A place in a primary's log: a segment (logfile.`generation`) and a byte offset in it. The same
@@ -162,6 +179,13 @@ public enum ReplicationFrame: Sendable, Equatable {
     case heartbeat(epoch: UInt64, position: ReplicationPosition)
     /// Backup → primary: every record before this position is durable on the backup.
     case ack(ReplicationPosition)
+    /// Backup → primary, the first frame when a token is set: a fresh random nonce
+    /// (`ReplicationProtocol.nonceSize` bytes).
+    case authChallenge(nonce: [UInt8])
+    /// Primary → backup: its own fresh nonce, and its proof over both nonces.
+    case authResponse(nonce: [UInt8], proof: [UInt8])
+    /// Backup → primary: its proof over both nonces. Only then may it say hello.
+    case authProof([UInt8])
 }
 
 /// What a backup says about itself when it connects.
@@ -231,6 +255,8 @@ public struct Refusal: Sendable, Equatable {
         case protocolViolation = 5
         /// The peer's epoch is newer than ours (we are a deposed primary).
         case newerEpoch = 6
+        /// Authentication failed or is missing: a token on one side only, or two different tokens.
+        case unauthenticated = 7
     }
 
     /// The longest message sent, in UTF-8 bytes: a refusal is a diagnostic, not a transfer.
@@ -301,6 +327,9 @@ enum ReplicationFrameType: UInt8 {
     case startSegment = 8
     case heartbeat = 9
     case ack = 10
+    case authChallenge = 11
+    case authResponse = 12
+    case authProof = 13
 
     static let helloVersion1Size = 4 + 2 + 8 + 1 + Lineage.byteCount + 16 + 4
     static let welcomeFixedSize = 8 + Lineage.byteCount + 1 + 4
@@ -323,6 +352,10 @@ enum ReplicationFrameType: UInt8 {
         case .startSegment: 8...8
         case .heartbeat: 24...24
         case .ack: 16...16
+        case .authChallenge: (4 + ReplicationProtocol.nonceSize)...(4 + ReplicationProtocol.nonceSize)
+        case .authResponse:
+            (ReplicationProtocol.nonceSize + ReplicationProtocol.proofSize)...(ReplicationProtocol.nonceSize + ReplicationProtocol.proofSize)
+        case .authProof: ReplicationProtocol.proofSize...ReplicationProtocol.proofSize
         }
     }
 }

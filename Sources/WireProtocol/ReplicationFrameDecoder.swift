@@ -13,7 +13,12 @@
 /// Buffering: consumed bytes are dropped only when they are at least half the buffer, so each
 /// byte is moved at most about once however the stream is cut (amortised O(1) per byte).
 public struct ReplicationFrameDecoder {
-    public let maxPayloadSize: Int
+    /// The largest payload accepted, checked at each frame's header. A connection lowers it for
+    /// the states where only small frames may come (a primary's connections, a backup before the
+    /// welcome), so a peer cannot make it buffer more; a frame already returned is not affected.
+    public var maxPayloadSize: Int {
+        didSet { maxPayloadSize = max(0, maxPayloadSize) }
+    }
     private var buffer: [UInt8] = []
     /// Where the next frame starts in `buffer`; the bytes before it are consumed.
     private var start = 0
@@ -188,6 +193,14 @@ public struct ReplicationFrameDecoder {
             frame = .heartbeat(epoch: try reader.u64(), position: try reader.position())
         case .ack:
             frame = .ack(try reader.position())
+        case .authChallenge:
+            guard try reader.u32() == ReplicationProtocol.magic else { throw .badMagic }
+            frame = .authChallenge(nonce: Array(try reader.bytes(ReplicationProtocol.nonceSize)))
+        case .authResponse:
+            frame = .authResponse(
+                nonce: Array(try reader.bytes(ReplicationProtocol.nonceSize)), proof: Array(try reader.bytes(ReplicationProtocol.proofSize)))
+        case .authProof:
+            frame = .authProof(Array(try reader.bytes(ReplicationProtocol.proofSize)))
         }
         guard reader.remaining == 0 else { throw .malformed("\(reader.remaining) trailing bytes in a \(type) payload") }
         return frame

@@ -3,7 +3,7 @@
 /// Encoding cannot fail on a valid value; what would make an unreadable frame is a caller's bug
 /// and traps: a payload over `ReplicationProtocol.maxPayloadSize` (split records with
 /// `ReplicationProtocol.maxRecordBytesPerFrame`). Refusal messages are cut to
-/// `Refusal.maxMessageBytes`. A welcome's history is sent as given: the decoder is the one that
+/// `Refusal.maxMessageBytes`. A nonce or proof of another size than the protocol's traps too. A welcome's history is sent as given: the decoder is the one that
 /// checks it.
 public enum ReplicationFrameEncoder {
     /// Appends `frame`, whole, to `buffer`.
@@ -72,6 +72,24 @@ public enum ReplicationFrameEncoder {
         case .ack(let position):
             let start = begin(.ack, in: &buffer)
             appendPosition(position, to: &buffer)
+            finish(startingAt: start, in: &buffer)
+        case .authChallenge(let nonce):
+            precondition(nonce.count == ReplicationProtocol.nonceSize, "a nonce of \(nonce.count) bytes")
+            let start = begin(.authChallenge, in: &buffer)
+            buffer.appendLittleEndian(ReplicationProtocol.magic)
+            buffer.append(contentsOf: nonce)
+            finish(startingAt: start, in: &buffer)
+        case .authResponse(let nonce, let proof):
+            precondition(nonce.count == ReplicationProtocol.nonceSize, "a nonce of \(nonce.count) bytes")
+            precondition(proof.count == ReplicationProtocol.proofSize, "a proof of \(proof.count) bytes")
+            let start = begin(.authResponse, in: &buffer)
+            buffer.append(contentsOf: nonce)
+            buffer.append(contentsOf: proof)
+            finish(startingAt: start, in: &buffer)
+        case .authProof(let proof):
+            precondition(proof.count == ReplicationProtocol.proofSize, "a proof of \(proof.count) bytes")
+            let start = begin(.authProof, in: &buffer)
+            buffer.append(contentsOf: proof)
             finish(startingAt: start, in: &buffer)
         }
     }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Testing
 @testable import Replication
@@ -64,6 +67,16 @@ final class TestNode: @unchecked Sendable {
     }
 
     var inSyncAsPrimary: Bool { node.status.role == .primary && node.status.inSync }
+    var followerView: BackupFollower.View? { node.state.withLock { $0.follower }?.view }
+    var lastSilenceCheck: ContinuousClock.Instant? { followerView?.lastSilenceCheck }
+}
+
+/// Log lines a node wrote, for tests that check what it said.
+final class LogRecorder: Sendable {
+    private let lines = Mutex<[String]>([])
+    var log: @Sendable (LogLevel, String) -> Void { { [self] _, line in lines.withLock { $0.append(line) } } }
+    var all: [String] { lines.withLock { $0 } }
+    func contains(_ text: String) -> Bool { all.contains { $0.contains(text) } }
 }
 
 /// A primary "p" and a backup "b" of it on a new in-memory network, the backup in sync.
@@ -215,8 +228,10 @@ struct ReplicationNodeTests {
         defer { backup.stop() }
         #expect(try await eventually { primary.inSyncAsPrimary })
         try await primary.database.put("k", v("1"))
-        // Heartbeats keep an idle backup from promoting.
-        try await Task.sleep(for: .milliseconds(600))
+        // Heartbeats keep an idle backup from promoting: the watcher has looked, and decided,
+        // twice the timeout after the last write.
+        let idleSince = ContinuousClock.now
+        #expect(try await eventually { backup.lastSilenceCheck.map { $0 >= idleSince + .milliseconds(600) } ?? false })
         #expect(backup.node.role == .backup)
         primary.stop()
         #expect(try await eventually { backup.node.role == .primary })
@@ -229,7 +244,9 @@ struct ReplicationNodeTests {
         let backup = TestNode("b", network: network) { $0.heartbeatTimeout = .milliseconds(100) }
         try backup.startBackup(of: "nobody")
         defer { backup.stop() }
-        try await Task.sleep(for: .milliseconds(400))
+        // The silence watcher has looked, and decided, well past the timeout (a state that lasts).
+        let pastTimeout = ContinuousClock.now + .milliseconds(300)
+        #expect(try await eventually { backup.lastSilenceCheck.map { $0 >= pastTimeout } ?? false })
         #expect(backup.node.role == .backup)
     }
 
@@ -277,7 +294,7 @@ struct ReplicationNodeTests {
         #expect(primary.node.writeRefusal == .noBackupInSync)
     }
 
-    @Test func aPrimaryMeetingANewerEpochStepsDown() async throws {
+    @Test func aHelloWithoutALineageNeverFencesThePrimary() async throws {
         let network = InMemoryReplicationNetwork()
         let primary = TestNode("p", network: network)
         try primary.startPrimary()
@@ -285,15 +302,168 @@ struct ReplicationNodeTests {
         let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
         defer { connection.close() }
         try connection.send(.hello(Hello(
-            protocolVersion: ReplicationProtocol.version, epoch: 5, lineage: nil,
+            protocolVersion: ReplicationProtocol.version, epoch: 7, lineage: nil,
             position: ReplicationPosition(generation: 0, offset: 0), prefixCRC: 0)))
+        guard case .refuse(let refusal) = try connection.receive(timeout: .seconds(5)) else {
+            Issue.record("an epoch without a lineage was not refused")
+            return
+        }
+        #expect(refusal.code == .protocolViolation)
+        #expect(primary.node.writeRefusal == nil)
+        #expect(primary.node.status.fencedBy == nil)
+        #expect(primary.node.state.withLock { $0.fencingClaimsRefused } == 1)
+        try await primary.database.put("still", v("writable"))
+    }
+
+    @Test func aNewerEpochOfTheLineageWhoseHistoryDoesNotFitDoesNotFence() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        try await primary.database.put("k", v("1"))
+        let lineage = try ReplicationStateCodec.decode(try #require(try primary.database.readReplicationMetadata())).lineage
+        let end = ReplicationPosition(primary.database.logPosition)
+        let misfits: [(String, position: ReplicationPosition, epochStart: ReplicationPosition?)] = [
+            ("no start", end, nil),
+            ("begun past this log's end", ReplicationPosition(generation: 5, offset: 10), ReplicationPosition(generation: 5, offset: 0)),
+            ("a log that ends before its epoch began", ReplicationPosition(generation: 0, offset: 0), end),
+        ]
+        for (index, misfit) in misfits.enumerated() {
+            let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+            defer { connection.close() }
+            try connection.send(.hello(Hello(
+                epoch: 9, lineage: lineage, position: misfit.position, prefixCRC: 0, epochStart: misfit.epochStart)))
+            guard case .refuse(let refusal) = try connection.receive(timeout: .seconds(5)) else {
+                Issue.record("\(misfit.0): not refused")
+                continue
+            }
+            #expect(refusal.code == .protocolViolation, "\(misfit.0)")
+            #expect(primary.node.status.fencedBy == nil, "\(misfit.0)")
+            #expect(primary.node.state.withLock { $0.fencingClaimsRefused } == index + 1)
+        }
+        try await primary.database.put("still", v("writable"))
+    }
+
+    @Test func aPrimaryMeetingANewerEpochOfItsLineageWithAFittingHistoryStepsDown() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network)
+        try primary.startPrimary()
+        defer { primary.stop() }
+        try await primary.database.put("k", v("1"))
+        let lineage = try ReplicationStateCodec.decode(try #require(try primary.database.readReplicationMetadata())).lineage
+        // Its backup, promoted at this log's end (epoch 1 there), has written since.
+        let end = ReplicationPosition(primary.database.logPosition)
+        let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { connection.close() }
+        try connection.send(.hello(Hello(
+            epoch: 1, lineage: lineage, position: ReplicationPosition(generation: end.generation, offset: end.offset + 40),
+            prefixCRC: 0, epochStart: end)))
         guard case .refuse(let refusal) = try connection.receive(timeout: .seconds(5)) else {
             Issue.record("a newer epoch was not refused")
             return
         }
         #expect(refusal.code == .newerEpoch)
-        #expect(primary.node.writeRefusal == .fenced(newerEpoch: 5))
-        #expect(primary.node.status.fencedBy == 5)
+        #expect(primary.node.writeRefusal == .fenced(newerEpoch: 1))
+    }
+
+    @Test func snapshotsForBackupsAreOneAtATimeAndSpacedByTheInterval() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network) { $0.minimumSnapshotInterval = .seconds(3600) }
+        try primary.startPrimary()
+        defer { primary.stop() }
+        try await primary.database.put("k", v("1"))
+        let generation = primary.database.stats.generation
+        // Peers of another lineage: each needs a snapshot (a checkpoint).
+        var refusals: [Refusal] = []
+        for _ in 0..<6 {
+            let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+            defer { connection.close() }
+            try connection.send(.hello(Hello(
+                epoch: 0, lineage: .random(), position: ReplicationPosition(generation: 0, offset: 0), prefixCRC: 0)))
+            readFrames: while true {
+                switch try connection.receive(timeout: .seconds(10)) {
+                case .refuse(let refusal):
+                    refusals.append(refusal)
+                    break readFrames
+                case .snapshotEnd: break readFrames
+                default: continue
+                }
+            }
+        }
+        #expect(refusals.count == 5)
+        #expect(refusals.allSatisfy { $0.code == .busy && $0.message.contains("-repl-snapshot-interval") })
+        #expect(primary.database.stats.generation == generation + 1)  // one checkpoint, not six
+        #expect(primary.node.status.resyncs == 1)
+    }
+
+    @Test func beforeItsHelloAPeerCannotMakeThePrimaryBufferALargeFrame() async throws {
+        let network = InMemoryReplicationNetwork()
+        let logs = LogRecorder()
+        let primary = TestNode("p", network: network) {
+            $0.handshakeTimeout = .seconds(120)  // far beyond the wait below: only the limit can end it
+            $0.log = logs.log
+        }
+        try primary.startPrimary()
+        defer { primary.stop() }
+        let connection = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { connection.close() }
+        // The header of a 64 MiB snapshot chunk, then the first MiB of it.
+        var header: [UInt8] = [5]
+        header.appendLittleEndian(UInt32(64 << 20))
+        let raw = try #require(connection as? InMemoryReplicationConnection)
+        try raw.sendRaw(header + [UInt8](repeating: 0, count: 1 << 20))
+        #expect(transportError { () throws(TransportError) in try connection.receive(timeout: .seconds(20)) } == .peerClosed)
+        #expect(logs.contains("exceeds the limit of \(ReplicationProtocol.maxPayloadSizeToPrimary)"))
+    }
+
+    @Test func connectionsInTheirHandshakeAreCappedAndTheRestClosedAtAccept() async throws {
+        let network = InMemoryReplicationNetwork()
+        let primary = TestNode("p", network: network) {
+            $0.handshakeTimeout = .seconds(120)
+            $0.maxHandshakingConnections = 2
+        }
+        try primary.startPrimary()
+        defer { primary.stop() }
+        let silent = try (0..<2).map { _ in try network.makeDialer(address: "p").connect(timeout: .seconds(1)) }
+        #expect(try await eventually(timeout: .seconds(60)) { primary.node.state.withLock { $0.handshaking } == 2 })
+        let third = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { third.close() }
+        #expect(transportError { () throws(TransportError) in try third.receive(timeout: .seconds(20)) } == .peerClosed)
+        #expect(primary.node.state.withLock { $0.connectionsRefusedAtAccept } == 1)
+        // Once one of them goes, a backup is served again.
+        silent[0].close()
+        silent[1].close()
+        #expect(try await eventually(timeout: .seconds(60)) { primary.node.state.withLock { $0.handshaking } == 0 })
+        let backup = TestNode("b", network: network)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
+    }
+
+    @Test func aThreadThatCannotBeMadeClosesTheConnectionInsteadOfTrapping() async throws {
+        let network = InMemoryReplicationNetwork()
+        let logs = LogRecorder()
+        let outOfThreads = Atomic<Bool>(false)
+        let primary = TestNode("p", network: network) {
+            $0.log = logs.log
+            $0.startThread = { (body) throws(ThreadStartError) in
+                if outOfThreads.load(ordering: .acquiring) { throw ThreadStartError(code: EAGAIN) }
+                try tryStartDetachedThread(body)
+            }
+        }
+        try primary.startPrimary()
+        defer { primary.stop() }
+        outOfThreads.store(true, ordering: .releasing)
+        let refused = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
+        defer { refused.close() }
+        #expect(transportError { () throws(TransportError) in try refused.receive(timeout: .seconds(20)) } == .peerClosed)
+        #expect(primary.node.state.withLock { $0.connectionsRefusedAtAccept } == 1)
+        #expect(logs.contains("pthread_create failed"))
+        outOfThreads.store(false, ordering: .releasing)
+        let backup = TestNode("b", network: network)
+        try backup.startBackup(of: "p")
+        defer { backup.stop() }
+        #expect(try await eventually { primary.inSyncAsPrimary })
     }
 
     @Test func aBackupRefusesAPrimaryWithAnOlderEpoch() async throws {
@@ -317,8 +487,9 @@ struct ReplicationNodeTests {
         defer { backup.stop() }
         // The stale primary sees the newer epoch in the hello and steps down; the backup never follows it.
         #expect(try await eventually { stale.node.writeRefusal == .fenced(newerEpoch: 3) })
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(!backup.node.status.connected)
+        // Sessions after the fencing have ended too, each without a welcome.
+        #expect(try await eventually { (backup.followerView?.sessionsEnded ?? 0) >= 3 })
+        #expect(backup.followerView?.welcomed == false)
         #expect(backup.node.epoch == 3)
     }
 

@@ -1,9 +1,10 @@
 // Both transports, TCP and in-memory, against the same contract (TransportProtocols.swift): frames
 // both ways, receive timeouts, close() from another thread, peer close, garbage, large frames.
-// Waits use real blocking calls with short timeouts; where a test starts a thread to block, the
-// assertion holds whether or not the thread was already blocked when the other side acted.
+// Waits use real blocking calls with short timeouts; where a test starts a thread to block, it
+// waits until the transport reports that thread blocked (`blockedReceivers`, `blockedAcceptors`)
+// before the other side acts, so the test exercises the wake-up it claims to.
 import Dispatch
-import Replication
+@testable import Replication
 import Synchronization
 import Testing
 import WireProtocol
@@ -87,6 +88,31 @@ func transportError<T>(_ body: () throws(TransportError) -> T) -> TransportError
 private let hello = ReplicationFrame.hello(Hello(
     epoch: 2, lineage: Lineage(high: 1, low: 2), position: ReplicationPosition(generation: 1, offset: 64), prefixCRC: 9))
 
+/// Threads blocked in `connection`'s receive right now.
+func blockedReceivers(_ connection: any ReplicationConnection) -> Int {
+    if let tcp = connection as? TCPReplicationConnection { return tcp.blockedReceivers }
+    if let memory = connection as? InMemoryReplicationConnection { return memory.blockedReceivers }
+    return 0
+}
+
+/// Threads blocked in `listener`'s accept right now.
+func blockedAcceptors(_ listener: any ReplicationListener) -> Int {
+    if let tcp = listener as? TCPReplicationListener { return tcp.blockedAcceptors }
+    if let memory = listener as? InMemoryReplicationListener { return memory.blockedAcceptors }
+    return 0
+}
+
+/// Polls until `condition` holds (a state that lasts: a thread stays blocked until the test acts),
+/// at most 30 s.
+func waitUntil(_ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while !condition() {
+        if ContinuousClock.now >= deadline { return false }
+        usleep(1_000)  // paces the poll only
+    }
+    return true
+}
+
 // MARK: - Both transports
 
 @Suite struct TransportContractTests {
@@ -141,13 +167,10 @@ private let hello = ReplicationFrame.hello(Hello(
         defer { harness.listener.close() }
         let (client, server) = try harness.connectedPair()
         defer { client.close() }
-        let entered = DispatchSemaphore(value: 0)
         let receiver = Background { () -> TransportError? in
-            entered.signal()
-            return transportError { () throws(TransportError) in try server.receive(timeout: .seconds(20)) }
+            transportError { () throws(TransportError) in try server.receive(timeout: .seconds(20)) }
         }
-        entered.wait()
-        usleep(20_000)  // most likely blocked by now; the outcome must be .closed either way
+        #expect(waitUntil { blockedReceivers(server) == 1 })
         let started = ContinuousClock.now
         server.close()
         #expect(receiver.wait() == .closed)
@@ -160,13 +183,10 @@ private let hello = ReplicationFrame.hello(Hello(
     @Test(arguments: TransportKind.allCases)
     func closeFromAnotherThreadUnblocksAccept(_ kind: TransportKind) throws {
         let harness = try TransportHarness(kind)
-        let entered = DispatchSemaphore(value: 0)
         let acceptor = Background { () -> TransportError? in
-            entered.signal()
-            return transportError { () throws(TransportError) in try harness.listener.accept() }
+            transportError { () throws(TransportError) in try harness.listener.accept() }
         }
-        entered.wait()
-        usleep(20_000)
+        #expect(waitUntil { blockedAcceptors(harness.listener) == 1 })
         harness.listener.close()
         #expect(acceptor.wait() == .closed)
         #expect(transportError { () throws(TransportError) in try harness.listener.accept() } == .closed)
@@ -194,7 +214,7 @@ private let hello = ReplicationFrame.hello(Hello(
         let (client, server) = try harness.connectedPair()
         defer { server.close() }
         let receiver = Background { transportError { () throws(TransportError) in try server.receive(timeout: .seconds(20)) } }
-        usleep(20_000)
+        #expect(waitUntil { blockedReceivers(server) == 1 })
         client.close()
         #expect(receiver.wait() == .peerClosed)
     }

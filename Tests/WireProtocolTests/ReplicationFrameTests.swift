@@ -217,7 +217,7 @@ private let maxPayload = ReplicationProtocol.maxPayloadSize
 
 private let malformedCases: [ReplicationMalformedCase] = [
     ReplicationMalformedCase("type 0", [0], .error(.unknownFrameType(0))),
-    ReplicationMalformedCase("type 11", handFrame(11, []), .error(.unknownFrameType(11))),
+    ReplicationMalformedCase("type 14", handFrame(14, []), .error(.unknownFrameType(14))),
     ReplicationMalformedCase("type 255, one byte", [255], .error(.unknownFrameType(255))),
     ReplicationMalformedCase("HTTP request", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8), .error(.unknownFrameType(0x47))),
     ReplicationMalformedCase("TLS client hello", [0x16, 0x03, 0x01, 0x02, 0x00], .error(.unknownFrameType(0x16))),
@@ -248,7 +248,7 @@ private let malformedCases: [ReplicationMalformedCase] = [
     ReplicationMalformedCase("welcome history after its epoch", handFrame(2, welcomePayload(epoch: 5, entries: [historyEntry(6, 1, 0)])), .malformed),
     ReplicationMalformedCase("welcome too short", handFrame(2, le64(1)), .malformed),
     ReplicationMalformedCase("refuse code 0", handFrame(3, refusePayload(code: 0, message: [])), .malformed),
-    ReplicationMalformedCase("refuse code 7", handFrame(3, refusePayload(code: 7, message: [])), .malformed),
+    ReplicationMalformedCase("refuse code 8", handFrame(3, refusePayload(code: 8, message: [])), .malformed),
     ReplicationMalformedCase("refuse message past the payload", handFrame(3, refusePayload(message: Array("abc".utf8), length: 4)), .malformed),
     ReplicationMalformedCase("refuse message not UTF-8", handFrame(3, refusePayload(message: [0x61, 0xFF, 0xFE])), .malformed),
     ReplicationMalformedCase("refuse trailing bytes", handFrame(3, refusePayload(message: Array("abc".utf8), length: 2)), .malformed),

@@ -27,6 +27,9 @@ flags.duration("repl-heartbeat-interval", default: .seconds(1), usage: "primary:
 flags.duration("repl-heartbeat-timeout", default: .seconds(5), usage: "backup: promote after this long without hearing from the primary (0 disables)")
 flags.duration("repl-ack-timeout", default: .seconds(2), usage: "primary: detach a backup that has not acknowledged a batch for this long; 0 = never detach")
 flags.string("repl-sync", default: "available", usage: "primary: \"available\" = go on alone when no backup is in sync; \"required\" = refuse writes with 503 while no backup is in sync")
+flags.string("repl-token-file", usage: "file holding the replication token (at least 16 bytes; both servers need the same one): each side proves it knows it before anything else; without it the replication port is open to anyone")
+flags.int("repl-max-handshakes", default: 8, usage: "primary: replication connections allowed in their handshake at once; more are closed at accept")
+flags.duration("repl-snapshot-interval", default: .seconds(10), usage: "primary: shortest time between the starts of two snapshots for backups (each writes a checkpoint); one at a time")
 flags.bool("disable-background-checkpoint", usage: "never checkpoint in the background")
 flags.duration("checkpoint-interval", default: .zero, usage: "checkpoint when the last one is older than this (0 = 60s)")
 flags.int("checkpoint-log-bytes", usage: "checkpoint when the WAL reaches this many bytes (0 = 64 MiB)")
@@ -118,6 +121,17 @@ replication.ackTimeout = flags.duration("repl-ack-timeout")
 replication.syncMode = syncMode
 replication.backgroundCheckpointsAsPrimary = !flags.bool("disable-background-checkpoint")
 replication.log = { level, message in LogLine.write(level, message) }
+replication.maxHandshakingConnections = max(1, flags.int("repl-max-handshakes"))
+replication.minimumSnapshotInterval = max(.zero, flags.duration("repl-snapshot-interval"))
+if !flags.string("repl-token-file").isEmpty {
+    do throws(ReplicationTokenError) {
+        let (token, warning) = try ReplicationToken.load(path: flags.string("repl-token-file"))
+        if let warning { LogLine.write(.warning, warning) }
+        replication.token = token
+    } catch {
+        fail("-repl-token-file: \(error)", status: 2)
+    }
+}
 let replicationAddress = flags.string("repl-addr")
 if !replicationAddress.isEmpty {
     // Sends on the write path are bounded by -repl-ack-timeout (ReplicationNode.liveSendTimeout);

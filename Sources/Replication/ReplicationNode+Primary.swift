@@ -121,10 +121,10 @@ extension ReplicationNode {
                 connection.close()
                 return
             case .refused(let reason, let count):
-                connection.close()
                 if count == 1 || count % 100 == 0 {
                     log(.warning, "replication: closed a connection from \(connection.peer) at once: \(reason) (\(count) so far)")
                 }
+                connection.close()
             }
         }
     }
@@ -176,8 +176,8 @@ extension ReplicationNode {
                     first: frame, over: connection, token: token, receiveWithin: remaining)
                 {
                     if let refusal = failure.refusal { try? connection.send(.refuse(refusal)) }
-                    connection.close()
                     log(.warning, "replication: refused \(connection.peer): \(failure.logLine)")
+                    connection.close()
                     return
                 }
                 frame = try connection.receive(timeout: remaining())
@@ -190,8 +190,8 @@ extension ReplicationNode {
             }
             guard case .hello(let received) = frame else {
                 try? connection.send(.refuse(Refusal(code: .protocolViolation, message: "expected a hello")))
-                connection.close()
                 log(.warning, "replication: dropped \(connection.peer): it sent \(frame.kind) before a hello")
+                connection.close()
                 return
             }
             hello = received
@@ -202,8 +202,8 @@ extension ReplicationNode {
                     code: .unsupportedVersion,
                     message: "protocol version \(version) is not supported (this primary speaks \(ReplicationProtocol.version))")))
             }
-            connection.close()
             log(.warning, "replication: dropped \(connection.peer) before its hello: \(error)")
+            connection.close()
             return
         }
         guard hello.protocolVersion == ReplicationProtocol.version else {
@@ -298,10 +298,12 @@ extension ReplicationNode {
         }
     }
 
+    /// Sends `refusal`, logs it, closes. Here and wherever a connection is dropped, the log line
+    /// comes before the close: whoever sees the connection end finds its reason already logged.
     private func refuse(_ connection: any ReplicationConnection, _ refusal: Refusal, logAs reason: String? = nil) {
         try? connection.send(.refuse(refusal))
-        connection.close()
         log(.warning, "replication: refused \(connection.peer): \(reason ?? refusal.message)")
+        connection.close()
     }
 
     /// Step 2: what to do with a backup that says `hello`.

@@ -381,7 +381,12 @@ struct RecoveryTests {
         try await TS.withTemporaryDirectory { directory in
             try TS.writeMarker(directory, "version", 3)
             try TS.writeLog(directory, generation: 3, records: [[TS.set("k", "v")]])
+            // Files a successful open would delete: an uncommitted checkpoint and a temporary.
+            try TS.writeCheckpoint(directory, generation: 4, entries: [(v("k"), v("4"))])
+            try TS.writeFile(directory + "/checkpoint.5.tmp", [5])
+            let before = try TS.snapshot(directory)
             try expectInconsistentDirectory(directory, mentioning: "checkpoint.3")
+            #expect(try TS.snapshot(directory) == before, "the failed open changed the directory")
         }
     }
 

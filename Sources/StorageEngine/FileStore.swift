@@ -358,15 +358,40 @@ public final class FileStore: LogStore, SnapshotStore {
         guard fsync(directoryDescriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
     }
 
-    private static func makeDirectories(_ directory: String) throws(DatabaseError) {
+    /// Creates `directory` and each missing directory above it, then makes them durable: a new
+    /// directory's entry lives in its parent, and is lost with everything in it on power loss
+    /// until the parent is fsync'd (etcd's wal.Create syncs the parent too). Creating a/b/c when
+    /// only a exists: mkdir b, c; fsync c, b, then a: each new directory, deepest first, and the
+    /// parent of the topmost new one. `synced` is told each directory fsync'd, in order (a test seam).
+    static func makeDirectories(_ directory: String, synced: (String) -> Void = { _ in }) throws(DatabaseError) {
+        var created: [String] = []
+        var parentOfFirstCreated: String?
+        var parent = directory.hasPrefix("/") ? "/" : "."
         var prefix = directory.hasPrefix("/") ? "/" : ""
         for component in directory.split(separator: "/") {
             prefix += component
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            if mkdir(prefix, 0o755) == 0 {
+                if created.isEmpty { parentOfFirstCreated = parent }
+                created.append(prefix)
+            } else if errno != EEXIST {
                 throw .io(operation: "mkdir", path: prefix, errno: errno)
             }
+            parent = prefix
             prefix += "/"
         }
+        guard let parentOfFirstCreated else { return }  // it existed (another process made it meanwhile)
+        for path in created.reversed() + [parentOfFirstCreated] {
+            try fsyncDirectory(path)
+            synced(path)
+        }
+    }
+
+    /// Opens the directory at `path`, fsyncs it and closes it.
+    private static func fsyncDirectory(_ path: String) throws(DatabaseError) {
+        let descriptor = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        defer { Glibc.close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
     }
 }
 

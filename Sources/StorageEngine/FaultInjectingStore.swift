@@ -165,6 +165,9 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         /// Faults injected so far (each failed call counts once).
         public var injectedFaults = 0
         public var powerLosses = 0
+        /// The most bytes one read returned (`readLog`, `readCheckpoint`, a `CheckpointFile`'s read):
+        /// how a test checks that recovery reads in bounded chunks.
+        public var largestRead = 0
     }
 
     private let disk: Mutex<Disk>
@@ -307,6 +310,12 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         try disk.withLock { (disk) throws(DatabaseError) in try disk.read(logName(generation)) }
     }
 
+    public func readLog(_ generation: UInt64, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        try disk.withLock { (disk) throws(DatabaseError) in
+            try disk.read(logName(generation), from: offset, maxBytes: maxBytes)
+        }
+    }
+
     public func truncateLog(_ generation: UInt64, to length: Int) throws(DatabaseError) {
         let name = logName(generation)
         try disk.withLock { (disk) throws(DatabaseError) in
@@ -369,6 +378,16 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
 
     public func readCheckpoint(_ generation: UInt64) throws(DatabaseError) -> [UInt8] {
         try disk.withLock { (disk) throws(DatabaseError) in try disk.read(checkpointName(generation)) }
+    }
+
+    public func openCheckpoint(_ generation: UInt64) throws(DatabaseError) -> any CheckpointFile {
+        let name = checkpointName(generation)
+        let (descriptor, size) = try disk.withLock { (disk) throws(DatabaseError) -> (Int, Int) in
+            let id = try disk.lookup(name)
+            let descriptor = disk.open(name)
+            return (descriptor, disk.files[id]!.content.count)
+        }
+        return Reader(store: self, descriptor: descriptor, name: name, size: size)
     }
 
     public func writeCheckpoint(
@@ -507,6 +526,45 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
 
     private func logName(_ generation: UInt64) -> String { "logfile.\(generation)" }
     private func checkpointName(_ generation: UInt64) -> String { "checkpoint.\(generation)" }
+
+    // MARK: Readers
+
+    /// An open checkpoint.N (`openCheckpoint`): a descriptor on the file, which stays readable
+    /// after an unlink, as an inode does. Each read is one `.read` operation.
+    private final class Reader: CheckpointFile {
+        let store: FaultInjectingStore
+        let descriptor: Int
+        let name: String
+        let size: Int
+
+        init(store: FaultInjectingStore, descriptor: Int, name: String, size: Int) {
+            self.store = store
+            self.descriptor = descriptor
+            self.name = name
+            self.size = size
+        }
+
+        deinit { store.disk.withLock { $0.release(descriptor) } }
+
+        func read(from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                let id = try disk.handle(descriptor, "pread", name)
+                guard try disk.fault(.read, "pread", name) == nil else { throw .io(operation: "pread", path: name, errno: EIO) }
+                let count = disk.files[id]!.content.count
+                let start = min(max(0, offset), count)
+                let end = min(count, start + max(0, maxBytes))
+                disk.statistics.largestRead = max(disk.statistics.largestRead, end - start)
+                return Array(disk.files[id]!.content[start..<end])
+            }
+        }
+
+        func close() {
+            store.disk.withLock { disk in
+                disk.descriptors[descriptor]?.isClosed = true
+                disk.collectGarbage()
+            }
+        }
+    }
 
     // MARK: Writers
 
@@ -695,7 +753,19 @@ private struct Disk {
     mutating func read(_ name: String) throws(DatabaseError) -> [UInt8] {
         let id = try lookup(name)
         guard try fault(.read, "read", name) == nil else { throw .io(operation: "read", path: name, errno: EIO) }
+        statistics.largestRead = max(statistics.largestRead, files[id]!.content.count)
         return files[id]!.content
+    }
+
+    /// Up to `maxBytes` of `name` from `offset` (copying only those bytes).
+    mutating func read(_ name: String, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        let id = try lookup(name)
+        guard try fault(.read, "read", name) == nil else { throw .io(operation: "read", path: name, errno: EIO) }
+        let count = files[id]!.content.count
+        let start = min(max(0, offset), count)
+        let end = min(count, start + max(0, maxBytes))
+        statistics.largestRead = max(statistics.largestRead, end - start)
+        return Array(files[id]!.content[start..<end])
     }
 
     func generations(withPrefix prefix: String) -> [UInt64] {

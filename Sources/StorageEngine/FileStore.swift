@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// The real `LogStore` and `SnapshotStore`: files in one data directory, with the Go small-db's
 /// names (version, newVersion, checkpoint.N, logfile.N) plus LOCK, which this project adds.
@@ -22,6 +23,9 @@ public final class FileStore: LogStore, SnapshotStore {
     private let checkpointSyncInterval = 8 << 20
     /// How much `shrinkGradually` frees per step.
     private let shrinkStep = 4 << 20
+    /// Checkpoint files with an open `FileCheckpointFile`, by name, and how many: these are
+    /// unlinked without being shrunk first, so that the handles keep reading them whole.
+    private let openCheckpoints = Mutex<[String: Int]>([:])
 
     /// Opens (and with `create`, makes) the data directory and locks it.
     public init(directory: String, create: Bool) throws(DatabaseError) {
@@ -124,6 +128,25 @@ public final class FileStore: LogStore, SnapshotStore {
         try readFile(checkpointName(generation))
     }
 
+    public func openCheckpoint(_ generation: UInt64) throws(DatabaseError) -> any CheckpointFile {
+        let name = checkpointName(generation)
+        let file = filePath(name)
+        let descriptor = try openFile(file, O_RDONLY | O_CLOEXEC)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let code = errno
+            Glibc.close(descriptor)
+            throw .io(operation: "fstat", path: file, errno: code)
+        }
+        openCheckpoints.withLock { $0[name, default: 0] += 1 }
+        return FileCheckpointFile(path: file, descriptor: descriptor, size: Int(info.st_size)) { [self] in
+            openCheckpoints.withLock { open in
+                open[name, default: 1] -= 1
+                if open[name] == 0 { open[name] = nil }
+            }
+        }
+    }
+
     public func writeCheckpoint(
         _ generation: UInt64,
         _ produce: (_ write: ([UInt8]) throws(DatabaseError) -> Void) throws(DatabaseError) -> Void
@@ -153,7 +176,11 @@ public final class FileStore: LogStore, SnapshotStore {
     }
 
     public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
-        try shrinkGradually(checkpointName(generation))
+        // A file still being read (a snapshot streaming to a replica) is only unlinked: its blocks
+        // are freed when the last handle closes.
+        if openCheckpoints.withLock({ $0[checkpointName(generation)] == nil }) {
+            try shrinkGradually(checkpointName(generation))
+        }
         try removeFile(checkpointName(generation))
     }
 
@@ -298,23 +325,7 @@ public final class FileStore: LogStore, SnapshotStore {
         defer { Glibc.close(descriptor) }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw .io(operation: "fstat", path: file, errno: errno) }
-        let count = max(0, min(maxBytes, Int(info.st_size) - offset))
-        var failure: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            while initialized < count {
-                let result = pread(descriptor, buffer.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
-                if result > 0 {
-                    initialized += result
-                } else if result == 0 {
-                    break  // the file shrank while we read it; take what is there
-                } else if errno != EINTR {
-                    failure = errno
-                    break
-                }
-            }
-        }
-        guard failure == 0 else { throw .io(operation: "pread", path: file, errno: failure) }
-        return bytes
+        return try readDescriptor(descriptor, size: Int(info.st_size), from: offset, maxBytes: maxBytes, path: file)
     }
 
     /// Truncates a large file a few megabytes at a time before it is deleted. Freeing a hundred
@@ -495,5 +506,67 @@ func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String
         } else if errno != EINTR {
             throw .io(operation: "write", path: path, errno: errno)
         }
+    }
+}
+
+/// Up to `maxBytes` from `offset` of the open file `descriptor` whose size is `size` (pread: safe
+/// from several threads at once); fewer if it ends first.
+func readDescriptor(_ descriptor: Int32, size: Int, from offset: Int, maxBytes: Int, path: String) throws(DatabaseError) -> [UInt8] {
+    let count = max(0, min(maxBytes, size - offset))
+    var failure: Int32 = 0
+    let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        while initialized < count {
+            let result = pread(descriptor, buffer.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
+            if result > 0 {
+                initialized += result
+            } else if result == 0 {
+                break  // the file shrank while we read it; take what is there
+            } else if errno != EINTR {
+                failure = errno
+                break
+            }
+        }
+    }
+    guard failure == 0 else { throw .io(operation: "pread", path: path, errno: failure) }
+    return bytes
+}
+
+/// An open checkpoint.N (`FileStore.openCheckpoint`). The descriptor keeps the file readable after
+/// an unlink; `FileStore` does not shrink a file while one of these is open on it.
+///
+/// `@unchecked Sendable`: the descriptor is only used, and closed, under `closed`'s lock.
+final class FileCheckpointFile: CheckpointFile, @unchecked Sendable {
+    let path: String
+    let size: Int
+    private let descriptor: Int32
+    private let closed = Mutex(false)
+    private let released: @Sendable () -> Void
+
+    init(path: String, descriptor: Int32, size: Int, released: @escaping @Sendable () -> Void) {
+        self.path = path
+        self.descriptor = descriptor
+        self.size = size
+        self.released = released
+    }
+
+    deinit { close() }
+
+    func read(from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        // Under the lock, so that `close` cannot close (and the process reuse) the descriptor
+        // during a read.
+        try closed.withLock { (closed) throws(DatabaseError) in
+            guard !closed else { throw .io(operation: "pread", path: path, errno: EBADF) }
+            return try readDescriptor(descriptor, size: size, from: offset, maxBytes: maxBytes, path: path)
+        }
+    }
+
+    func close() {
+        let wasOpen = closed.withLock { closed in
+            guard !closed else { return false }
+            closed = true
+            Glibc.close(descriptor)
+            return true
+        }
+        if wasOpen { released() }
     }
 }

@@ -45,6 +45,11 @@ import WireProtocol
 struct Recovery {
     /// Checkpoints at least this large have their CRC checked on a second thread while parsing.
     static let parallelVerifyThreshold = 4 << 20
+    /// How much of a segment or a checkpoint recovery reads at a time (more only to hold one
+    /// record or entry that is larger): opening costs the data once, not twice. LevelDB reads its
+    /// log in 32 KiB blocks; a larger chunk means fewer system calls, and is still nothing beside
+    /// the data it loads.
+    static let readChunkSize = 1 << 20
 
     let logStore: any LogStore
     let snapshotStore: any SnapshotStore
@@ -208,9 +213,10 @@ struct Recovery {
             report.checkpointEntries = 0
             return ShardedMap()
         }
-        let file = snapshotStore.checkpointLocation(generation)
-        let bytes = try snapshotStore.readCheckpoint(generation)
-        let (map, entries) = try Recovery.decodeCheckpoint(bytes, generation: generation, file: file)
+        let checkpoint = try snapshotStore.openCheckpoint(generation)
+        defer { checkpoint.close() }
+        let (map, entries) = try Recovery.decodeCheckpoint(
+            checkpoint, generation: generation, file: snapshotStore.checkpointLocation(generation))
         report.checkpointGeneration = generation
         report.checkpointEntries = entries
         return map
@@ -224,20 +230,23 @@ struct Recovery {
         var replayed = Replayed(lastSegment: segments[segments.count - 1], lastSegmentSize: 0, retiredLogBytes: 0)
         for (index, segment) in segments.enumerated() {
             let isLast = index == segments.count - 1
-            let bytes = try logStore.readLog(segment)
             var records = 0
-            let outcome = bytes.withUnsafeBytes { raw in
-                WALSegmentReader.scan(raw) { record in
-                    records += 1
-                    record.forEachEntry { opcode, key, value in
-                        if opcode == .set {
-                            map.set(Key(bytes: key), StoredValue(value))
-                        } else {
-                            map.remove(Key(bytes: key))
-                        }
+            let logStore = self.logStore
+            let read: ByteWindow<DatabaseError>.Read = { (offset, maxBytes) throws(DatabaseError) -> [UInt8] in
+                try logStore.readLog(segment, from: offset, maxBytes: maxBytes)
+            }
+            // In bounded chunks (`WALChunkedScan`): the segment is never held whole.
+            let scan = try WALChunkedScan.scan(chunkSize: Recovery.readChunkSize, read: read) { (record) throws(DatabaseError) in
+                records += 1
+                record.forEachEntry { opcode, key, value in
+                    if opcode == .set {
+                        map.set(Key(bytes: key), StoredValue(value))
+                    } else {
+                        map.remove(Key(bytes: key))
                     }
                 }
             }
+            let outcome = scan.result
             report.segmentsReplayed.append(segment)
             report.recordsReplayed += records
             let file = logStore.logLocation(segment)
@@ -247,7 +256,7 @@ struct Recovery {
             switch outcome {
             case .clean(let cleanEnd):
                 end = cleanEnd
-            case .tornTail(let offset, _, _) where bytes[offset...].allSatisfy({ $0 == 0 }):
+            case .tornTail(let offset, _, _) where scan.tailIsZeros:
                 end = offset
                 if isLast { try logStore.truncateLog(segment, to: end) }
             case .tornTail(let offset, let dropped, let damage) where isLast:
@@ -261,7 +270,7 @@ struct Recovery {
                 }
                 try logStore.truncateLog(segment, to: offset)
                 report.truncatedCorruption = .init(
-                    file: file, offset: offset, droppedBytes: bytes.count - offset, reason: damage.description)
+                    file: file, offset: offset, droppedBytes: scan.fileSize - offset, reason: damage.description)
                 for later in segments[(index + 1)...] {
                     try logStore.removeLog(later)
                     report.droppedSegments.append(later)
@@ -311,6 +320,58 @@ struct Recovery {
                     + "into the data directory?). Nothing was appended; stop whatever writes there and start again")
         }
         return writer
+    }
+
+    /// Parses an open checkpoint into a new map, reading it in bounded chunks. The checksum is
+    /// verified by a second pass over the file on another thread while this one parses (each pass
+    /// reads on its own; the page cache serves the second); a mismatch discards the map. (Parsing
+    /// stays on the calling thread so every value is allocated from one malloc arena, which keeps
+    /// resident memory down.)
+    static func decodeCheckpoint(
+        _ checkpoint: any CheckpointFile, generation: UInt64, file: String
+    ) throws(DatabaseError) -> (map: ShardedMap, entries: Int) {
+        let read: @Sendable (Int, Int) throws -> [UInt8] = { offset, maxBytes in
+            try checkpoint.read(from: offset, maxBytes: maxBytes)
+        }
+        do {
+            let header = try CheckpointChunkedReader.header(
+                fileSize: checkpoint.size, expectedGeneration: generation, read: read)
+            let checksumFailure = Mutex<(any Error)?>(nil)
+            let verified = DispatchSemaphore(value: 0)
+            let verify: @Sendable () -> Void = {
+                do {
+                    try CheckpointChunkedReader.verifyChecksum(header: header, chunkSize: readChunkSize, read: read)
+                } catch {
+                    checksumFailure.withLock { $0 = error }
+                }
+                verified.signal()
+            }
+            // A thread of its own, not a Dispatch or cooperative-pool worker: the caller blocks
+            // below, and a pool that must first grow to run the verifier would stall the open.
+            if checkpoint.size >= Recovery.parallelVerifyThreshold {
+                startDetachedThread(verify)
+            } else {
+                verify()
+            }
+            let map = ShardedMap(expectedKeys: Int(clamping: min(header.entryCount, UInt64(checkpoint.size / 8))))
+            do {
+                try CheckpointChunkedReader.forEachEntry(header: header, chunkSize: readChunkSize, read: read) { key, value in
+                    map.set(Key(bytes: key), StoredValue(value))
+                }
+            } catch {
+                verified.wait()
+                throw error
+            }
+            verified.wait()
+            if let error = checksumFailure.withLock({ $0 }) { throw error }
+            return (map, Int(header.entryCount))
+        } catch let error as CheckpointError {
+            throw .corruptCheckpoint(file: file, reason: error.description)
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw .corruptCheckpoint(file: file, reason: "\(error)")
+        }
     }
 
     /// Parses a checkpoint's bytes into a new map (also used to install a replica's snapshot). The

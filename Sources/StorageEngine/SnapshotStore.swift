@@ -6,8 +6,12 @@
 public protocol SnapshotStore: AnyObject, Sendable {
     /// The generations that have a committed checkpoint.N file, ascending (no temporaries).
     func checkpointGenerations() throws(DatabaseError) -> [UInt64]
-    /// The whole content of checkpoint.N.
+    /// The whole content of checkpoint.N (for tests and tools: the engine reads through
+    /// `openCheckpoint`, in bounded pieces).
     func readCheckpoint(_ generation: UInt64) throws(DatabaseError) -> [UInt8]
+    /// Opens checkpoint.N to read it in pieces; the handle keeps reading that file even if
+    /// checkpoint.N is deleted meanwhile (`CheckpointFile`).
+    func openCheckpoint(_ generation: UInt64) throws(DatabaseError) -> any CheckpointFile
     /// Writes checkpoint.N: `produce` calls its argument with consecutive pieces of the file; they
     /// go to checkpoint.N.tmp, which is synced and then renamed to checkpoint.N, and the directory
     /// is synced. If anything fails the temporary is removed and checkpoint.N is untouched.

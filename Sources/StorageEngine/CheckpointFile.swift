@@ -12,3 +12,27 @@ public protocol CheckpointFile: AnyObject, Sendable {
     /// Releases the file. Reads afterwards fail.
     func close()
 }
+
+/// checkpoint.N.tmp being written in pieces as they arrive (`SnapshotStore.createCheckpointTemporary`):
+/// how a replica receives its primary's checkpoint without holding it in memory.
+///
+/// The steps, in order: `write` each piece, `sync`, read it back through `openForReading` to
+/// verify it, then `commit` (rename to checkpoint.N, directory fsync) or `discard`. Until `commit`
+/// nothing is visible under checkpoint.N, and recovery deletes a leftover temporary (never a
+/// commit point). One thread at a time.
+public protocol CheckpointTemporary: AnyObject, Sendable {
+    var generation: UInt64 { get }
+    /// Bytes written so far.
+    var size: Int { get }
+    /// Appends `bytes` (not durable until `sync`).
+    func write(_ bytes: [UInt8]) throws(DatabaseError)
+    /// Makes every written byte durable (fsync).
+    func sync() throws(DatabaseError)
+    /// Opens the temporary for reading (to verify and decode it before it is committed).
+    func openForReading() throws(DatabaseError) -> any CheckpointFile
+    /// Renames checkpoint.N.tmp to checkpoint.N and fsyncs the directory.
+    func commit() throws(DatabaseError)
+    /// Closes and deletes the temporary, unless it was committed. Never fails: a leftover is
+    /// deleted by the next recovery.
+    func discard()
+}

@@ -444,6 +444,16 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         }
     }
 
+    public func createCheckpointTemporary(_ generation: UInt64) throws(DatabaseError) -> any CheckpointTemporary {
+        let temporary = checkpointName(generation) + ".tmp"
+        // open(O_CREAT | O_TRUNC): a directory entry, but no directory sync (as in writeCheckpoint).
+        let (descriptor, epoch) = try disk.withLock { (disk) throws(DatabaseError) -> (Int, Int) in
+            try disk.requirePower("open", temporary)
+            return (disk.openTruncating(temporary), disk.epoch)
+        }
+        return Temporary(store: self, generation: generation, name: temporary, descriptor: descriptor, epoch: epoch)
+    }
+
     public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
         try disk.withLock { (disk) throws(DatabaseError) in try disk.remove(checkpointName(generation)) }
     }
@@ -562,6 +572,87 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
             store.disk.withLock { disk in
                 disk.descriptors[descriptor]?.isClosed = true
                 disk.collectGarbage()
+            }
+        }
+    }
+
+    /// checkpoint.N.tmp written piece by piece: each `write` and the `sync` are `.checkpointWrite`
+    /// operations, the `commit` a `.directory` one, as in `writeCheckpoint`.
+    private final class Temporary: CheckpointTemporary {
+        let store: FaultInjectingStore
+        let generation: UInt64
+        let name: String
+        let descriptor: Int
+        let epoch: Int
+
+        init(store: FaultInjectingStore, generation: UInt64, name: String, descriptor: Int, epoch: Int) {
+            self.store = store
+            self.generation = generation
+            self.name = name
+            self.descriptor = descriptor
+            self.epoch = epoch
+        }
+
+        deinit { discard() }
+
+        var size: Int {
+            store.disk.withLock { disk in
+                (try? disk.handle(descriptor, "fstat", name)).map { disk.files[$0]!.content.count } ?? 0
+            }
+        }
+
+        func write(_ bytes: [UInt8]) throws(DatabaseError) {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                let id = try disk.handle(descriptor, "write", name)
+                switch try disk.fault(.checkpointWrite, "write", name) {
+                case nil:
+                    disk.files[id]!.content.append(contentsOf: bytes)
+                case .partialWrite(let count):
+                    disk.files[id]!.content.append(contentsOf: bytes.prefix(max(0, count)))
+                    throw .io(operation: "write", path: name, errno: EIO)
+                case .failAfterApplying:
+                    disk.files[id]!.content.append(contentsOf: bytes)
+                    throw .io(operation: "write", path: name, errno: EIO)
+                default:
+                    throw .io(operation: "write", path: name, errno: EIO)
+                }
+            }
+        }
+
+        func sync() throws(DatabaseError) {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                let id = try disk.handle(descriptor, "fsync", name)
+                guard try disk.fault(.checkpointWrite, "fsync", name) == nil else {
+                    throw .io(operation: "fsync", path: name, errno: EIO)
+                }
+                disk.files[id]!.sync()
+                disk.statistics.fileSyncs += 1
+            }
+        }
+
+        func openForReading() throws(DatabaseError) -> any CheckpointFile {
+            let (reader, size) = try store.disk.withLock { (disk) throws(DatabaseError) -> (Int, Int) in
+                let id = try disk.lookup(name)
+                return (disk.open(name), disk.files[id]!.content.count)
+            }
+            return Reader(store: store, descriptor: reader, name: name, size: size)
+        }
+
+        func commit() throws(DatabaseError) {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                guard disk.epoch == epoch else { throw .io(operation: "rename to \(name.dropLast(4))", path: name, errno: EIO) }
+                try disk.rename(name, to: String(name.dropLast(4)))
+                disk.release(descriptor)
+            }
+        }
+
+        func discard() {
+            store.disk.withLock { disk in
+                // As FileStore: unlink without a directory sync; after a commit nothing is left.
+                if disk.isPoweredOn && disk.epoch == epoch && disk.descriptors[descriptor] != nil {
+                    disk.unlinkWithoutSync(name)
+                }
+                disk.release(descriptor)
             }
         }
     }

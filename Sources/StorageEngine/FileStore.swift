@@ -175,6 +175,17 @@ public final class FileStore: LogStore, SnapshotStore {
         }
     }
 
+    public func createCheckpointTemporary(_ generation: UInt64) throws(DatabaseError) -> any CheckpointTemporary {
+        let name = checkpointName(generation) + ".tmp"
+        let descriptor = try openFile(filePath(name), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+        return FileCheckpointTemporary(store: self, generation: generation, name: name, descriptor: descriptor)
+    }
+
+    /// `FileCheckpointTemporary.commit`: rename, then fsync the directory.
+    fileprivate func commitTemporary(_ name: String, generation: UInt64) throws(DatabaseError) {
+        try renameFile(name, to: checkpointName(generation))
+    }
+
     public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
         // A file still being read (a snapshot streaming to a replica) is only unlinked: its blocks
         // are freed when the last handle closes.
@@ -568,5 +579,74 @@ final class FileCheckpointFile: CheckpointFile, @unchecked Sendable {
             return true
         }
         if wasOpen { released() }
+    }
+}
+
+/// checkpoint.N.tmp written piece by piece (`FileStore.createCheckpointTemporary`).
+///
+/// `@unchecked Sendable`: used by one thread at a time (the protocol's contract); the mutable
+/// state is behind a lock anyway, so a misuse cannot tear it.
+final class FileCheckpointTemporary: CheckpointTemporary, @unchecked Sendable {
+    let generation: UInt64
+    private let store: FileStore
+    private let name: String
+    private let path: String
+    private struct State {
+        var descriptor: Int32?
+        var size = 0
+        var committed = false
+    }
+    private let state: Mutex<State>
+
+    init(store: FileStore, generation: UInt64, name: String, descriptor: Int32) {
+        self.store = store
+        self.generation = generation
+        self.name = name
+        self.path = store.filePath(name)
+        self.state = Mutex(State(descriptor: descriptor))
+    }
+
+    deinit { discard() }
+
+    var size: Int { state.withLock { $0.size } }
+
+    func write(_ bytes: [UInt8]) throws(DatabaseError) {
+        try state.withLock { (state) throws(DatabaseError) in
+            guard let descriptor = state.descriptor else { throw .io(operation: "write", path: path, errno: EBADF) }
+            try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: path) }
+            state.size += bytes.count
+        }
+    }
+
+    func sync() throws(DatabaseError) {
+        try state.withLock { (state) throws(DatabaseError) in
+            guard let descriptor = state.descriptor else { throw .io(operation: "fsync", path: path, errno: EBADF) }
+            guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+        }
+    }
+
+    func openForReading() throws(DatabaseError) -> any CheckpointFile {
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        return FileCheckpointFile(path: path, descriptor: descriptor, size: size) {}
+    }
+
+    func commit() throws(DatabaseError) {
+        try state.withLock { (state) throws(DatabaseError) in
+            guard let descriptor = state.descriptor else { throw .io(operation: "rename", path: path, errno: EBADF) }
+            Glibc.close(descriptor)
+            state.descriptor = nil
+            try store.commitTemporary(name, generation: generation)
+            state.committed = true
+        }
+    }
+
+    func discard() {
+        state.withLock { state in
+            if let descriptor = state.descriptor { Glibc.close(descriptor) }
+            state.descriptor = nil
+            if !state.committed { unlink(path) }
+            state.committed = true  // nothing more to delete
+        }
     }
 }

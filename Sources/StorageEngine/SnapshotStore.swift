@@ -19,6 +19,9 @@ public protocol SnapshotStore: AnyObject, Sendable {
         _ generation: UInt64,
         _ produce: (_ write: ([UInt8]) throws(DatabaseError) -> Void) throws(DatabaseError) -> Void
     ) throws(DatabaseError)
+    /// Creates checkpoint.N.tmp (replacing a leftover) to be written piece by piece, verified and
+    /// only then committed as checkpoint.N (`CheckpointTemporary`).
+    func createCheckpointTemporary(_ generation: UInt64) throws(DatabaseError) -> any CheckpointTemporary
     /// Deletes checkpoint.N. Deleting a missing file is not an error.
     func removeCheckpoint(_ generation: UInt64) throws(DatabaseError)
 

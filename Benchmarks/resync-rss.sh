@@ -63,7 +63,7 @@ stop "$primary"
 printf '%-6s %14s %14s %8s %14s %14s %8s\n' round primary_peak primary_after ratio backup_peak backup_after ratio
 declare -a pr br
 for round in $(seq "$rounds"); do
-    rm -rf "$work/backup"
+    rm -rf "$work/backup" "$work/backup.log"
     start primary -addr 127.0.0.1:18480 -repl-addr 127.0.0.1:19480
     primary=$last_pid
     wait_for http://127.0.0.1:18480/v1/health ok
@@ -72,6 +72,7 @@ for round in $(seq "$rounds"); do
     start backup -addr 127.0.0.1:18481 -repl-addr 127.0.0.1:19481 -backup-of 127.0.0.1:19480
     backup=$last_pid
     wait_for http://127.0.0.1:18481/v1/replication '"in_sync":true'
+    grep -q "installed the primary's snapshot" "$work/backup.log" || { echo "round $round: the backup got no snapshot" >&2; exit 1; }
     sleep 2
     p_peak=$(kb "$primary" VmHWM); p_rss=$(kb "$primary" VmRSS)
     b_peak=$(kb "$backup" VmHWM); b_rss=$(kb "$backup" VmRSS)

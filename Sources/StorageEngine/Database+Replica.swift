@@ -8,7 +8,7 @@ import WireProtocol
 /// or sends a checkpoint first (`snapshotForReplica`). A backup writes the primary's records into
 /// its own log byte for byte (`applyReplicated`), starts a segment wherever the primary did
 /// (`mirrorSegmentStart`, which mirrors the primary's checkpoint), and replaces its whole state
-/// with a primary's snapshot when its log cannot be continued (`installSnapshot`). So a backup's
+/// with a primary's snapshot when its log cannot be continued (`receiveSnapshot`). So a backup's
 /// directory holds the same generations as its primary's, and a position (generation, offset)
 /// names the same record on both.
 extension Database {
@@ -257,8 +257,8 @@ extension Database {
     }
 
     /// Empties a data directory left incomplete by an interrupted snapshot install (see
-    /// `installSnapshot`), so that it opens as a new, empty database: deletes every checkpoint,
-    /// segment, marker and the `resync` marker last. Keeps the `replication` file. Does nothing
+    /// `ReplicaSnapshotReceiver`), so that it opens as a new, empty database: deletes every
+    /// checkpoint, segment, marker and the `resync` marker last. Keeps the `replication` file. Does nothing
     /// to a directory without the marker. Returns whether it emptied it.
     @discardableResult
     public static func discardIncompleteResync(directory: String) throws(DatabaseError) -> Bool {

@@ -15,7 +15,7 @@ import WireProtocol
 /// 0. `refuseIncompleteResync`: a directory that holds the `resync` marker is refused: a replica
 ///    was replacing its whole state with a snapshot from its primary and stopped half-way, so no
 ///    state in it is complete (the replication layer discards such a directory and resyncs; see
-///    `Database.installSnapshot`).
+///    `ReplicaSnapshotReceiver`).
 /// 1. `chooseGeneration` (reads only): if `newVersion` names G and both checkpoint.G and
 ///    logfile.G exist, a switch passed its commit point: G is the candidate, to be finished.
 ///    Otherwise the generation in `version` (N) is, and a `newVersion` is discarded at step 5 (that
@@ -322,7 +322,8 @@ struct Recovery {
         return writer
     }
 
-    /// Parses an open checkpoint into a new map, reading it in bounded chunks. The checksum is
+    /// Parses an open checkpoint into a new map, reading it in bounded chunks (also used to
+    /// install a replica's snapshot). The checksum is
     /// verified by a second pass over the file on another thread while this one parses (each pass
     /// reads on its own; the page cache serves the second); a mismatch discards the map. (Parsing
     /// stays on the calling thread so every value is allocated from one malloc arena, which keeps
@@ -365,57 +366,6 @@ struct Recovery {
             verified.wait()
             if let error = checksumFailure.withLock({ $0 }) { throw error }
             return (map, Int(header.entryCount))
-        } catch let error as CheckpointError {
-            throw .corruptCheckpoint(file: file, reason: error.description)
-        } catch let error as DatabaseError {
-            throw error
-        } catch {
-            throw .corruptCheckpoint(file: file, reason: "\(error)")
-        }
-    }
-
-    /// Parses a checkpoint's bytes into a new map (also used to install a replica's snapshot). The
-    /// checksum is verified on another core while this thread parses; a mismatch discards the map.
-    /// (Parsing stays on the calling thread so every value is allocated from one malloc arena,
-    /// which keeps resident memory down.)
-    static func decodeCheckpoint(
-        _ bytes: [UInt8], generation: UInt64, file: String
-    ) throws(DatabaseError) -> (map: ShardedMap, entries: Int) {
-        do {
-            return try bytes.withUnsafeBytes { unsafeRaw in
-                // The verifier only reads the buffer, and we wait for it before the buffer goes.
-                nonisolated(unsafe) let raw = unsafeRaw
-                let header = try CheckpointReader.header(of: raw, expectedGeneration: generation)
-                let checksumFailure = Mutex<CheckpointError?>(nil)
-                let verified = DispatchSemaphore(value: 0)
-                let verify: @Sendable () -> Void = {
-                    do throws(CheckpointError) {
-                        try CheckpointReader.verifyChecksum(of: raw, header: header)
-                    } catch {
-                        checksumFailure.withLock { $0 = error }
-                    }
-                    verified.signal()
-                }
-                // A thread of its own, not a Dispatch or cooperative-pool worker: the caller blocks
-                // below, and a pool that must first grow to run the verifier would stall the open.
-                if raw.count >= Recovery.parallelVerifyThreshold {
-                    startDetachedThread(verify)
-                } else {
-                    verify()
-                }
-                let map = ShardedMap(expectedKeys: Int(clamping: min(header.entryCount, UInt64(raw.count / 8))))
-                do {
-                    try CheckpointReader.forEachEntry(of: raw, header: header) { key, value in
-                        map.set(Key(bytes: key), StoredValue(value))
-                    }
-                } catch {
-                    verified.wait()
-                    throw error
-                }
-                verified.wait()
-                if let error = checksumFailure.withLock({ $0 }) { throw error }
-                return (map, Int(header.entryCount))
-            }
         } catch let error as CheckpointError {
             throw .corruptCheckpoint(file: file, reason: error.description)
         } catch let error as DatabaseError {

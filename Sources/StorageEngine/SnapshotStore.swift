@@ -1,6 +1,6 @@
 /// Where checkpoints and the version markers live: checkpoint.N, version and newVersion.
 ///
-/// The markers are the commit points of the version switch (see `VersionSwitch`), so they live
+/// The markers are the commit points of the version switch (see `Checkpointer`), so they live
 /// with the snapshots they commit. Every mutating call is durable when it returns (file and
 /// directory synced), except where it says otherwise.
 public protocol SnapshotStore: AnyObject, Sendable {
@@ -65,6 +65,6 @@ extension SnapshotStore {
 public enum MetadataFile: String, Sendable, CaseIterable {
     /// The replication layer's state: lineage, epoch and epoch history (docs/FORMAT.md).
     case replication
-    /// Present while a replica replaces its state with a snapshot (see `Database.installSnapshot`).
+    /// Present while a replica replaces its state with a snapshot (see `ReplicaSnapshotReceiver`).
     case resync
 }

@@ -7,6 +7,9 @@ struct BenchContext: Sendable {
     let keys: Int
     let writerCounts: [Int]
     let executable: String
+    /// The probes the open case runs, interleaved (empty: the small_db_bench_probe beside this
+    /// executable). Another build's probe compares that build's open with this one's.
+    let probes: [String]
 
     /// A fresh, empty directory for one case.
     func freshDirectory(_ name: String) -> String {

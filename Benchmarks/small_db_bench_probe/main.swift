@@ -1,7 +1,7 @@
 // small_db_bench_probe DIR: opens the data directory DIR, prints one JSON line with the open time,
-// the resident memory afterwards and the key count, and exits. small_db_bench runs it in a fresh
-// process for its open case, so that nothing of the benchmark's own setup counts. It links the
-// storage engine and nothing else (no Foundation), as a program embedding the engine would.
+// the resident memory afterwards, the peak resident memory (VmHWM) and the key count, and exits.
+// small_db_bench runs it in a fresh process for its open case, so that nothing of the benchmark's
+// own setup counts. It links the storage engine and nothing else (no Foundation), as a program embedding the engine would.
 import StorageEngine
 #if canImport(Glibc)
 import Glibc
@@ -30,5 +30,7 @@ do {
 }
 let (seconds, attoseconds) = (clock.now - start).components
 let openSeconds = Double(seconds) + Double(attoseconds) / 1e18
-print("{\"openSeconds\":\(openSeconds),\"residentBytes\":\(residentMemoryBytes()),\"keys\":\(db.stats.keys)}")
+print(
+    "{\"openSeconds\":\(openSeconds),\"residentBytes\":\(residentMemoryBytes()),"
+        + "\"peakResidentBytes\":\(peakResidentMemoryBytes()),\"keys\":\(db.stats.keys)}")
 db.close()

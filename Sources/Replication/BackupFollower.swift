@@ -225,36 +225,35 @@ final class BackupFollower: Sendable {
         }
     }
 
-    /// Step 3. Returns nil once the snapshot is installed, else why not.
+    /// Step 3. Returns nil once the snapshot is installed, else why not. Each chunk goes to
+    /// checkpoint.G.tmp as it arrives (`ReplicaSnapshotReceiver`): the snapshot is never held in
+    /// memory; its length and CRC are checked before anything of the old state changes.
     private func receiveSnapshot(_ connection: any ReplicationConnection) -> String? {
-        var generation: UInt64?
-        var expected: UInt64 = 0
-        var bytes: [UInt8] = []
-        var crc = CRC32()
+        var receiver: ReplicaSnapshotReceiver?
+        defer { receiver?.abandon() }  // after an install: nothing left to delete
         do throws(TransportError) {
             while true {
                 let frame = try connection.receive(timeout: silenceLimit)
                 noteContact()
                 switch frame {
-                case .snapshotBegin(let begun, let total) where generation == nil:
-                    generation = begun
-                    expected = total
-                case .snapshotChunk(let chunk) where generation != nil:
-                    guard UInt64(bytes.count + chunk.count) <= expected else {
-                        return "the snapshot is longer than the \(expected) bytes announced"
+                case .snapshotBegin(let begun, let total) where receiver == nil:
+                    do throws(DatabaseError) {
+                        receiver = try database.receiveSnapshot(generation: begun, totalBytes: total)
+                    } catch {
+                        return "starting to receive the snapshot failed: \(error)"
                     }
-                    crc.update(chunk)
-                    bytes.append(contentsOf: chunk)
-                case .snapshotEnd(let checksum) where generation != nil:
-                    guard UInt64(bytes.count) == expected, checksum == crc.value else {
-                        return "the snapshot arrived damaged (\(bytes.count) of \(expected) bytes, CRC mismatch or short)"
+                case .snapshotChunk(let chunk) where receiver != nil:
+                    do throws(DatabaseError) {
+                        try receiver!.write(chunk)
+                    } catch {
+                        return "writing the snapshot failed: \(error)"
                     }
-                    let snapshot = ReplicaSnapshot(generation: generation!, checkpoint: bytes)
-                    bytes = []
-                    if case .failure(let error) = applying({ database.installSnapshot(snapshot, completion: $0) }) {
+                case .snapshotEnd(let checksum) where receiver != nil:
+                    let installing = receiver!
+                    if case .failure(let error) = applying({ installing.install(crc32: checksum, completion: $0) }) {
                         return "installing the snapshot failed: \(error)"
                     }
-                    log(.info, "replication: installed the primary's snapshot, checkpoint.\(snapshot.generation)")
+                    log(.info, "replication: installed the primary's snapshot, checkpoint.\(installing.generation)")
                     return nil
                 case .heartbeat:
                     continue

@@ -416,27 +416,39 @@ extension ReplicationNode {
         return .stream(from: position)
     }
 
-    /// Step 4. Returns the snapshot's generation.
+    /// Step 4. Returns the snapshot's generation. The checkpoint file is streamed from disk, a
+    /// chunk at a time (it stays readable even if a newer checkpoint deletes it meanwhile), and its
+    /// CRC is computed over exactly the bytes sent.
     private func sendSnapshot(_ database: Database, to session: PrimarySession) -> Result<UInt64, ReplicationFailure> {
-        let snapshot: ReplicaSnapshot
-        switch blockingCall({ database.snapshotForReplica(completion: $0) }) {
-        case .success(let value): snapshot = value
+        let source: ReplicaSnapshotSource
+        switch blockingCall({ database.snapshotSourceForReplica(completion: $0) }) {
+        case .success(let value): source = value
         case .failure(let error): return .failure(ReplicationFailure("making a snapshot failed: \(error)"))
         }
+        defer { source.close() }
         do throws(TransportError) {
-            let bytes = snapshot.checkpoint
-            try session.connection.send(.snapshotBegin(generation: snapshot.generation, totalBytes: UInt64(bytes.count)))
+            try session.connection.send(.snapshotBegin(generation: source.generation, totalBytes: UInt64(source.size)))
+            var crc = CRC32()
             var offset = 0
-            while offset < bytes.count {
-                let end = min(bytes.count, offset + configuration.streamChunkSize)
-                try session.connection.send(.snapshotChunk(Array(bytes[offset..<end])))
-                offset = end
+            while offset < source.size {
+                let chunk: [UInt8]
+                do throws(DatabaseError) {
+                    chunk = try source.read(from: offset, maxBytes: min(configuration.streamChunkSize, source.size - offset))
+                } catch {
+                    return .failure(ReplicationFailure("reading checkpoint.\(source.generation) for the snapshot failed: \(error)"))
+                }
+                guard !chunk.isEmpty else {
+                    return .failure(ReplicationFailure("checkpoint.\(source.generation) ended at byte \(offset) of \(source.size)"))
+                }
+                crc.update(chunk)
+                try session.connection.send(.snapshotChunk(chunk))
+                offset += chunk.count
             }
-            try session.connection.send(.snapshotEnd(crc32: CRC32.checksum(bytes)))
+            try session.connection.send(.snapshotEnd(crc32: crc.value))
         } catch {
             return .failure(ReplicationFailure("sending the snapshot failed: \(error)"))
         }
-        return .success(snapshot.generation)
+        return .success(source.generation)
     }
 
     /// Step 5. Returns nil once the backup is in sync, else why it failed.

@@ -8,7 +8,7 @@ import WireProtocol
 /// or sends a checkpoint first (`snapshotForReplica`). A backup writes the primary's records into
 /// its own log byte for byte (`applyReplicated`), starts a segment wherever the primary did
 /// (`mirrorSegmentStart`, which mirrors the primary's checkpoint), and replaces its whole state
-/// with a primary's snapshot when its log cannot be continued (`installSnapshot`). So a backup's
+/// with a primary's snapshot when its log cannot be continued (`receiveSnapshot`). So a backup's
 /// directory holds the same generations as its primary's, and a position (generation, offset)
 /// names the same record on both.
 extension Database {
@@ -66,15 +66,19 @@ extension Database {
         return crc.value
     }
 
-    /// A checkpoint to bootstrap a replica from: runs a checkpoint, then reads the file it wrote.
-    /// The replica then streams from (generation, 0). Retries if a concurrent checkpoint deletes
-    /// the file before it is read.
-    public func snapshotForReplica(completion: @escaping @Sendable (Result<ReplicaSnapshot, DatabaseError>) -> Void) {
-        snapshotForReplica(attempts: 3, completion: completion)
+    /// A checkpoint to bootstrap a replica from: runs a checkpoint, then opens the file it wrote,
+    /// to be read in pieces (`ReplicaSnapshotSource`) and streamed: the file is never held in
+    /// memory, and it stays readable even if a newer checkpoint deletes it meanwhile. The replica
+    /// then streams from (generation, 0). Retries if a concurrent checkpoint deletes the file
+    /// before it is opened.
+    public func snapshotSourceForReplica(
+        completion: @escaping @Sendable (Result<ReplicaSnapshotSource, DatabaseError>) -> Void
+    ) {
+        snapshotSourceForReplica(attempts: 3, completion: completion)
     }
 
-    private func snapshotForReplica(
-        attempts: Int, completion: @escaping @Sendable (Result<ReplicaSnapshot, DatabaseError>) -> Void
+    private func snapshotSourceForReplica(
+        attempts: Int, completion: @escaping @Sendable (Result<ReplicaSnapshotSource, DatabaseError>) -> Void
     ) {
         checkpoint { result in
             switch result {
@@ -82,16 +86,37 @@ extension Database {
                 completion(.failure(error))
             case .success(let written):
                 do throws(DatabaseError) {
-                    let bytes = try self.snapshotStore.readCheckpoint(written.generation)
-                    completion(.success(ReplicaSnapshot(generation: written.generation, checkpoint: bytes)))
+                    let file = try self.snapshotStore.openCheckpoint(written.generation)
+                    completion(.success(ReplicaSnapshotSource(generation: written.generation, file: file)))
                 } catch {
                     if attempts > 1 {
-                        self.snapshotForReplica(attempts: attempts - 1, completion: completion)
+                        self.snapshotSourceForReplica(attempts: attempts - 1, completion: completion)
                     } else {
                         completion(.failure(error))
                     }
                 }
             }
+        }
+    }
+
+    /// The whole checkpoint as one buffer (for tests and tools; replication streams it through
+    /// `snapshotSourceForReplica`).
+    public func snapshotForReplica(completion: @escaping @Sendable (Result<ReplicaSnapshot, DatabaseError>) -> Void) {
+        snapshotSourceForReplica { result in
+            completion(result.flatMap { (source) -> Result<ReplicaSnapshot, DatabaseError> in
+                defer { source.close() }
+                var bytes: [UInt8] = []
+                while bytes.count < source.size {
+                    do throws(DatabaseError) {
+                        let piece = try source.read(from: bytes.count, maxBytes: 4 << 20)
+                        guard !piece.isEmpty else { break }
+                        bytes += piece
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                return .success(ReplicaSnapshot(generation: source.generation, checkpoint: bytes))
+            })
         }
     }
 
@@ -140,32 +165,45 @@ extension Database {
         }
     }
 
-    /// Replaces this database's whole state with a primary's checkpoint: afterwards the directory
-    /// holds checkpoint.G, an empty logfile.G and version G, and the log continues at (G, 0).
-    ///
-    /// The steps, in order, between two commit rounds and with no checkpoint running:
-    /// 1. Decode and verify the checkpoint (nothing changes if it is damaged).
-    /// 2. Write the `resync` marker: from here until step 5 the directory is incomplete, and
-    ///    recovery refuses to open it (`DatabaseError.incompleteResync`).
-    /// 3. Delete every checkpoint, segment, `version` and `newVersion`.
-    /// 4. Write checkpoint.G, create logfile.G, write `version` G.
-    /// 5. Delete the marker, then swap the in-memory state.
-    /// A failure in steps 2–5 disables writes (the directory's state is unknown until reopened).
+    /// Starts receiving a primary's checkpoint of `totalBytes` bytes for generation `generation`:
+    /// its pieces go to checkpoint.G.tmp as they arrive (`ReplicaSnapshotReceiver`), and
+    /// `ReplicaSnapshotReceiver.install` replaces this database's whole state with it. Nothing
+    /// changes until then.
+    public func receiveSnapshot(generation: UInt64, totalBytes: UInt64) throws(DatabaseError) -> ReplicaSnapshotReceiver {
+        guard generation < Database.largestReplicatedGeneration else {
+            throw .replicaMismatch("snapshot generation \(generation) is out of range")
+        }
+        let temporary = try snapshotStore.createCheckpointTemporary(generation)
+        return ReplicaSnapshotReceiver(database: self, temporary: temporary, totalBytes: totalBytes)
+    }
+
+    /// Replaces this database's whole state with a primary's checkpoint held in one buffer (for
+    /// tests and tools; replication streams it through `receiveSnapshot`). As `install`.
     public func installSnapshot(
         _ snapshot: ReplicaSnapshot, completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
     ) {
-        let generation = snapshot.generation
-        guard generation < Database.largestReplicatedGeneration else {
-            return completion(.failure(.replicaMismatch("snapshot generation \(generation) is out of range")))
-        }
-        let decoded: ShardedMap
+        let receiver: ReplicaSnapshotReceiver
         do throws(DatabaseError) {
-            decoded = try Recovery.decodeCheckpoint(
-                snapshot.checkpoint, generation: generation, file: "the primary's checkpoint.\(generation)"
-            ).map
+            receiver = try receiveSnapshot(generation: snapshot.generation, totalBytes: UInt64(snapshot.checkpoint.count))
+            var offset = 0
+            while offset < snapshot.checkpoint.count {
+                let end = min(snapshot.checkpoint.count, offset + (4 << 20))
+                try receiver.write(Array(snapshot.checkpoint[offset..<end]))
+                offset = end
+            }
         } catch {
             return completion(.failure(error))
         }
+        receiver.install(crc32: CRC32.checksum(snapshot.checkpoint), completion: completion)
+    }
+
+    /// `ReplicaSnapshotReceiver.install`'s steps 3–6 (see there), between two commit rounds and
+    /// with no checkpoint running.
+    func replaceState(
+        with temporary: any CheckpointTemporary, decoded: ShardedMap,
+        completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
+    ) {
+        let generation = temporary.generation
         let logStore = self.logStore
         let snapshotStore = self.snapshotStore
         let map = self.map
@@ -179,14 +217,7 @@ extension Database {
                 for old in try logStore.logGenerations() { try logStore.removeLog(old) }
                 try snapshotStore.removeNewVersion()
                 try snapshotStore.removeVersion()
-                try snapshotStore.writeCheckpoint(generation) { (write) throws(DatabaseError) in
-                    var offset = 0
-                    while offset < snapshot.checkpoint.count {
-                        let end = min(snapshot.checkpoint.count, offset + (8 << 20))
-                        try write(Array(snapshot.checkpoint[offset..<end]))
-                        offset = end
-                    }
-                }
+                try temporary.commit()
                 try logStore.createLog(generation).close()
                 try snapshotStore.writeVersion(generation)
                 try snapshotStore.removeMetadata(.resync)
@@ -197,7 +228,10 @@ extension Database {
             })
             done.wait()
             return replaced.withLock { $0 }!.map { generation }
-        }, completion: completion)
+        }, completion: { result in
+            temporary.discard()  // nothing left to delete after a commit; else the temporary goes
+            completion(result)
+        })
     }
 
     /// Generations a primary may name: far below the largest number, so that this log can
@@ -223,8 +257,8 @@ extension Database {
     }
 
     /// Empties a data directory left incomplete by an interrupted snapshot install (see
-    /// `installSnapshot`), so that it opens as a new, empty database: deletes every checkpoint,
-    /// segment, marker and the `resync` marker last. Keeps the `replication` file. Does nothing
+    /// `ReplicaSnapshotReceiver`), so that it opens as a new, empty database: deletes every
+    /// checkpoint, segment, marker and the `resync` marker last. Keeps the `replication` file. Does nothing
     /// to a directory without the marker. Returns whether it emptied it.
     @discardableResult
     public static func discardIncompleteResync(directory: String) throws(DatabaseError) -> Bool {
@@ -249,7 +283,121 @@ extension Database {
     }
 }
 
-/// A primary's checkpoint file, to bootstrap a replica: the replica's log continues at
+/// A primary's checkpoint file open for streaming to a replica (`Database.snapshotSourceForReplica`):
+/// read it in pieces, then `close` it. The replica's log continues at (generation, 0).
+public final class ReplicaSnapshotSource: Sendable {
+    public let generation: UInt64
+    private let file: any CheckpointFile
+
+    init(generation: UInt64, file: any CheckpointFile) {
+        self.generation = generation
+        self.file = file
+    }
+
+    deinit { file.close() }
+
+    /// The file's size in bytes.
+    public var size: Int { file.size }
+
+    /// Up to `maxBytes` from `offset`: fewer only at the end of the file.
+    public func read(from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        try file.read(from: offset, maxBytes: maxBytes)
+    }
+
+    public func close() { file.close() }
+}
+
+/// A primary's checkpoint arriving piece by piece on a replica (`Database.receiveSnapshot`).
+///
+/// The steps, in order (steps 3–6 between two commit rounds and with no checkpoint running):
+/// 1. `write` each piece to checkpoint.G.tmp as it arrives (more than the announced size is refused).
+/// 2. `install`: the length and the CRC-32 the primary sent must match what arrived; fsync the
+///    temporary, then decode and verify it, read back in bounded chunks (the checkpoint's own
+///    header, generation and CRC). Nothing has changed so far: any failure deletes the temporary.
+/// 3. Write the `resync` marker: from here until step 6 the directory is incomplete, and
+///    recovery refuses to open it (`DatabaseError.incompleteResync`).
+/// 4. Delete every checkpoint, segment, `version` and `newVersion`.
+/// 5. Rename checkpoint.G.tmp to checkpoint.G, create logfile.G, write `version` G.
+/// 6. Delete the marker, then swap the in-memory state.
+/// A failure in steps 3–6 disables writes (the directory's state is unknown until reopened). A
+/// crash before step 3 leaves the old state and a temporary that recovery deletes.
+///
+/// What must stay true: nothing else writes checkpoint.G.tmp meanwhile. A replica's checkpoints
+/// only mirror its primary's, from the stream, which the snapshot precedes; background
+/// checkpoints are off on a replica. `abandon` (or dropping the receiver) deletes the temporary.
+///
+/// `@unchecked Sendable`: used by one thread at a time (the replication follower); its counters
+/// are behind a lock anyway.
+public final class ReplicaSnapshotReceiver: @unchecked Sendable {
+    public let generation: UInt64
+    public let totalBytes: UInt64
+    private let database: Database
+    private let temporary: any CheckpointTemporary
+    private struct Progress {
+        var received: UInt64 = 0
+        var crc = CRC32()
+        /// `install` was called: the temporary is the install's now (it deletes it if it fails).
+        var handedOver = false
+    }
+    private let progress = Mutex(Progress())
+
+    init(database: Database, temporary: any CheckpointTemporary, totalBytes: UInt64) {
+        self.database = database
+        self.temporary = temporary
+        self.generation = temporary.generation
+        self.totalBytes = totalBytes
+    }
+
+    deinit {
+        if !progress.withLock({ $0.handedOver }) { temporary.discard() }
+    }
+
+    /// Bytes received so far.
+    public var receivedBytes: UInt64 { progress.withLock { $0.received } }
+
+    /// Step 1: appends the next piece. More than `totalBytes` in all is refused.
+    public func write(_ piece: [UInt8]) throws(DatabaseError) {
+        try progress.withLock { (progress) throws(DatabaseError) in
+            guard progress.received + UInt64(piece.count) <= totalBytes else {
+                throw .replicaMismatch("the snapshot is longer than the \(totalBytes) bytes announced")
+            }
+            try temporary.write(piece)
+            progress.received += UInt64(piece.count)
+            progress.crc.update(piece)
+        }
+    }
+
+    /// Steps 2–6. `crc32` is what the primary sent for the whole file.
+    public func install(crc32: UInt32, completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void) {
+        let (received, computed) = progress.withLock { progress in
+            progress.handedOver = true
+            return (progress.received, progress.crc.value)
+        }
+        guard received == totalBytes, computed == crc32 else {
+            temporary.discard()
+            return completion(.failure(.replicaMismatch(
+                "the snapshot arrived damaged (\(received) of \(totalBytes) bytes, CRC \(computed == crc32 ? "matches" : "mismatch"))")))
+        }
+        let decoded: ShardedMap
+        do throws(DatabaseError) {
+            try temporary.sync()
+            let file = try temporary.openForReading()
+            defer { file.close() }
+            decoded = try Recovery.decodeCheckpoint(file, generation: generation, file: "the primary's checkpoint.\(generation)").map
+        } catch {
+            temporary.discard()
+            return completion(.failure(error))
+        }
+        database.replaceState(with: temporary, decoded: decoded, completion: completion)
+    }
+
+    /// Deletes what arrived; nothing else changes. Does nothing once `install` was called.
+    public func abandon() {
+        if !progress.withLock({ $0.handedOver }) { temporary.discard() }
+    }
+}
+
+/// A primary's checkpoint file in one buffer (tests and tools): the replica's log continues at
 /// (generation, 0).
 public struct ReplicaSnapshot: Sendable {
     public var generation: UInt64

@@ -165,6 +165,9 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         /// Faults injected so far (each failed call counts once).
         public var injectedFaults = 0
         public var powerLosses = 0
+        /// The most bytes one read returned (`readLog`, `readCheckpoint`, a `CheckpointFile`'s read):
+        /// how a test checks that recovery reads in bounded chunks.
+        public var largestRead = 0
     }
 
     private let disk: Mutex<Disk>
@@ -307,6 +310,12 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         try disk.withLock { (disk) throws(DatabaseError) in try disk.read(logName(generation)) }
     }
 
+    public func readLog(_ generation: UInt64, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        try disk.withLock { (disk) throws(DatabaseError) in
+            try disk.read(logName(generation), from: offset, maxBytes: maxBytes)
+        }
+    }
+
     public func truncateLog(_ generation: UInt64, to length: Int) throws(DatabaseError) {
         let name = logName(generation)
         try disk.withLock { (disk) throws(DatabaseError) in
@@ -371,6 +380,16 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         try disk.withLock { (disk) throws(DatabaseError) in try disk.read(checkpointName(generation)) }
     }
 
+    public func openCheckpoint(_ generation: UInt64) throws(DatabaseError) -> any CheckpointFile {
+        let name = checkpointName(generation)
+        let (descriptor, size) = try disk.withLock { (disk) throws(DatabaseError) -> (Int, Int) in
+            let id = try disk.lookup(name)
+            let descriptor = disk.open(name)
+            return (descriptor, disk.files[id]!.content.count)
+        }
+        return Reader(store: self, descriptor: descriptor, name: name, size: size)
+    }
+
     public func writeCheckpoint(
         _ generation: UInt64,
         _ produce: (_ write: ([UInt8]) throws(DatabaseError) -> Void) throws(DatabaseError) -> Void
@@ -423,6 +442,16 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
             }
             throw error
         }
+    }
+
+    public func createCheckpointTemporary(_ generation: UInt64) throws(DatabaseError) -> any CheckpointTemporary {
+        let temporary = checkpointName(generation) + ".tmp"
+        // open(O_CREAT | O_TRUNC): a directory entry, but no directory sync (as in writeCheckpoint).
+        let (descriptor, epoch) = try disk.withLock { (disk) throws(DatabaseError) -> (Int, Int) in
+            try disk.requirePower("open", temporary)
+            return (disk.openTruncating(temporary), disk.epoch)
+        }
+        return Temporary(store: self, generation: generation, name: temporary, descriptor: descriptor, epoch: epoch)
     }
 
     public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
@@ -507,6 +536,126 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
 
     private func logName(_ generation: UInt64) -> String { "logfile.\(generation)" }
     private func checkpointName(_ generation: UInt64) -> String { "checkpoint.\(generation)" }
+
+    // MARK: Readers
+
+    /// An open checkpoint.N (`openCheckpoint`): a descriptor on the file, which stays readable
+    /// after an unlink, as an inode does. Each read is one `.read` operation.
+    private final class Reader: CheckpointFile {
+        let store: FaultInjectingStore
+        let descriptor: Int
+        let name: String
+        let size: Int
+
+        init(store: FaultInjectingStore, descriptor: Int, name: String, size: Int) {
+            self.store = store
+            self.descriptor = descriptor
+            self.name = name
+            self.size = size
+        }
+
+        deinit { store.disk.withLock { $0.release(descriptor) } }
+
+        func read(from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                let id = try disk.handle(descriptor, "pread", name)
+                guard try disk.fault(.read, "pread", name) == nil else { throw .io(operation: "pread", path: name, errno: EIO) }
+                let count = disk.files[id]!.content.count
+                let start = min(max(0, offset), count)
+                let end = min(count, start + max(0, maxBytes))
+                disk.statistics.largestRead = max(disk.statistics.largestRead, end - start)
+                return Array(disk.files[id]!.content[start..<end])
+            }
+        }
+
+        func close() {
+            store.disk.withLock { disk in
+                disk.descriptors[descriptor]?.isClosed = true
+                disk.collectGarbage()
+            }
+        }
+    }
+
+    /// checkpoint.N.tmp written piece by piece: each `write` and the `sync` are `.checkpointWrite`
+    /// operations, the `commit` a `.directory` one, as in `writeCheckpoint`.
+    private final class Temporary: CheckpointTemporary {
+        let store: FaultInjectingStore
+        let generation: UInt64
+        let name: String
+        let descriptor: Int
+        let epoch: Int
+
+        init(store: FaultInjectingStore, generation: UInt64, name: String, descriptor: Int, epoch: Int) {
+            self.store = store
+            self.generation = generation
+            self.name = name
+            self.descriptor = descriptor
+            self.epoch = epoch
+        }
+
+        deinit { discard() }
+
+        var size: Int {
+            store.disk.withLock { disk in
+                (try? disk.handle(descriptor, "fstat", name)).map { disk.files[$0]!.content.count } ?? 0
+            }
+        }
+
+        func write(_ bytes: [UInt8]) throws(DatabaseError) {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                let id = try disk.handle(descriptor, "write", name)
+                switch try disk.fault(.checkpointWrite, "write", name) {
+                case nil:
+                    disk.files[id]!.content.append(contentsOf: bytes)
+                case .partialWrite(let count):
+                    disk.files[id]!.content.append(contentsOf: bytes.prefix(max(0, count)))
+                    throw .io(operation: "write", path: name, errno: EIO)
+                case .failAfterApplying:
+                    disk.files[id]!.content.append(contentsOf: bytes)
+                    throw .io(operation: "write", path: name, errno: EIO)
+                default:
+                    throw .io(operation: "write", path: name, errno: EIO)
+                }
+            }
+        }
+
+        func sync() throws(DatabaseError) {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                let id = try disk.handle(descriptor, "fsync", name)
+                guard try disk.fault(.checkpointWrite, "fsync", name) == nil else {
+                    throw .io(operation: "fsync", path: name, errno: EIO)
+                }
+                disk.files[id]!.sync()
+                disk.statistics.fileSyncs += 1
+            }
+        }
+
+        func openForReading() throws(DatabaseError) -> any CheckpointFile {
+            let (reader, size) = try store.disk.withLock { (disk) throws(DatabaseError) -> (Int, Int) in
+                let id = try disk.lookup(name)
+                return (disk.open(name), disk.files[id]!.content.count)
+            }
+            return Reader(store: store, descriptor: reader, name: name, size: size)
+        }
+
+        func commit() throws(DatabaseError) {
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                guard disk.epoch == epoch else { throw .io(operation: "rename to \(name.dropLast(4))", path: name, errno: EIO) }
+                try disk.rename(name, to: String(name.dropLast(4)))
+                disk.release(descriptor)
+            }
+        }
+
+        func discard() {
+            store.disk.withLock { disk in
+                // As FileStore: unlink without a directory sync; after a commit nothing is left.
+                if disk.isPoweredOn && disk.epoch == epoch && disk.descriptors[descriptor] != nil {
+                    disk.unlinkWithoutSync(name)
+                }
+                disk.release(descriptor)
+            }
+        }
+    }
 
     // MARK: Writers
 
@@ -695,7 +844,19 @@ private struct Disk {
     mutating func read(_ name: String) throws(DatabaseError) -> [UInt8] {
         let id = try lookup(name)
         guard try fault(.read, "read", name) == nil else { throw .io(operation: "read", path: name, errno: EIO) }
+        statistics.largestRead = max(statistics.largestRead, files[id]!.content.count)
         return files[id]!.content
+    }
+
+    /// Up to `maxBytes` of `name` from `offset` (copying only those bytes).
+    mutating func read(_ name: String, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        let id = try lookup(name)
+        guard try fault(.read, "read", name) == nil else { throw .io(operation: "read", path: name, errno: EIO) }
+        let count = files[id]!.content.count
+        let start = min(max(0, offset), count)
+        let end = min(count, start + max(0, maxBytes))
+        statistics.largestRead = max(statistics.largestRead, end - start)
+        return Array(files[id]!.content[start..<end])
     }
 
     func generations(withPrefix prefix: String) -> [UInt64] {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// The real `LogStore` and `SnapshotStore`: files in one data directory, with the Go small-db's
 /// names (version, newVersion, checkpoint.N, logfile.N) plus LOCK, which this project adds.
@@ -23,6 +24,9 @@ public final class FileStore: LogStore, SnapshotStore {
     private let checkpointSyncInterval = 8 << 20
     /// How much `shrinkGradually` frees per step.
     private let shrinkStep = 4 << 20
+    /// Checkpoint files with an open `FileCheckpointFile`, by name, and how many: these are
+    /// unlinked without being shrunk first, so that the handles keep reading them whole.
+    private let openCheckpoints = Mutex<[String: Int]>([:])
 
     /// Opens (and with `create`, makes) the data directory and locks it.
     public init(directory: String, create: Bool) throws(DatabaseError) {
@@ -131,6 +135,25 @@ public final class FileStore: LogStore, SnapshotStore {
         try readFile(checkpointName(generation))
     }
 
+    public func openCheckpoint(_ generation: UInt64) throws(DatabaseError) -> any CheckpointFile {
+        let name = checkpointName(generation)
+        let file = filePath(name)
+        let descriptor = try openFile(file, O_RDONLY | O_CLOEXEC)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let code = errno
+            Glibc.close(descriptor)
+            throw .io(operation: "fstat", path: file, errno: code)
+        }
+        openCheckpoints.withLock { $0[name, default: 0] += 1 }
+        return FileCheckpointFile(path: file, descriptor: descriptor, size: Int(info.st_size)) { [self] in
+            openCheckpoints.withLock { open in
+                open[name, default: 1] -= 1
+                if open[name] == 0 { open[name] = nil }
+            }
+        }
+    }
+
     public func writeCheckpoint(
         _ generation: UInt64,
         _ produce: (_ write: ([UInt8]) throws(DatabaseError) -> Void) throws(DatabaseError) -> Void
@@ -159,8 +182,23 @@ public final class FileStore: LogStore, SnapshotStore {
         }
     }
 
+    public func createCheckpointTemporary(_ generation: UInt64) throws(DatabaseError) -> any CheckpointTemporary {
+        let name = checkpointName(generation) + ".tmp"
+        let descriptor = try openFile(filePath(name), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+        return FileCheckpointTemporary(store: self, generation: generation, name: name, descriptor: descriptor)
+    }
+
+    /// `FileCheckpointTemporary.commit`: rename, then fsync the directory.
+    fileprivate func commitTemporary(_ name: String, generation: UInt64) throws(DatabaseError) {
+        try renameFile(name, to: checkpointName(generation))
+    }
+
     public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
-        try shrinkGradually(checkpointName(generation))
+        // A file still being read (a snapshot streaming to a replica) is only unlinked: its blocks
+        // are freed when the last handle closes.
+        if openCheckpoints.withLock({ $0[checkpointName(generation)] == nil }) {
+            try shrinkGradually(checkpointName(generation))
+        }
         try removeFile(checkpointName(generation))
     }
 
@@ -305,23 +343,7 @@ public final class FileStore: LogStore, SnapshotStore {
         defer { Glibc.close(descriptor) }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw .io(operation: "fstat", path: file, errno: errno) }
-        let count = max(0, min(maxBytes, Int(info.st_size) - offset))
-        var failure: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            while initialized < count {
-                let result = pread(descriptor, buffer.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
-                if result > 0 {
-                    initialized += result
-                } else if result == 0 {
-                    break  // the file shrank while we read it; take what is there
-                } else if errno != EINTR {
-                    failure = errno
-                    break
-                }
-            }
-        }
-        guard failure == 0 else { throw .io(operation: "pread", path: file, errno: failure) }
-        return bytes
+        return try readDescriptor(descriptor, size: Int(info.st_size), from: offset, maxBytes: maxBytes, path: file)
     }
 
     /// Truncates a large file a few megabytes at a time before it is deleted. Freeing a hundred
@@ -365,15 +387,40 @@ public final class FileStore: LogStore, SnapshotStore {
         guard fsync(directoryDescriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
     }
 
-    private static func makeDirectories(_ directory: String) throws(DatabaseError) {
+    /// Creates `directory` and each missing directory above it, then makes them durable: a new
+    /// directory's entry lives in its parent, and is lost with everything in it on power loss
+    /// until the parent is fsync'd (etcd's wal.Create syncs the parent too). Creating a/b/c when
+    /// only a exists: mkdir b, c; fsync c, b, then a: each new directory, deepest first, and the
+    /// parent of the topmost new one. `synced` is told each directory fsync'd, in order (a test seam).
+    static func makeDirectories(_ directory: String, synced: (String) -> Void = { _ in }) throws(DatabaseError) {
+        var created: [String] = []
+        var parentOfFirstCreated: String?
+        var parent = directory.hasPrefix("/") ? "/" : "."
         var prefix = directory.hasPrefix("/") ? "/" : ""
         for component in directory.split(separator: "/") {
             prefix += component
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            if mkdir(prefix, 0o755) == 0 {
+                if created.isEmpty { parentOfFirstCreated = parent }
+                created.append(prefix)
+            } else if errno != EEXIST {
                 throw .io(operation: "mkdir", path: prefix, errno: errno)
             }
+            parent = prefix
             prefix += "/"
         }
+        guard let parentOfFirstCreated else { return }  // it existed (another process made it meanwhile)
+        for path in created.reversed() + [parentOfFirstCreated] {
+            try fsyncDirectory(path)
+            synced(path)
+        }
+    }
+
+    /// Opens the directory at `path`, fsyncs it and closes it.
+    private static func fsyncDirectory(_ path: String) throws(DatabaseError) {
+        let descriptor = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        defer { Glibc.close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
     }
 }
 
@@ -476,6 +523,137 @@ func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String
             offset += result
         } else if errno != EINTR {
             throw .io(operation: "write", path: path, errno: errno)
+        }
+    }
+}
+
+/// Up to `maxBytes` from `offset` of the open file `descriptor` whose size is `size` (pread: safe
+/// from several threads at once); fewer if it ends first.
+func readDescriptor(_ descriptor: Int32, size: Int, from offset: Int, maxBytes: Int, path: String) throws(DatabaseError) -> [UInt8] {
+    let count = max(0, min(maxBytes, size - offset))
+    var failure: Int32 = 0
+    let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        while initialized < count {
+            let result = pread(descriptor, buffer.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
+            if result > 0 {
+                initialized += result
+            } else if result == 0 {
+                break  // the file shrank while we read it; take what is there
+            } else if errno != EINTR {
+                failure = errno
+                break
+            }
+        }
+    }
+    guard failure == 0 else { throw .io(operation: "pread", path: path, errno: failure) }
+    return bytes
+}
+
+/// An open checkpoint.N (`FileStore.openCheckpoint`). The descriptor keeps the file readable after
+/// an unlink; `FileStore` does not shrink a file while one of these is open on it.
+///
+/// `@unchecked Sendable`: the descriptor is only used, and closed, under `closed`'s lock.
+final class FileCheckpointFile: CheckpointFile, @unchecked Sendable {
+    let path: String
+    let size: Int
+    private let descriptor: Int32
+    private let closed = Mutex(false)
+    private let released: @Sendable () -> Void
+
+    init(path: String, descriptor: Int32, size: Int, released: @escaping @Sendable () -> Void) {
+        self.path = path
+        self.descriptor = descriptor
+        self.size = size
+        self.released = released
+    }
+
+    deinit { close() }
+
+    func read(from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8] {
+        // Under the lock, so that `close` cannot close (and the process reuse) the descriptor
+        // during a read.
+        try closed.withLock { (closed) throws(DatabaseError) in
+            guard !closed else { throw .io(operation: "pread", path: path, errno: EBADF) }
+            return try readDescriptor(descriptor, size: size, from: offset, maxBytes: maxBytes, path: path)
+        }
+    }
+
+    func close() {
+        let wasOpen = closed.withLock { closed in
+            guard !closed else { return false }
+            closed = true
+            Glibc.close(descriptor)
+            return true
+        }
+        if wasOpen { released() }
+    }
+}
+
+/// checkpoint.N.tmp written piece by piece (`FileStore.createCheckpointTemporary`).
+///
+/// `@unchecked Sendable`: used by one thread at a time (the protocol's contract); the mutable
+/// state is behind a lock anyway, so a misuse cannot tear it.
+final class FileCheckpointTemporary: CheckpointTemporary, @unchecked Sendable {
+    let generation: UInt64
+    private let store: FileStore
+    private let name: String
+    private let path: String
+    private struct State {
+        var descriptor: Int32?
+        var size = 0
+        var committed = false
+    }
+    private let state: Mutex<State>
+
+    init(store: FileStore, generation: UInt64, name: String, descriptor: Int32) {
+        self.store = store
+        self.generation = generation
+        self.name = name
+        self.path = store.filePath(name)
+        self.state = Mutex(State(descriptor: descriptor))
+    }
+
+    deinit { discard() }
+
+    var size: Int { state.withLock { $0.size } }
+
+    func write(_ bytes: [UInt8]) throws(DatabaseError) {
+        try state.withLock { (state) throws(DatabaseError) in
+            guard let descriptor = state.descriptor else { throw .io(operation: "write", path: path, errno: EBADF) }
+            try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: path) }
+            state.size += bytes.count
+        }
+    }
+
+    func sync() throws(DatabaseError) {
+        try state.withLock { (state) throws(DatabaseError) in
+            guard let descriptor = state.descriptor else { throw .io(operation: "fsync", path: path, errno: EBADF) }
+            guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+        }
+    }
+
+    func openForReading() throws(DatabaseError) -> any CheckpointFile {
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        return FileCheckpointFile(path: path, descriptor: descriptor, size: size) {}
+    }
+
+    func commit() throws(DatabaseError) {
+        try state.withLock { (state) throws(DatabaseError) in
+            guard let descriptor = state.descriptor else { throw .io(operation: "rename", path: path, errno: EBADF) }
+            Glibc.close(descriptor)
+            state.descriptor = nil
+            try store.commitTemporary(name, generation: generation)
+            state.committed = true
+        }
+    }
+
+    func discard() {
+        state.withLock { state in
+            if let descriptor = state.descriptor { Glibc.close(descriptor) }
+            state.descriptor = nil
+            if !state.committed { unlink(path) }
+            state.committed = true  // nothing more to delete
         }
     }
 }

@@ -12,7 +12,8 @@ public protocol LogStore: AnyObject, Sendable {
     /// The whole content of logfile.N.
     func readLog(_ generation: UInt64) throws(DatabaseError) -> [UInt8]
     /// Up to `maxBytes` of logfile.N from `offset` (fewer at the end of the file; none past it).
-    /// Used to stream the log to a replica without reading a whole segment per step.
+    /// Used to replay the log in bounded chunks and to stream it to a replica without reading a
+    /// whole segment per step. (The default reads the whole segment: a store must implement it.)
     func readLog(_ generation: UInt64, from offset: Int, maxBytes: Int) throws(DatabaseError) -> [UInt8]
     /// Cuts logfile.N to `length` bytes, durably (used to drop a torn tail on recovery).
     func truncateLog(_ generation: UInt64, to length: Int) throws(DatabaseError)

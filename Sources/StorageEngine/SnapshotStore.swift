@@ -1,13 +1,17 @@
 /// Where checkpoints and the version markers live: checkpoint.N, version and newVersion.
 ///
-/// The markers are the commit points of the version switch (see `VersionSwitch`), so they live
+/// The markers are the commit points of the version switch (see `Checkpointer`), so they live
 /// with the snapshots they commit. Every mutating call is durable when it returns (file and
 /// directory synced), except where it says otherwise.
 public protocol SnapshotStore: AnyObject, Sendable {
     /// The generations that have a committed checkpoint.N file, ascending (no temporaries).
     func checkpointGenerations() throws(DatabaseError) -> [UInt64]
-    /// The whole content of checkpoint.N.
+    /// The whole content of checkpoint.N (for tests and tools: the engine reads through
+    /// `openCheckpoint`, in bounded pieces).
     func readCheckpoint(_ generation: UInt64) throws(DatabaseError) -> [UInt8]
+    /// Opens checkpoint.N to read it in pieces; the handle keeps reading that file even if
+    /// checkpoint.N is deleted meanwhile (`CheckpointFile`).
+    func openCheckpoint(_ generation: UInt64) throws(DatabaseError) -> any CheckpointFile
     /// Writes checkpoint.N: `produce` calls its argument with consecutive pieces of the file; they
     /// go to checkpoint.N.tmp, which is synced and then renamed to checkpoint.N, and the directory
     /// is synced. If anything fails the temporary is removed and checkpoint.N is untouched.
@@ -15,6 +19,9 @@ public protocol SnapshotStore: AnyObject, Sendable {
         _ generation: UInt64,
         _ produce: (_ write: ([UInt8]) throws(DatabaseError) -> Void) throws(DatabaseError) -> Void
     ) throws(DatabaseError)
+    /// Creates checkpoint.N.tmp (replacing a leftover) to be written piece by piece, verified and
+    /// only then committed as checkpoint.N (`CheckpointTemporary`).
+    func createCheckpointTemporary(_ generation: UInt64) throws(DatabaseError) -> any CheckpointTemporary
     /// Deletes checkpoint.N. Deleting a missing file is not an error.
     func removeCheckpoint(_ generation: UInt64) throws(DatabaseError)
 
@@ -58,6 +65,6 @@ extension SnapshotStore {
 public enum MetadataFile: String, Sendable, CaseIterable {
     /// The replication layer's state: lineage, epoch and epoch history (docs/FORMAT.md).
     case replication
-    /// Present while a replica replaces its state with a snapshot (see `Database.installSnapshot`).
+    /// Present while a replica replaces its state with a snapshot (see `ReplicaSnapshotReceiver`).
     case resync
 }

@@ -24,6 +24,8 @@ public enum CheckpointFormat {
     static let v1HeaderSize = 8 + 4 + 8 + 4
     static let v2HeaderSize = 8 + 4 + 8 + 8
     static let v2TrailerSize = 4
+    /// The longest header (version 2's): what `CheckpointReader.header(ofPrefix:…)` needs.
+    public static let maxHeaderSize = v2HeaderSize
 }
 
 /// What a checkpoint's header says.
@@ -71,7 +73,18 @@ public enum CheckpointReader {
     public static func header(
         of bytes: UnsafeRawBufferPointer, expectedGeneration: UInt64?
     ) throws(CheckpointError) -> CheckpointHeader {
-        guard bytes.count >= CheckpointFormat.v1HeaderSize else { throw .tooShort(bytes.count) }
+        try header(ofPrefix: bytes, fileSize: bytes.count, expectedGeneration: expectedGeneration)
+    }
+
+    /// The header of a file of `fileSize` bytes from its first bytes (`prefix`: at least
+    /// `CheckpointFormat.maxHeaderSize` of them, or the whole file if it is shorter; fewer, as
+    /// from a file that shrank, is `tooShort`).
+    public static func header(
+        ofPrefix bytes: UnsafeRawBufferPointer, fileSize: Int, expectedGeneration: UInt64?
+    ) throws(CheckpointError) -> CheckpointHeader {
+        guard fileSize >= CheckpointFormat.v1HeaderSize, bytes.count >= CheckpointFormat.v1HeaderSize else {
+            throw .tooShort(fileSize)
+        }
         guard bytes[0..<8].elementsEqual(CheckpointFormat.magic) else { throw .badMagic }
         let version = bytes.loadLittleEndianUInt32(at: 8)
         let generation = bytes.loadLittleEndianUInt64(at: 12)
@@ -81,15 +94,15 @@ public enum CheckpointReader {
             header = CheckpointHeader(
                 version: version, generation: generation,
                 entryCount: UInt64(bytes.loadLittleEndianUInt32(at: 20)),
-                entriesStart: CheckpointFormat.v1HeaderSize, entriesLimit: bytes.count)
+                entriesStart: CheckpointFormat.v1HeaderSize, entriesLimit: fileSize)
         case CheckpointFormat.currentVersion:
             let minimum = CheckpointFormat.v2HeaderSize + CheckpointFormat.v2TrailerSize
-            guard bytes.count >= minimum else { throw .tooShort(bytes.count) }
+            guard fileSize >= minimum, bytes.count >= CheckpointFormat.v2HeaderSize else { throw .tooShort(fileSize) }
             header = CheckpointHeader(
                 version: version, generation: generation,
                 entryCount: bytes.loadLittleEndianUInt64(at: 20),
                 entriesStart: CheckpointFormat.v2HeaderSize,
-                entriesLimit: bytes.count - CheckpointFormat.v2TrailerSize)
+                entriesLimit: fileSize - CheckpointFormat.v2TrailerSize)
         default:
             throw .unsupportedVersion(version)
         }

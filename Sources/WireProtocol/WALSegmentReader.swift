@@ -121,7 +121,7 @@ public enum WALSegmentReader {
         return nil
     }
 
-    private static func plausibleRecordStart(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
+    static func plausibleRecordStart(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
         let payloadLength = Int(bytes.loadLittleEndianUInt32(at: offset))
         guard payloadLength >= WALFormat.batchHeaderSize,
               payloadLength <= bytes.count - offset - WALFormat.headerSize - WALFormat.trailerSize

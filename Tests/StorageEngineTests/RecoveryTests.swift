@@ -381,7 +381,12 @@ struct RecoveryTests {
         try await TS.withTemporaryDirectory { directory in
             try TS.writeMarker(directory, "version", 3)
             try TS.writeLog(directory, generation: 3, records: [[TS.set("k", "v")]])
+            // Files a successful open would delete: an uncommitted checkpoint and a temporary.
+            try TS.writeCheckpoint(directory, generation: 4, entries: [(v("k"), v("4"))])
+            try TS.writeFile(directory + "/checkpoint.5.tmp", [5])
+            let before = try TS.snapshot(directory)
             try expectInconsistentDirectory(directory, mentioning: "checkpoint.3")
+            #expect(try TS.snapshot(directory) == before, "the failed open changed the directory")
         }
     }
 
@@ -470,16 +475,30 @@ struct RecoveryTests {
 
     @Test func zerosAfterTheRecordsOfARetiredSegmentEndItCleanly() async throws {
         try await TS.withTemporaryDirectory { directory in
-            // A checkpoint that stopped after its step 1 leaves logfile.0 retired (with zeros
-            // written ahead) and logfile.1 current: both are replayed.
-            let db = try Database.open(directory: directory, create: true)
-            try await db.put("old", v("1"))
-            db.close()
-            try TS.writeFile(directory + "/logfile.1", [])
+            // A crash after a checkpoint's step 1 leaves logfile.0 retired, still holding the
+            // zeros written ahead of its records (only close() cuts them), and logfile.1 current.
+            // Built by hand: closing a database would cut the zeros first.
+            try TS.writeMarker(directory, "version", 0)
+            let retired = try TS.writeLog(directory, generation: 0, records: [[TS.set("old", "1")], [TS.set("both", "0")]])
+            try TS.appendToFile(directory + "/logfile.0", Array(repeating: 0, count: FileLogSegment.writeAheadStep - retired.end))
+            let current = try TS.writeLog(directory, generation: 1, records: [[TS.set("both", "1")], [TS.set("new", "1")]])
+            let retiredFile = try TS.readFile(directory + "/logfile.0")
+
             let reopened = try Database.open(directory: directory)
             defer { reopened.close() }
             #expect(reopened.recovery.segmentsReplayed == [0, 1])
+            #expect(reopened.recovery.recordsReplayed == 4)
+            #expect(reopened.recovery.tornTail == nil)  // the zeros end the segment: not damage
+            #expect(reopened.recovery.truncatedCorruption == nil)
             #expect(try reopened.get("old") == v("1"))
+            #expect(try reopened.get("both") == v("1"))  // logfile.1 replayed after logfile.0
+            #expect(try reopened.get("new") == v("1"))
+            #expect(reopened.stats.keys == 3)
+            // The retired segment counts up to its last record, and is left as it is (the next
+            // checkpoint deletes it); appends continue at the end of logfile.1.
+            #expect(reopened.stats.walBytes == retired.end + current.end)
+            #expect(reopened.stats.logPosition == LogPosition(generation: 1, offset: current.end))
+            #expect(try TS.readFile(directory + "/logfile.0") == retiredFile)
         }
     }
 

@@ -68,7 +68,8 @@ struct ServerProcessTests {
         #expect(!FileManager.default.fileExists(atPath: root.file("data")))
     }
 
-    @Test(arguments: ["5x", "-1", "10", "1h1", "fast"])
+    // 9999999999h: beyond Go's largest duration (about 292 years); it once trapped (exit 132).
+    @Test(arguments: ["5x", "-1", "10", "1h1", "fast", "9999999999h", "2562048h"])
     func badDurationExits2(value: String) throws {
         let root = try TemporaryDirectory()
         defer { root.remove() }

@@ -38,6 +38,7 @@ flags.int("event-loops", default: HTTPServerConfiguration.coreCount, usage: "HTT
 flags.int("max-connections", default: 4096, usage: "client connections beyond this are answered 503 and closed")
 flags.duration("request-timeout", default: .seconds(10), usage: "a client must send a whole request within this time of its first byte")
 flags.duration("idle-timeout", default: .seconds(120), usage: "close keep-alive connections idle this long")
+flags.duration("write-timeout", default: .seconds(30), usage: "close a connection whose client has taken none of its waiting answers for this long (0 = never)")
 flags.parseOrExit()
 
 func fail(_ message: String, status: Int32) -> Never {
@@ -72,6 +73,7 @@ configuration.maxConnections = max(1, flags.int("max-connections"))
 configuration.eventLoops = max(1, flags.int("event-loops"))
 configuration.requestReadTimeout = flags.duration("request-timeout")
 configuration.idleTimeout = flags.duration("idle-timeout")
+configuration.writeTimeout = flags.duration("write-timeout")
 configuration.log = { level, message in LogLine.write(level, message) }
 if !flags.string("auth-token-file").isEmpty {
     configuration.authToken = readToken(flags.string("auth-token-file"))

@@ -9,8 +9,9 @@
 # 1. pipeline: one connection pipelines 550 GETs of a 256 KiB value and reads nothing (a 4 KiB
 #    receive buffer); growth 3 s later.
 # 2. large: ten connections each GET one 16 MiB value and read nothing, with -idle-timeout 2s and
-#    -write-timeout 5s (if the server has the flag); growth 3 s later, and 9 s later (after the
-#    write timeout; a server without one holds it for good).
+#    -write-timeout 5s (if the server has the flag); growth 3 s later, 9 s later (after the
+#    write timeout; a server without one holds it for good), and 12 s later, after ten more such
+#    clients came at 9 s (what the first ten held is reused, or added to).
 # 3. metrics: one connection pipelines 20,000 GET /metrics and reads nothing; growth 3 s later.
 # The baseline is the RSS after the values are stored, before the scenario's clients connect.
 # Needs python3. Never run in CI: the figures depend on the machine.
@@ -84,7 +85,9 @@ def _send_quietly(s, payload):
 def get(path):
     return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
 
-def scenario(name, extra, setup, payloads, samples):
+def scenario(name, extra, setup, payloads, samples, again_at=None):
+    """Samples (label, seconds) after the clients connect; with again_at, as many clients again
+    connect at that time (the first ones still open)."""
     results = {label: [] for label, _ in samples}
     for _ in range(rounds):
         process, port = start(extra)
@@ -95,13 +98,20 @@ def scenario(name, extra, setup, payloads, samples):
             clients = [silent_client(port, p) for p in payloads]
             started = time.monotonic()
             for label, at in samples:
+                if again_at is not None and at > again_at and len(clients) == len(payloads):
+                    time.sleep(max(0, started + again_at - time.monotonic()))
+                    clients += [silent_client(port, p) for p in payloads]
                 time.sleep(max(0, started + at - time.monotonic()))
                 results[label].append((rss(process.pid) - base) / 1e6)
             for c in clients:
                 c.close()
         finally:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # still busy with what it buffered
+                process.kill()
+                process.wait()
     for label, values in results.items():
         print(f"{name:9} {label:24} median {statistics.median(values):8.1f} MB   (runs: {', '.join(f'{v:.1f}' for v in values)})")
 
@@ -109,6 +119,6 @@ scenario("pipeline", [], lambda port: put(port, "v256k", 256 << 10), [get("/v1/k
 # A server from before the write timeout does not know the flag (it would exit 2).
 has_write_timeout = b"-write-timeout" in subprocess.run([server, "-h"], capture_output=True).stderr
 scenario("large", ["-idle-timeout", "2s"] + (["-write-timeout", "5s"] if has_write_timeout else []), lambda port: put(port, "v16m", 16 << 20),
-         [get("/v1/kv/v16m")] * 10, [("growth after 3 s", 3), ("growth after 9 s", 9)])
+         [get("/v1/kv/v16m")] * 10, [("growth after 3 s", 3), ("growth after 9 s", 9), ("10 more at 9 s, after 12 s", 12)], again_at=9)
 scenario("metrics", [], lambda port: None, [get("/metrics") * 20000], [("growth after 3 s", 3)])
 PY

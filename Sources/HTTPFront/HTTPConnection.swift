@@ -167,14 +167,20 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     }
 
     private func readAndDecode() {
+        guard !readingPaused, !noMoreRequests, !isClosed else { return }
         let buffer = server.readBuffer
         var socketDrained = false
+        // An idle decoder holds no request: the usual case (one request per event) reads first.
+        var decoderMayHoldRequests = !decoder.isIdle
         while true {
-            switch decodeRequests() {
-            case .stopped: return
-            case .turnUsed: return continueNextIteration()
-            case .needsBytes: if socketDrained { return }
+            if decoderMayHoldRequests {
+                switch decodeRequests() {
+                case .stopped: return
+                case .turnUsed: return continueNextIteration()
+                case .needsBytes: if socketDrained { return }
+                }
             }
+            decoderMayHoldRequests = true
             guard bytesReadThisTurn < HTTPConnection.maxReadBytesPerTurn else { return continueNextIteration() }
             let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count > 0 {

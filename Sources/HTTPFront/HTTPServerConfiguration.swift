@@ -27,7 +27,7 @@ public struct HTTPServerConfiguration: Sendable {
     public var writeTimeout: Duration = .seconds(30)
     /// Connections beyond this are answered 503 and closed at once.
     public var maxConnections = 4096
-    /// If set, every route but /v1/health needs `Authorization: Bearer <token>`.
+    /// If set, every route but /v1/health and /v1/writable needs `Authorization: Bearer <token>`.
     public var authToken: [UInt8]?
     /// Receives one line per notable event.
     public var log: (@Sendable (LogLevel, String) -> Void)?

@@ -33,7 +33,7 @@ flags.int("checkpoint-log-bytes", usage: "checkpoint when the WAL reaches this m
 flags.int("checkpoint-updates", usage: "checkpoint after this many committed updates (0 = off)")
 flags.duration("shutdown-timeout", default: .seconds(5), usage: "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 flags.bool("truncate-corrupt-log", usage: "if a WAL record is damaged with data after it, drop it and everything after it instead of refusing to start (logged; back up the directory first)")
-flags.string("auth-token-file", usage: "file holding a bearer token; then every route but /v1/health needs it")
+flags.string("auth-token-file", usage: "file holding a bearer token; then every route but /v1/health and /v1/writable needs it")
 flags.int("event-loops", default: HTTPServerConfiguration.coreCount, usage: "HTTP event-loop threads (default: one per core this process may use)")
 flags.int("max-connections", default: 4096, usage: "client connections beyond this are answered 503 and closed")
 flags.duration("request-timeout", default: .seconds(10), usage: "a client must send a whole request within this time of its first byte")

@@ -13,6 +13,9 @@
 #    write timeout; a server without one holds it for good), and 12 s later, after ten more such
 #    clients came at 9 s (what the first ten held is reused, or added to).
 # 3. metrics: one connection pipelines 20,000 GET /metrics and reads nothing; growth 3 s later.
+# 4. fairness (not memory): with -event-loops 1, one connection pipelines 10,000 GET /metrics
+#    and reads every answer, while another sends GET /v1/health one at a time; the slowest health
+#    answer during the flood (median of the rounds' worst).
 # The baseline is the RSS after the values are stored, before the scenario's clients connect.
 # Needs python3. Never run in CI: the figures depend on the machine.
 set -euo pipefail
@@ -121,4 +124,40 @@ has_write_timeout = b"-write-timeout" in subprocess.run([server, "-h"], capture_
 scenario("large", ["-idle-timeout", "2s"] + (["-write-timeout", "5s"] if has_write_timeout else []), lambda port: put(port, "v16m", 16 << 20),
          [get("/v1/kv/v16m")] * 10, [("growth after 3 s", 3), ("growth after 9 s", 9), ("10 more at 9 s, after 12 s", 12)], again_at=9)
 scenario("metrics", [], lambda port: None, [get("/metrics") * 20000], [("growth after 3 s", 3)])
+
+def drain(s, count):
+    """Reads `count` responses (each with Content-Length) from s."""
+    data = b""
+    for _ in range(count):
+        while b"\r\n\r\n" not in data:
+            data += s.recv(1 << 20)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+        while len(rest) < length:
+            rest += s.recv(1 << 20)
+        data = rest[length:]
+
+worst = []
+for _ in range(rounds):
+    process, port = start(["-event-loops", "1"])
+    try:
+        checker = socket.create_connection(("127.0.0.1", port))
+        flooder = socket.create_connection(("127.0.0.1", port))
+        reader = threading.Thread(target=drain, args=(flooder, 10000))
+        reader.start()
+        threading.Thread(target=lambda: flooder.sendall(get("/metrics") * 10000), daemon=True).start()
+        slowest = 0.0
+        while reader.is_alive():
+            began = time.monotonic()
+            checker.sendall(get("/v1/health"))
+            drain(checker, 1)
+            slowest = max(slowest, time.monotonic() - began)
+            time.sleep(0.02)
+        worst.append(slowest * 1000)
+        checker.close()
+        flooder.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+print(f"fairness  slowest health answer    median {statistics.median(worst):8.1f} ms   (runs: {', '.join(f'{v:.1f}' for v in worst)})")
 PY

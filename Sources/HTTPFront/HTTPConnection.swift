@@ -21,13 +21,24 @@ import Glibc
 /// - Everything here runs on the owning loop's thread. `Responder.send`, the one entry point from
 ///   other threads, hops onto the loop with `EventLoop.execute`. (Hence `@unchecked Sendable`:
 ///   the reference crosses threads only inside such a task.)
-/// - Memory per connection is bounded: the decoder's limits bound the input; reading stops while
-///   more than `maxPendingResponses` responses or `maxBufferedOutput` bytes wait to be written.
+/// - Memory per connection is bounded: the decoder's limits bound the input, and it holds at most
+///   one read chunk beyond a partial request; no request is decoded, and none read, while
+///   `maxPendingResponses` requests are unanswered or unwritten, or `maxBufferedOutput` bytes of
+///   answers wait to be sent (`answerBytesWaiting`, whatever the route), and a read held back
+///   behind a write is not answered while they do. So a client that never reads makes us hold at
+///   most 4 MiB plus one answer (the largest, a 16 MiB value, is 22 MB), and for at most
+///   `writeTimeout` once the kernel takes no more of it.
+/// - Fairness: in one loop iteration (a turn) a connection decodes at most `maxRequestsPerTurn`
+///   requests and reads at most `maxReadBytesPerTurn` bytes; then it asks the loop to continue it
+///   in the next iteration (`EventLoop.continueNextIteration`: the decoder may hold requests that
+///   no epoll event would report), so that every other ready connection is served in between.
 /// - After a malformed request, the error response is the last thing sent, then the connection closes.
 final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     static let maxPendingResponses = 64
     static let maxBufferedOutput = 4 << 20
     static let readChunk = 64 << 10
+    static let maxRequestsPerTurn = 64
+    static let maxReadBytesPerTurn = 4 * readChunk
 
     let descriptor: Int32
     let loop: EventLoop
@@ -39,6 +50,23 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     private var firstSlot = 0
     private var output: [UInt8] = []
     private var outputOffset = 0
+    /// Bytes of answers in `.ready` slots, not yet moved to `output` (behind an unanswered request).
+    private var readyBytesInSlots = 0
+    /// Answer bytes held for this client: counted against `maxBufferedOutput`.
+    private var answerBytesWaiting: Int { output.count - outputOffset + readyBytesInSlots }
+    /// The last time the kernel took answer bytes, or the time answers started waiting for it to
+    /// (the write timeout).
+    private var lastWriteProgress = ContinuousClock.now
+
+    /// The loop iteration of the current turn and the work done in it (see the type's comment).
+    private var turn: UInt64 = 0
+    private var requestsThisTurn = 0
+    private var bytesReadThisTurn = 0
+    private var continuesNextIteration = false
+    /// Set while `processInput` runs: a nested call (an answer flushed while decoding resumes
+    /// reading) only sets `inputChanged`, and the running call makes another pass.
+    private var isProcessingInput = false
+    private var inputChanged = false
 
     private var readingPaused = false
     private var watchingWrites = false
@@ -93,53 +121,129 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             return
         }
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 {
-            readAvailable()
+            processInput()
         }
         if !isClosed && events & EPOLLOUT.rawValue != 0 {
             flush()
         }
     }
 
-    private func readAvailable() {
-        guard !readingPaused, !noMoreRequests else { return }
+    /// The rest of a turn that was cut short (`maxRequestsPerTurn`, `maxReadBytesPerTurn`).
+    func continueWork() {
+        continuesNextIteration = false
+        guard !isClosed else { return }
+        if lingeringUntil != nil { return discardInput() }
+        processInput()
+    }
+
+    /// Starts a new turn's budget if the loop has moved on since the last one.
+    private func beginTurnIfNew() {
+        guard turn != loop.iteration else { return }
+        turn = loop.iteration
+        requestsThisTurn = 0
+        bytesReadThisTurn = 0
+    }
+
+    private func continueNextIteration() {
+        guard !continuesNextIteration else { return }
+        continuesNextIteration = true
+        loop.continueNextIteration(self)
+    }
+
+    /// Decodes the requests already buffered, then reads and decodes more, within the turn's
+    /// budget and as long as the back-pressure limits allow.
+    private func processInput() {
+        guard !isProcessingInput else {
+            inputChanged = true
+            return
+        }
+        isProcessingInput = true
+        defer { isProcessingInput = false }
+        beginTurnIfNew()
+        repeat {
+            inputChanged = false
+            readAndDecode()
+        } while inputChanged && !isClosed
+    }
+
+    private func readAndDecode() {
+        guard !readingPaused, !noMoreRequests, !isClosed else { return }
         let buffer = server.readBuffer
-        while !isClosed {
+        var socketDrained = false
+        // An idle decoder holds no request: the usual case (one request per event) reads first.
+        var decoderMayHoldRequests = !decoder.isIdle
+        while true {
+            if decoderMayHoldRequests {
+                switch decodeRequests() {
+                case .stopped: return
+                case .turnUsed: return continueNextIteration()
+                case .needsBytes: if socketDrained { return }
+                }
+            }
+            decoderMayHoldRequests = true
+            guard bytesReadThisTurn < HTTPConnection.maxReadBytesPerTurn else { return continueNextIteration() }
             let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count > 0 {
                 lastActivity = .now
+                bytesReadThisTurn += count
                 decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                decodeRequests()
-                if count < buffer.count || readingPaused || noMoreRequests { break }
+                socketDrained = count < buffer.count  // decode it, then wait for epoll
             } else if count == 0 {
                 // The peer finished sending. Answer what was asked, then close.
                 stopReading()
                 closeIfDone()
-                break
+                return
             } else {
                 if errno == EINTR { continue }
                 if errno != EAGAIN && errno != EWOULDBLOCK { close() }
-                break
+                return
             }
         }
     }
 
-    private func decodeRequests() {
-        while !noMoreRequests {
+    /// Why `decodeRequests` stopped.
+    private enum DecodeOutcome {
+        /// The decoder holds no complete request: read more.
+        case needsBytes
+        /// Reading is paused (back-pressure), over, or the connection closed.
+        case stopped
+        /// The turn's `maxRequestsPerTurn` are used: continue in the next iteration.
+        case turnUsed
+    }
+
+    private func decodeRequests() -> DecodeOutcome {
+        var outcome = DecodeOutcome.needsBytes
+        while true {
+            if noMoreRequests || readingPaused || isClosed {
+                outcome = .stopped
+                break
+            }
+            if slots.count >= HTTPConnection.maxPendingResponses || answerBytesWaiting >= HTTPConnection.maxBufferedOutput {
+                pauseReading()
+                outcome = .stopped
+                break
+            }
+            if requestsThisTurn >= HTTPConnection.maxRequestsPerTurn {
+                outcome = .turnUsed
+                break
+            }
             let event: HTTPDecodeEvent?
             do {
                 event = try decoder.next()
             } catch {
                 server.metrics.loops[loop.index].record(route: .other, method: "OTHER", status: error.status, duration: .zero)
                 let response = HTTPResponse.json(status: error.status, error: error.description)
-                slots.append(.ready(encode(response, headOnly: false, close: true), closeAfter: true))
+                appendReady(encode(response, headOnly: false, close: true), closeAfter: true)
                 stopReading()
+                outcome = .stopped
                 break
             }
             guard let event else { break }
+            requestsThisTurn += 1
             switch event {
             case .continueExpected:
                 // An interim response; it takes a slot so that it follows every earlier answer.
-                slots.append(.ready(HTTPResponseEncoder.continueResponse, closeAfter: false))
+                appendReady(HTTPResponseEncoder.continueResponse, closeAfter: false)
             case .request(let request):
                 partialRequestSince = nil  // the request-read timeout starts again with the next one
                 let slot = firstSlot + slots.count
@@ -154,8 +258,13 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             }
         }
         partialRequestSince = decoder.isIdle ? nil : (partialRequestSince ?? .now)
-        if slots.count >= HTTPConnection.maxPendingResponses { pauseReading() }
         writeReadySlots()
+        return outcome
+    }
+
+    private func appendReady(_ bytes: [UInt8], closeAfter: Bool) {
+        slots.append(.ready(bytes, closeAfter: closeAfter))
+        readyBytesInSlots += bytes.count
     }
 
     /// No more requests will be read from this connection. Input stops being watched too, so
@@ -174,12 +283,14 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         server.router.route(request, Responder(connection: self, slot: slot, request: request, started: .now))
     }
 
-    /// Dispatches held-back requests, in order, as far as the ordering rule allows.
+    /// Dispatches held-back requests, in order, as far as the ordering rule allows, and a read
+    /// only while less than `maxBufferedOutput` of answers wait to be sent (the rest go when
+    /// `flush` makes room).
     private func releaseWaiting() {
         guard !releasingWaiting else { return }  // a dispatch that answers at once re-enters here
         releasingWaiting = true
         defer { releasingWaiting = false }
-        while let next = waiting.first, next.isWrite || writesInFlight == 0 {
+        while let next = waiting.first, next.isWrite || (writesInFlight == 0 && answerBytesWaiting < HTTPConnection.maxBufferedOutput) {
             waiting.removeFirst()
             dispatch(next.request, slot: next.slot, isWrite: next.isWrite)
         }
@@ -191,6 +302,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         guard !isClosed, slot >= firstSlot, slot - firstSlot < slots.count else { return }
         if case .pending(isWrite: true) = slots[slot - firstSlot] { writesInFlight -= 1 }
         slots[slot - firstSlot] = .ready(bytes, closeAfter: closeAfter)
+        readyBytesInSlots += bytes.count
         releaseWaiting()
         writeReadySlots()
     }
@@ -207,7 +319,16 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         var taken = 0
         for slot in slots {
             guard case .ready(let bytes, let close) = slot else { break }
-            output.append(contentsOf: bytes)
+            if outputOffset == output.count && bytes.count > HTTPConnection.readChunk {
+                // A large answer (a big value) with nothing before it: send its own buffer rather
+                // than copy it (22 MB for a 16 MiB value). Small ones are copied into `output`,
+                // whose buffer is kept for the next answer.
+                output = bytes
+                outputOffset = 0
+            } else {
+                output.append(contentsOf: bytes)
+            }
+            readyBytesInSlots -= bytes.count
             taken += 1
             if close {
                 closeAfter = true
@@ -221,7 +342,9 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         if closeAfter {
             stopReading()
             slots.removeAll()  // nothing after a closing response is ever sent
+            readyBytesInSlots = 0
         }
+        assert(readyBytesInSlots >= 0)
         flush()
     }
 
@@ -233,10 +356,14 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             if written > 0 {
                 outputOffset += written
                 lastActivity = .now
+                lastWriteProgress = lastActivity
             } else if written < 0 && errno == EINTR {
                 continue
             } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                // The kernel's buffer is full: from now on the write timeout runs.
+                if !watchingWrites { lastWriteProgress = .now }
                 watchWrites(true)
+                madeRoom()
                 return
             } else {
                 close()
@@ -246,10 +373,19 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         output.removeAll(keepingCapacity: output.capacity <= HTTPConnection.readChunk)
         outputOffset = 0
         watchWrites(false)
-        if readingPaused && slots.count < HTTPConnection.maxPendingResponses / 2 {
+        madeRoom()
+        closeIfDone()
+    }
+
+    /// After answers were written: release reads held back by the byte limit, and resume
+    /// reading once under half of both back-pressure limits (so that it does not flap).
+    private func madeRoom() {
+        guard !isClosed else { return }
+        if !waiting.isEmpty { releaseWaiting() }
+        if readingPaused && slots.count < HTTPConnection.maxPendingResponses / 2
+            && answerBytesWaiting <= HTTPConnection.maxBufferedOutput / 2 {
             resumeReading()
         }
-        closeIfDone()
     }
 
     private func closeIfDone() {
@@ -278,9 +414,14 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
 
     private func discardInput() {
         let buffer = server.readBuffer
+        beginTurnIfNew()
         while !isClosed {
+            guard bytesReadThisTurn < HTTPConnection.maxReadBytesPerTurn else { return continueNextIteration() }
             let count = read(descriptor, buffer.baseAddress, buffer.count)
-            if count > 0 { continue }
+            if count > 0 {
+                bytesReadThisTurn += count
+                continue
+            }
             if count < 0 && errno == EINTR { continue }
             if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
             close()  // end of input, or an error
@@ -299,7 +440,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         guard readingPaused else { return }
         readingPaused = false
         updateInterest()
-        readAvailable()  // level-triggered epoll would report it anyway; bytes may already wait
+        processInput()  // the decoder may hold whole requests, which no epoll event would report
     }
 
     private func watchWrites(_ watch: Bool) {
@@ -313,18 +454,22 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         var events: UInt32 = 0
         if !readingPaused && !noMoreRequests { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
         if watchingWrites || output.count > outputOffset { events |= EPOLLOUT.rawValue }
-        if output.count - outputOffset > HTTPConnection.maxBufferedOutput { events &= ~EPOLLIN.rawValue }
         loop.modify(descriptor, events: events)
     }
 
     // MARK: Timeouts and shutdown
 
-    /// Called on every loop tick. Closes a connection whose client is too slow to send a request,
-    /// or that has been idle too long.
+    /// Called on every loop tick. Closes a connection whose client takes none of its answers,
+    /// is too slow to send a request, or has been idle too long.
     func checkTimeouts(now: ContinuousClock.Instant) {
         let configuration = server.configuration
         if let lingeringUntil {
             if now >= lingeringUntil { close() }
+            return
+        }
+        if output.count > outputOffset, configuration.writeTimeout > .zero, now - lastWriteProgress > configuration.writeTimeout {
+            server.metrics.writeTimedOutConnections.add(1, ordering: .relaxed)
+            close()
             return
         }
         if let since = partialRequestSince, configuration.requestReadTimeout > .zero, now - since > configuration.requestReadTimeout {
@@ -356,7 +501,9 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         loop.deregister(descriptor)
         Glibc.close(descriptor)
         slots.removeAll()
+        readyBytesInSlots = 0
         output.removeAll()
+        waiting.removeAll()
         server.connectionClosed(self)
     }
 }

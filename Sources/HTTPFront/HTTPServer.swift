@@ -32,6 +32,10 @@ public final class HTTPServer: Sendable {
     /// The port the server listens on (useful after binding port 0). Nil before `start`.
     public var port: UInt16? { state.withLock { $0.port } }
 
+    /// Tests only: the event loops, to hold one still (a task that waits) while a test lines up
+    /// its clients' bytes.
+    var eventLoopsForTesting: [EventLoop] { state.withLock { $0.loops } }
+
     /// Binds the listening sockets and starts the event loops.
     public func start() throws(ServerError) {
         let loopCount = max(1, configuration.eventLoops)

@@ -11,6 +11,14 @@ import WireProtocol
 struct KeyValueHandlers: Sendable {
     let database: Database
     let role: any ServerRole
+    /// The engine's key limit (read once: GET checks it on every request).
+    let maxKeySize: Int
+
+    init(database: Database, role: any ServerRole) {
+        self.database = database
+        self.role = role
+        self.maxKeySize = database.options.limits.maxKeySize
+    }
 
     func handle(_ request: HTTPRequest, key rawKey: ArraySlice<UInt8>, _ responder: Responder) {
         guard let keyBytes = PercentDecoding.decode(rawKey) else {
@@ -21,7 +29,12 @@ struct KeyValueHandlers: Sendable {
         }
         let key = Key(keyBytes)
         switch request.method {
-        case "GET", "HEAD": get(key, keyBytes: keyBytes, responder)
+        case "GET", "HEAD":
+            // A key over the limit cannot exist: the same 400 as its PUT gets, not a 404.
+            guard keyBytes.count <= maxKeySize else {
+                return responder.send(KeyValueHandlers.failure(.keyTooLarge(size: keyBytes.count, limit: maxKeySize)), route: .kv)
+            }
+            get(key, keyBytes: keyBytes, responder)
         case "PUT": put(key, body: request.body, responder)
         default: delete(key, responder)
         }
@@ -68,6 +81,13 @@ struct KeyValueHandlers: Sendable {
                 return responder.send(.json(status: 400, error: "invalid base64 value: \(error)"), route: .kv)
             }
         case "utf-8", "utf8", "plain", "text":
+            // Go stores U+FFFD in place of invalid UTF-8 and unpaired surrogates, silently: the
+            // stored bytes would differ from those sent. We refuse (docs/OPERATIONS.md, "Values").
+            if let defect = decoded.valueDefect {
+                return responder.send(
+                    .json(status: 400, error: "invalid JSON body: a value with encoding \"\(encoding)\" must be valid Unicode text, but it has an \(defect): send bytes that are not UTF-8 as base64"),
+                    route: .kv)
+            }
             value = Array(decoded.value.utf8)
         case let other:
             return responder.send(

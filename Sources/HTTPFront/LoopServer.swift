@@ -23,7 +23,9 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     let router: Router
     private let listener: ListeningSocket
     private var listening = true
-    private var acceptingPaused = false
+    /// Whether the listening socket is registered with this loop: false after a failed accept
+    /// (paused until the next tick) or a failed registration (retried on every tick).
+    private var listenerWatched = false
     /// Set by `beginShutdown`: connections then close without lingering when nothing is unread.
     private(set) var isShuttingDown = false
     private var connections: [Int32: HTTPConnection] = [:]
@@ -66,17 +68,30 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     /// Registers the listening socket (on the loop's thread).
     func attach() {
         loop.onIterationEnd = { [unowned self] in submitQueuedWrites() }
-        _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: self)
+        watchListener()
         loop.onTick = { [unowned self] in
-            if acceptingPaused && listening {
-                acceptingPaused = false
-                // EPOLLEXCLUSIVE cannot be changed by EPOLL_CTL_MOD: register the listener anew.
-                loop.deregister(listener.descriptor)
-                _ = loop.register(listener.descriptor, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: self)
-            }
+            // After a failed accept (EMFILE) or a failed registration: watch the listener again.
+            if listening && !listenerWatched { watchListener() }
             let now = ContinuousClock.now
             for connection in connections.values { connection.checkTimeouts(now: now) }
         }
+    }
+
+    /// Registers the listening socket with this loop. (EPOLLEXCLUSIVE cannot be changed by
+    /// EPOLL_CTL_MOD, so resuming after a pause registers it anew.) If epoll_ctl fails (ENOMEM,
+    /// ENOSPC: the user's epoll watch limit), this loop would never accept again, silently: the
+    /// failure is logged, counted (`smalldb_http_listener_watch_failures_total`) and retried on
+    /// every tick until it succeeds.
+    private func watchListener() {
+        let failure = configuration.listenerWatchFaults?.take()
+            ?? loop.register(listener.descriptor, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: self)
+        guard let code = failure else {
+            listenerWatched = true
+            return
+        }
+        listenerWatched = false
+        metrics.listenerWatchFailures.add(1, ordering: .relaxed)
+        logServerError("event loop \(loop.index) cannot watch the listening socket: epoll_ctl: \(errnoText(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
     }
 
     /// The listening socket is readable: accept every pending connection.
@@ -91,7 +106,7 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
                 // kernel. Stop watching the listener until the next tick, or level-triggered
                 // epoll would spin on it.
                 logServerError("accept failed: \(errnoText(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
-                acceptingPaused = true
+                listenerWatched = false
                 loop.deregister(listener.descriptor)
                 return
             }
@@ -151,7 +166,8 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
             return
         }
         let connection = HTTPConnection(descriptor: descriptor, server: self)
-        guard loop.register(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, handler: connection) else {
+        if let code = loop.register(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, handler: connection) {
+            logServerError("cannot watch an accepted connection: epoll_ctl: \(errnoText(code)) (errno \(code)); closed it")
             countConnection(-1)
             metrics.openConnections.subtract(1, ordering: .relaxed)
             close(descriptor)
@@ -194,7 +210,8 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     func stopAccepting() {
         guard listening else { return }
         listening = false
-        if !acceptingPaused { loop.deregister(listener.descriptor) }
+        if listenerWatched { loop.deregister(listener.descriptor) }
+        listenerWatched = false
     }
 
     /// Graceful shutdown, step 2 (on the loop's thread): let every connection answer what it has

@@ -4,7 +4,8 @@ import WireProtocol
 /// Maps requests to the API's handlers (the Go server's routes, docs/OPERATIONS.md):
 ///
 ///     GET|HEAD        /v1/health        {"ok":true}
-///     GET|HEAD        /v1/role          {"role":"primary"|"backup"}
+///     GET|HEAD        /v1/role          {"role":"primary"|"backup","writable":true|false}
+///     GET|HEAD        /v1/writable      200 {"writable":true}; 503 {"writable":false,"error":…}
 ///     GET|HEAD|PUT|DELETE /v1/kv/{key}  the key is the percent-decoded rest of the path, as bytes
 ///     POST            /v1/checkpoint    {"ok":true} once the checkpoint is durable
 ///     POST            /v1/promote       {"role":"primary","epoch":N}; 409 {"error":…} if refused
@@ -12,9 +13,12 @@ import WireProtocol
 ///                                       {"role":"primary","replication":"off"} without replication
 ///     GET|HEAD        /metrics          Prometheus text
 ///
-/// PUT, DELETE and POST /v1/checkpoint are refused while `role.writeRefusal` says so (403 or 503).
+/// PUT, DELETE and POST /v1/checkpoint are refused while `role.writeRefusal` says so (403 or 503);
+/// `writable` in /v1/role and /v1/replication, and /v1/writable's status, say the same (a fenced
+/// primary still says "primary", as the Go server would, but not writable).
 /// Wrong method: 405 with Allow. Unknown path: 404. With an auth token configured, every route
-/// but /v1/health needs `Authorization: Bearer <token>` (401 otherwise).
+/// but /v1/health and /v1/writable needs `Authorization: Bearer <token>` (401 otherwise): a load
+/// balancer's health check often cannot send one, and neither says anything about the data.
 /// Routing looks at the raw path, before percent-decoding: "/v1/kv//a" is the key "/a", and no
 /// path is cleaned or redirected (the Go router's 301s made such keys unreachable).
 struct Router: Sendable {
@@ -46,6 +50,10 @@ struct Router: Sendable {
             guard allow(request, Router.readMethods, route: .health, responder) else { return }
             return responder.send(.json(status: 200, body: Array("{\"ok\":true}\n".utf8)), route: .health)
         }
+        if path.elementsEqual("/v1/writable".utf8) {
+            guard allow(request, Router.readMethods, route: .writable, responder) else { return }
+            return responder.send(Router.writableAnswer(role.writeRefusal), route: .writable)
+        }
         let route: RouteName
         if path.starts(with: Router.kvPrefix) {
             route = .kv
@@ -75,7 +83,8 @@ struct Router: Sendable {
             guard allow(request, Router.readMethods, route: .role, responder) else { return }
             var body = Array(#"{"role":"#.utf8)
             JSONWriter.appendString(role.roleName, to: &body)
-            body.append(contentsOf: Array("}\n".utf8))
+            body.append(contentsOf: Array((role.writeRefusal == nil ? #","writable":true}"# : #","writable":false}"#).utf8))
+            body.append(0x0A)
             responder.send(.json(status: 200, body: body), route: .role)
         case .checkpoint:
             guard allow(request, Router.postMethod, route: .checkpoint, responder) else { return }
@@ -96,6 +105,18 @@ struct Router: Sendable {
             responder.send(.json(status: 404, error: "not found"), route: .other)
         }
     }
+
+    /// GET /v1/writable: 200 `{"writable":true}` while writes are accepted, else 503
+    /// `{"writable":false,"error":"<why>"}`, for a load balancer's health check of the write pool.
+    static func writableAnswer(_ refusal: WriteRefusal?) -> HTTPResponse {
+        guard let refusal else { return writableYes }
+        var body = Array(#"{"writable":false,"error":"#.utf8)
+        JSONWriter.appendString(refusal.description, to: &body)
+        body.append(contentsOf: Array("}\n".utf8))
+        return .json(status: 503, body: body)
+    }
+
+    static let writableYes = HTTPResponse.json(status: 200, body: Array("{\"writable\":true}\n".utf8))
 
     /// Answers 405 (with Allow) unless the method is one of `methods`.
     private func allow(

@@ -9,6 +9,10 @@ final class ServerMetrics: Sendable {
     let acceptedConnections = Atomic<Int>(0)
     let rejectedConnections = Atomic<Int>(0)
     let timedOutConnections = Atomic<Int>(0)
+    /// Connections closed by the write timeout (`HTTPServerConfiguration.writeTimeout`).
+    let writeTimedOutConnections = Atomic<Int>(0)
+    /// Failed registrations of the listening socket with an event loop (`LoopServer.watchListener`).
+    let listenerWatchFailures = Atomic<Int>(0)
 
     init(loopCount: Int) {
         loops = (0..<loopCount).map { _ in LoopMetrics() }
@@ -17,7 +21,7 @@ final class ServerMetrics: Sendable {
 
 /// What the routes are called in metrics: a fixed, small set (a label per key would be unbounded).
 enum RouteName: String, Sendable, CaseIterable {
-    case health, role, kv, checkpoint, metrics, replication, promote, other
+    case health, role, writable, kv, checkpoint, metrics, replication, promote, other
 }
 
 /// One loop's request counters and latency histograms.
@@ -139,6 +143,8 @@ extension ServerMetrics {
         out.counter("smalldb_http_connections_accepted_total", "Client connections accepted.", Double(acceptedConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_rejected_total", "Client connections refused because the connection limit was reached.", Double(rejectedConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the request-read or idle timeout.", Double(timedOutConnections.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_write_timed_out_total", "Client connections closed because their client took no answer bytes within the write timeout.", Double(writeTimedOutConnections.load(ordering: .relaxed)))
+        out.counter("smalldb_http_listener_watch_failures_total", "Failed registrations of the listening socket with an event loop (retried every 250 ms; while failing, that loop accepts nothing).", Double(listenerWatchFailures.load(ordering: .relaxed)))
 
         out.counter("smalldb_puts_total", "Committed puts (batch entries included).", Double(stats.puts))
         out.counter("smalldb_deletes_total", "Committed deletes (batch entries included).", Double(stats.deletes))

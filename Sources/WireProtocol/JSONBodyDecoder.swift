@@ -4,11 +4,39 @@ public struct PutRequestBody: Sendable, Equatable {
     public var value: String
     /// "" when absent or null.
     public var encoding: String
+    /// Where `value` is not what was sent: the first invalid UTF-8 byte or unpaired surrogate
+    /// escape in its JSON string, which Go's unquoting (and so `value`) replaces by U+FFFD. Nil
+    /// when `value` holds exactly the text sent. (`"encoding":"utf-8"` refuses such a value.)
+    public var valueDefect: JSONStringDefect?
 
     /// A body with these fields; the defaults are what an empty object `{}` decodes to.
-    public init(value: String = "", encoding: String = "") {
+    public init(value: String = "", encoding: String = "", valueDefect: JSONStringDefect? = nil) {
         self.value = value
         self.encoding = encoding
+        self.valueDefect = valueDefect
+    }
+}
+
+/// Where a JSON string's text could not be kept as sent (Go's unquoting puts U+FFFD there).
+public enum JSONStringDefect: Sendable, Equatable, CustomStringConvertible {
+    /// `byte`, at `offset` in the body, does not begin a valid UTF-8 sequence (or begins an
+    /// overlong one, or one of a surrogate or of a value above U+10FFFF).
+    case invalidUTF8(offset: Int, byte: UInt8)
+    /// The `\u` escape at `offset` is a surrogate that is not half of a pair (`\ud800` alone).
+    case unpairedSurrogate(offset: Int, codeUnit: UInt16)
+
+    public var description: String {
+        switch self {
+        case .invalidUTF8(let offset, let byte):
+            "invalid UTF-8 byte 0x\(Self.hex(UInt16(byte), digits: 2)) at byte \(offset)"
+        case .unpairedSurrogate(let offset, let codeUnit):
+            "unpaired surrogate \\u\(Self.hex(codeUnit, digits: 4)) at byte \(offset)"
+        }
+    }
+
+    private static func hex(_ value: UInt16, digits: Int) -> String {
+        let text = String(value, radix: 16)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
     }
 }
 
@@ -231,11 +259,14 @@ public enum PutRequestBodyDecoder {
                 if let field, parser.current == UInt8(ascii: "\"") {
                     let (contents, isVerbatim) = try parser.scanString()
                     if firstError == nil {
+                        var defect: JSONStringDefect?
                         let text = isVerbatim
                             ? String(decoding: UnsafeRawBufferPointer(rebasing: parser.input[contents]), as: UTF8.self)
-                            : String(decoding: parser.decodeString(contents), as: UTF8.self)
+                            : String(decoding: parser.decodeString(contents, firstDefect: &defect), as: UTF8.self)
                         switch field {
-                        case .value: body.value = text
+                        case .value:
+                            body.value = text
+                            body.valueDefect = defect  // a later duplicate replaces the value, and this
                         case .encoding: body.encoding = text
                         }
                     }

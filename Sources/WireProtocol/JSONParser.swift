@@ -276,6 +276,13 @@ struct JSONParser {
     /// of invalid UTF-8, replaced by U+FFFD. The result is valid UTF-8 and at most three times as
     /// long as the contents.
     func decodeString(_ contents: Range<Int>) -> [UInt8] {
+        var ignored: JSONStringDefect?
+        return decodeString(contents, firstDefect: &ignored)
+    }
+
+    /// The same, and sets `firstDefect` (if nil) to the first replacement made: where the result
+    /// is not what was sent.
+    func decodeString(_ contents: Range<Int>, firstDefect: inout JSONStringDefect?) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(contents.count)
         var index = contents.lowerBound
@@ -290,7 +297,7 @@ struct JSONParser {
             let byte = input[index]
             if byte == UInt8(ascii: "\\") {
                 flush(upTo: index)
-                index = decodeEscape(at: index, end: end, into: &output)
+                index = decodeEscape(at: index, end: end, into: &output, firstDefect: &firstDefect)
                 runStart = index
             } else if byte < 0x80 {
                 index &+= 1
@@ -298,6 +305,7 @@ struct JSONParser {
                 let length = GoUTF8.sequenceLength(input, at: index)
                 if length == 0 {
                     flush(upTo: index)
+                    if firstDefect == nil { firstDefect = .invalidUTF8(offset: index, byte: byte) }
                     output.append(contentsOf: GoUTF8.replacementCharacter)
                     index &+= 1
                     runStart = index
@@ -312,7 +320,7 @@ struct JSONParser {
 
     /// Appends the value of the checked escape whose backslash is at `start`; returns the index
     /// after it.
-    private func decodeEscape(at start: Int, end: Int, into output: inout [UInt8]) -> Int {
+    private func decodeEscape(at start: Int, end: Int, into output: inout [UInt8], firstDefect: inout JSONStringDefect?) -> Int {
         let letter = input[start + 1]
         let simple: UInt8
         switch letter {
@@ -331,6 +339,7 @@ struct JSONParser {
                     scalar = 0x10000 + ((scalar - 0xD800) << 10 | (low - 0xDC00))
                     next += 6
                 } else {
+                    if firstDefect == nil { firstDefect = .unpairedSurrogate(offset: start, codeUnit: UInt16(scalar)) }
                     scalar = 0xFFFD
                 }
             }

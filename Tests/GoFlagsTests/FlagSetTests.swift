@@ -85,12 +85,14 @@ private func makeFlags() -> FlagSet {
 @Test(arguments: [
     ("0", Duration.zero), ("500ms", .milliseconds(500)), ("5s", .seconds(5)), ("1m30s", .seconds(90)),
     ("1.5h", .seconds(5400)), ("2h45m", .seconds(9900)), ("100us", .microseconds(100)), ("10ns", .nanoseconds(10)),
+    ("2562047h", .seconds(2_562_047 * 3600)),
 ])
 func goDurationsParse(text: String, expected: Duration) {
     #expect(parseGoDuration(text) == expected)
 }
 
-@Test(arguments: ["", "5", "s", "-1s", "1x", "1.2.3s", "ms5"])
+/// Go's largest duration is 2562047h47m16.854775807s; anything longer is refused, not a trap.
+@Test(arguments: ["", "5", "s", "-1s", "1x", "1.2.3s", "ms5", "9999999999h", "2562048h", "99999999999999999999999999h"])
 func malformedDurationsAreRefused(text: String) {
     #expect(parseGoDuration(text) == nil)
 }

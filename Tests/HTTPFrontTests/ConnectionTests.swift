@@ -71,7 +71,7 @@ struct ConnectionTests {
             try connection.send(RawRequest.get("/v1/role", headers: ["Connection: close"]) + RawRequest.get("/v1/health"))
             let response = try connection.readResponse()
             #expect(response.status == 200)
-            #expect(response.text == "{\"role\":\"primary\"}\n")
+            #expect(response.text == "{\"role\":\"primary\",\"writable\":true}\n")
             #expect(response.headerValues("Connection") == ["close"])
             #expect(try connection.readUntilClosed(timeout: .seconds(5)).isEmpty)
         }
@@ -136,7 +136,7 @@ struct ConnectionTests {
                 switch index % 3 {
                 case 0: #expect(response.text == "{\"ok\":true}\n", "response \(index): \(response)")
                 case 1: #expect(response.text == getBody(jsonKey: #""base""#, value: Array("base".utf8)), "response \(index): \(response)")
-                default: #expect(response.text == "{\"role\":\"primary\"}\n", "response \(index): \(response)")
+                default: #expect(response.text == "{\"role\":\"primary\",\"writable\":true}\n", "response \(index): \(response)")
                 }
             }
             #expect(try connection.exchange(RawRequest.get("/v1/kv/long297")).status == 200)

@@ -69,8 +69,8 @@ struct ReplicationProcessTests {
         #expect(backup.holds(before.key(1), before.value(1)), "a refused PUT changed the backup")
         #expect(backup.holds(before.key(2), before.value(2)), "a refused DELETE changed the backup")
         #expect(try reader.exchange(RawRequest.get("/v1/kv/new-on-backup")).status == 404)
-        #expect(try reader.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"backup\"}\n")
-        #expect(try writer.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"primary\"}\n")
+        #expect(try reader.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"backup\",\"writable\":false}\n")
+        #expect(try writer.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"primary\",\"writable\":true}\n")
         let figures = try backup.replicationFigures()
         #expect(figures.role == "backup" && figures.connected && figures.epoch == 0 && figures.promotions == 0, "\(figures)")
     }

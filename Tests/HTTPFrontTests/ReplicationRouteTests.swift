@@ -95,7 +95,7 @@ struct ReplicationRouteTests {
         let role = FakeRole()
         try withServer(role: role) { server in
             let connection = try server.connect()
-            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"backup\"}\n")
+            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"backup\",\"writable\":false}\n")
             #expect(try connection.exchange(RawRequest.put("/v1/kv/k", text: "v")).status == 403)
 
             let promoted = try connection.exchange(RawRequest.make("POST", "/v1/promote"))
@@ -103,7 +103,7 @@ struct ReplicationRouteTests {
             #expect(promoted.header("Content-Type") == "application/json")
             #expect(promoted.text == "{\"role\":\"primary\",\"epoch\":4}\n")
 
-            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"primary\"}\n")
+            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"primary\",\"writable\":true}\n")
             #expect(try connection.exchange(RawRequest.put("/v1/kv/k", text: "v")).status == 200)
             #expect(try connection.exchange(RawRequest.get("/v1/kv/k")).text == getBody(jsonKey: "\"k\"", value: Array("v".utf8)))
             #expect(try connection.exchange(RawRequest.make("POST", "/v1/checkpoint")).status == 200)
@@ -115,6 +115,58 @@ struct ReplicationRouteTests {
             #expect(fenced.text == "{\"error\":\"this primary was superseded by a newer one (epoch 5): read-only\"}\n")
             role.update { $0.writeRefusal = nil }
             #expect(try connection.exchange(RawRequest.make("DELETE", "/v1/kv/k")).status == 200)
+        }
+    }
+
+    // MARK: Writability (a load balancer's view)
+
+    /// A fenced primary still says `primary` (the Go-compatible role), but `writable` in
+    /// /v1/role and /v1/replication, and /v1/writable's status, say that it refuses writes; so
+    /// does a primary with no backup in sync under -repl-sync=required.
+    @Test(arguments: [
+        Refusal(refusal: .fenced(newerEpoch: 7), status: 503, message: "this primary was superseded by a newer one (epoch 7): read-only"),
+        Refusal(refusal: .noBackupInSync, status: 503, message: "no backup is in sync and -repl-sync=required: write refused"),
+    ])
+    func aPrimaryThatRefusesWritesSaysSo(_ refusal: Refusal) throws {
+        let role = FakeRole(.init(roleName: "primary", writeRefusal: nil, status: ReplicationStatus(role: "primary", epoch: 6)))
+        try withServer(role: role) { server in
+            let connection = try server.connect()
+            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"primary\",\"writable\":true}\n")
+            #expect(try connection.exchange(RawRequest.get("/v1/replication")).text.hasPrefix(#"{"role":"primary","writable":true,"epoch":6,"#))
+            let writable = try connection.exchange(RawRequest.get("/v1/writable"))
+            #expect(writable.status == 200)
+            #expect(writable.header("Content-Type") == "application/json")
+            #expect(writable.text == "{\"writable\":true}\n")
+
+            role.update { $0.writeRefusal = refusal.refusal }
+            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"primary\",\"writable\":false}\n")
+            #expect(try connection.exchange(RawRequest.get("/v1/replication")).text.hasPrefix(#"{"role":"primary","writable":false,"epoch":6,"#))
+            let refused = try connection.exchange(RawRequest.get("/v1/writable"))
+            #expect(refused.status == refusal.status)
+            #expect(refused.text == "{\"writable\":false,\"error\":\"\(refusal.message)\"}\n")
+            #expect(!refused.announcesClose)
+            let head = try connection.exchange(RawRequest.make("HEAD", "/v1/writable"), toHEAD: true)
+            #expect(head.status == refusal.status)
+            #expect(head.body.isEmpty)
+
+            role.update { $0.writeRefusal = nil }
+            #expect(try connection.exchange(RawRequest.get("/v1/writable")).status == 200)
+        }
+    }
+
+    /// A load balancer's health check often cannot send a token: /v1/writable, like /v1/health,
+    /// needs none (it says nothing about the data).
+    @Test func writableNeedsNoToken() throws {
+        let role = FakeRole()
+        try withServer(role: role, { $0.authToken = Array("secret".utf8) }) { server in
+            let connection = try server.connect()
+            #expect(try connection.exchange(RawRequest.get("/v1/role")).status == 401)
+            let response = try connection.exchange(RawRequest.get("/v1/writable"))
+            #expect(response.status == 503)
+            #expect(response.text == "{\"writable\":false,\"error\":\"writes are disabled on backup\"}\n")
+            let wrong = try connection.exchange(RawRequest.make("PUT", "/v1/writable", body: "{}"))
+            #expect(wrong.status == 405)
+            #expect(wrong.headerValues("Allow") == ["GET"])
         }
     }
 
@@ -139,7 +191,7 @@ struct ReplicationRouteTests {
             #expect(response.reason == "Conflict")
             #expect(response.text == #"{"error":"a \"promotion\" is already running"}"# + "\n")
             #expect(!response.announcesClose)
-            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"backup\"}\n")
+            #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"backup\",\"writable\":false}\n")
         }
     }
 
@@ -173,7 +225,7 @@ struct ReplicationRouteTests {
             #expect(response.status == 200)
             #expect(response.header("Content-Type") == "application/json")
             #expect(response.text == """
-                {"role":"backup","epoch":3,"sync_mode":"available","peer":"127.0.0.1:9090","connected":true,\
+                {"role":"backup","writable":false,"epoch":3,"sync_mode":"available","peer":"127.0.0.1:9090","connected":true,\
                 "in_sync":true,"lag_bytes":0,"log_generation":2,"log_offset":1234,"last_contact_seconds_ago":0.1,\
                 "detaches":0,"resyncs":1,"promotions":0}
 
@@ -185,12 +237,13 @@ struct ReplicationRouteTests {
 
             // Unknown figures are null; the answer follows the role's state.
             role.update {
+                $0.writeRefusal = nil
                 $0.status = ReplicationStatus(
                     role: "primary", epoch: 12, syncMode: "required", peer: nil, connected: false, inSync: false,
                     lagBytes: 65536, logGeneration: 5, logOffset: 99, lastContactSecondsAgo: nil, detaches: 2, resyncs: 3, promotions: 1)
             }
             #expect(try connection.exchange(RawRequest.get("/v1/replication")).text == """
-                {"role":"primary","epoch":12,"sync_mode":"required","peer":null,"connected":false,\
+                {"role":"primary","writable":true,"epoch":12,"sync_mode":"required","peer":null,"connected":false,\
                 "in_sync":false,"lag_bytes":65536,"log_generation":5,"log_offset":99,"last_contact_seconds_ago":null,\
                 "detaches":2,"resyncs":3,"promotions":1}
 
@@ -209,12 +262,12 @@ struct ReplicationRouteTests {
         try withServer { server in
             let response = try server.exchange(RawRequest.get("/v1/replication"))
             #expect(response.status == 200)
-            #expect(response.text == "{\"role\":\"primary\",\"replication\":\"off\"}\n")
+            #expect(response.text == "{\"role\":\"primary\",\"writable\":true,\"replication\":\"off\"}\n")
         }
         let role = FakeRole(.init(roleName: "backup", status: nil))
         try withServer(role: role) { server in
             let response = try server.exchange(RawRequest.get("/v1/replication"))
-            #expect(response.text == "{\"role\":\"backup\",\"replication\":\"off\"}\n")
+            #expect(response.text == "{\"role\":\"backup\",\"writable\":false,\"replication\":\"off\"}\n")
         }
     }
 

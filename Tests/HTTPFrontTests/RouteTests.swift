@@ -23,7 +23,7 @@ struct RouteTests {
             let response = try server.exchange(RawRequest.get("/v1/role"))
             #expect(response.status == 200)
             #expect(response.header("Content-Type") == "application/json")
-            #expect(response.text == "{\"role\":\"primary\"}\n")
+            #expect(response.text == "{\"role\":\"primary\",\"writable\":true}\n")
         }
     }
 
@@ -70,6 +70,48 @@ struct RouteTests {
             let get = try connection.exchange(RawRequest.get("/v1/kv/t"))
             #expect(get.status == 200)
             #expect(get.text == getBody(jsonKey: "\"t\"", value: Array(text.utf8)))
+        }
+    }
+
+    /// With a text encoding, a value whose JSON string holds invalid UTF-8 or an unpaired
+    /// surrogate escape is refused (400): Go would store U+FFFD in its place, silently. Nothing
+    /// is stored.
+    static let textsThatAreNotUnicode: [(body: [UInt8], defect: String)] = {
+        let invalidByte: [UInt8] = Array(#"{"encoding":"utf-8","value":"ab"#.utf8) + [0xFF] + Array(#""}"#.utf8)
+        let encodedSurrogate: [UInt8] = Array(#"{"value":"a"#.utf8) + [0xED, 0xA0, 0x80] + Array(#"","encoding":"plain"}"#.utf8)
+        return [
+            (invalidByte, "invalid UTF-8 byte 0xff at byte 31"),
+            (Array(#"{"value":"\ud800","encoding":"utf-8"}"#.utf8), #"unpaired surrogate \\ud800 at byte 10"#),
+            (Array(#"{"value":"x\udc00y","encoding":"text"}"#.utf8), #"unpaired surrogate \\udc00 at byte 11"#),
+            (Array(#"{"value":"ok","value":"\ud83d","encoding":"utf8"}"#.utf8), #"unpaired surrogate \\ud83d at byte 23"#),
+            (encodedSurrogate, "invalid UTF-8 byte 0xed at byte 11"),
+        ]
+    }()
+
+    @Test(arguments: RouteTests.textsThatAreNotUnicode)
+    func putOfTextThatIsNotUnicodeIs400(body: [UInt8], defect: String) throws {
+        try withServer { server in
+            let connection = try server.connect()
+            let put = try connection.exchange(RawRequest.make("PUT", "/v1/kv/t", body: body))
+            #expect(put.status == 400, "\(put)")
+            #expect(put.text.contains(defect), "\(put.text)")
+            #expect(put.text.contains("base64"), "\(put.text)")
+            #expect(!put.announcesClose)
+            #expect(try connection.exchange(RawRequest.get("/v1/kv/t")).status == 404)
+            #expect(server.database.stats.puts == 0)
+        }
+    }
+
+    /// A surrogate pair, U+FFFD sent as such, and a defect in a value that a later duplicate
+    /// replaced are all fine.
+    @Test func putOfTextWithAPairOrAnEscapedReplacementCharacterIsStoredExactly() throws {
+        try withServer { server in
+            let connection = try server.connect()
+            let body = #"{"value":"\ud83d\ude00 \ufffd","encoding":"utf-8"}"#
+            #expect(try connection.exchange(RawRequest.make("PUT", "/v1/kv/t", body: body)).status == 200)
+            #expect(try connection.exchange(RawRequest.get("/v1/kv/t")).text == getBody(jsonKey: "\"t\"", value: Array("😀 \u{FFFD}".utf8)))
+            let replaced = #"{"value":"\ud800","value":"fine","encoding":"utf-8"}"#
+            #expect(try connection.exchange(RawRequest.make("PUT", "/v1/kv/u", body: replaced)).status == 200)
         }
     }
 
@@ -319,6 +361,12 @@ struct RouteTests {
             #expect(put.status == 400, "\(put)")
             #expect(put.text.hasPrefix("{\"error\":\""))
             #expect(try connection.exchange(RawRequest.make("DELETE", "/v1/kv/" + tooLong)).status == 400)
+            // A GET or HEAD of a key that cannot exist is the same 400 as its PUT, not a 404.
+            let get = try connection.exchange(RawRequest.get("/v1/kv/" + tooLong))
+            #expect(get.status == 400, "\(get)")
+            #expect(get.text == "{\"error\":\"key of 4097 bytes exceeds the limit of 4096 bytes\"}\n")
+            #expect(!get.announcesClose)
+            #expect(try connection.exchange(RawRequest.make("HEAD", "/v1/kv/" + tooLong), toHEAD: true).status == 400)
         }
     }
 

@@ -53,7 +53,10 @@ struct ServerProcessTests {
             #expect(result.status == .exited(0), "\(flag)")
             let output = result.stdout + result.stderr
             #expect(output.contains("Usage of small_db_server"), "\(flag)")
-            for name in ["-dir", "-create", "-addr", "-shutdown-timeout", "-auth-token-file", "-repl-ack-timeout", "-repl-sync"] {
+            for name in [
+                "-dir", "-create", "-addr", "-shutdown-timeout", "-auth-token-file", "-repl-ack-timeout", "-repl-sync",
+                "-request-timeout", "-idle-timeout", "-write-timeout",
+            ] {
                 #expect(output.split(separator: "\n").contains { $0.hasPrefix("  \(name) ") || $0 == "  \(name)" }, "usage lacks \(name)")
             }
         }
@@ -68,7 +71,8 @@ struct ServerProcessTests {
         #expect(!FileManager.default.fileExists(atPath: root.file("data")))
     }
 
-    @Test(arguments: ["5x", "-1", "10", "1h1", "fast"])
+    // 9999999999h: beyond Go's largest duration (about 292 years); it once trapped (exit 132).
+    @Test(arguments: ["5x", "-1", "10", "1h1", "fast", "9999999999h", "2562048h"])
     func badDurationExits2(value: String) throws {
         let root = try TemporaryDirectory()
         defer { root.remove() }
@@ -167,18 +171,19 @@ struct ServerProcessTests {
         let server = try ServerProcess(dataDirectory: data, logPath: root.file("server.log"), arguments: ["-shutdown-timeout", "2s"])
         defer { server.killAndWait() }
 
-        // A 1 MiB value, asked for 8 times by a client that reads almost nothing: its answers
-        // (11 MB, more than the socket buffers hold) cannot all be written, so the shutdown has
-        // to wait for it. The answers are built before the signal (the metrics count them), so
-        // that no loop is still busy building them when the signal comes.
-        let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        // A 2 MiB value, asked for twice by a client that reads almost nothing: its answers
+        // (5.6 MB, more than the socket buffers hold) cannot all be written, so the shutdown has
+        // to wait for it. Both answers are built (the first leaves less than the 4 MiB at which
+        // the connection stops reading), before the signal (the metrics count them), so that no
+        // loop is still busy building them when the signal comes.
+        let big = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let control = try RawConnection(port: server.port)
         #expect(try control.exchange(RawRequest.put("/v1/kv/big", value: big)).status == 200)
         let stuck = try RawConnection(port: server.port, receiveBufferSize: 4096)
-        try stuck.send((0..<8).flatMap { _ in RawRequest.get("/v1/kv/big") })
+        try stuck.send((0..<2).flatMap { _ in RawRequest.get("/v1/kv/big") })
         let answersBuilt = try Poll.until(timeout: .seconds(30)) {
             let metrics = try control.exchange(RawRequest.get("/metrics")).text
-            return metricValue(metrics, #"smalldb_http_requests_total{route="kv",method="GET",status="200"}"#) == 8
+            return metricValue(metrics, #"smalldb_http_requests_total{route="kv",method="GET",status="200"}"#) == 2
         }
         #expect(answersBuilt, "the server did not answer the stuck client's GETs")
         control.close()

@@ -126,7 +126,7 @@ struct TimeoutTests {
             try connection.send("\r\n")
             let second = try connection.readResponse()
             #expect(second.status == 200, "\(second)")
-            #expect(second.text == "{\"role\":\"primary\"}\n")
+            #expect(second.text == "{\"role\":\"primary\",\"writable\":true}\n")
         }
     }
 }

@@ -121,7 +121,9 @@ private func reencoded(_ decoded: PutRequestBody) -> [UInt8] {
 private func checkConsistency(_ body: [UInt8]) -> Bool {
     guard let decoded = try? PutRequestBodyDecoder.decode(body) else { return false }
     let again = try? PutRequestBodyDecoder.decode(reencoded(decoded))
-    #expect(again == decoded, "body \(body)")
+    // The text is the same; a defect of the original (U+FFFD put in) is gone once written back.
+    #expect(again?.value == decoded.value && again?.encoding == decoded.encoding, "body \(body)")
+    #expect(again != nil && again?.valueDefect == nil, "body \(body)")
     return true
 }
 
@@ -187,6 +189,35 @@ struct JSONBodyDecoderTests {
           ])
     func unpairedSurrogates(body: String, expected: String) throws {
         #expect(try decode(body).value == expected)
+    }
+
+    @Test("the first replacement in the value is reported as its defect, with its offset in the body",
+          arguments: [
+            (#"{"value":"\ud83d"}"#, JSONStringDefect.unpairedSurrogate(offset: 10, codeUnit: 0xD83D)),
+            (#"{"encoding":"x","value":"a\ude00\ud800"}"#, .unpairedSurrogate(offset: 26, codeUnit: 0xDE00)),
+            (#"{"value":"\ud800\ud800\udc00"}"#, .unpairedSurrogate(offset: 10, codeUnit: 0xD800)),
+            (#"{"value":"\udc00\ud800"}"#, .unpairedSurrogate(offset: 10, codeUnit: 0xDC00)),
+          ])
+    func valueDefects(body: String, defect: JSONStringDefect) throws {
+        #expect(try decode(body).valueDefect == defect)
+    }
+
+    @Test("invalid UTF-8 in the value is its defect; a value without replacements has none")
+    func invalidUTF8IsADefect() throws {
+        let body = Array(#"{"value":"a\n"#.utf8) + [0xE2, 0x82, 0x62] + Array(#""}"#.utf8)
+        #expect(try PutRequestBodyDecoder.decode(body).valueDefect == .invalidUTF8(offset: 13, byte: 0xE2))
+        let raw = Array(#"{"value":"a"#.utf8) + [0xFF] + Array(#""}"#.utf8)
+        #expect(try PutRequestBodyDecoder.decode(raw).valueDefect == .invalidUTF8(offset: 11, byte: 0xFF))
+        for clean in [#"{"value":"plain"}"#, #"{"value":"\ud83d\ude00 \ufffd \n"}"#, "{\"value\":\"é€😀\"}", #"{}"#] {
+            #expect(try decode(clean).valueDefect == nil, "\(clean)")
+        }
+        // Only the value's: a defect in the encoding is not reported here.
+        #expect(try decode(#"{"encoding":"\ud800","value":"v"}"#).valueDefect == nil)
+        // A later duplicate replaces the value and its defect.
+        #expect(try decode(#"{"value":"\ud800","value":"v"}"#).valueDefect == nil)
+        #expect(try decode(#"{"value":"v","Value":"\ud800"}"#).valueDefect == .unpairedSurrogate(offset: 22, codeUnit: 0xD800))
+        #expect(JSONStringDefect.unpairedSurrogate(offset: 3, codeUnit: 0xD800).description == #"unpaired surrogate \ud800 at byte 3"#)
+        #expect(JSONStringDefect.invalidUTF8(offset: 7, byte: 0x0F).description == "invalid UTF-8 byte 0x0f at byte 7")
     }
 
     @Test("multibyte UTF-8 passes through")

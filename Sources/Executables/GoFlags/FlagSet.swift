@@ -186,7 +186,8 @@ public final class FlagSet {
 }
 
 /// Parses a Go duration: a sequence of decimal numbers with units ns, us (µs), ms, s, m, h, e.g.
-/// "300ms", "1.5h", "2h45m". "0" alone is zero. Negative durations are refused.
+/// "300ms", "1.5h", "2h45m". "0" alone is zero. Negative durations, and those over Go's limit
+/// (2562047h47m16.854775807s), are refused.
 public func parseGoDuration(_ text: String) -> Duration? {
     if text == "0" { return .zero }
     let units: [(String, Double)] = [
@@ -204,7 +205,11 @@ public func parseGoDuration(_ text: String) -> Duration? {
         rest = rest.dropFirst(unitText.count)
         seconds += value * unit.1
     }
-    return .nanoseconds(Int64((seconds * 1e9).rounded()))
+    // Go's limit: a duration is an Int64 of nanoseconds (about 292 years); beyond it Go says
+    // "invalid duration", and the conversion below would trap.
+    let nanoseconds = (seconds * 1e9).rounded()
+    guard nanoseconds < Double(Int64.max) else { return nil }
+    return .nanoseconds(Int64(nanoseconds))
 }
 
 /// Formats a duration as Go prints it in usage text (e.g. "5s", "1m30s", "500ms").

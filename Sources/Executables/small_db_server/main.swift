@@ -36,11 +36,12 @@ flags.int("checkpoint-log-bytes", usage: "checkpoint when the WAL reaches this m
 flags.int("checkpoint-updates", usage: "checkpoint after this many committed updates (0 = off)")
 flags.duration("shutdown-timeout", default: .seconds(5), usage: "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 flags.bool("truncate-corrupt-log", usage: "if a WAL record is damaged with data after it, drop it and everything after it instead of refusing to start (logged; back up the directory first)")
-flags.string("auth-token-file", usage: "file holding a bearer token; then every route but /v1/health needs it")
+flags.string("auth-token-file", usage: "file holding a bearer token; then every route but /v1/health and /v1/writable needs it")
 flags.int("event-loops", default: HTTPServerConfiguration.coreCount, usage: "HTTP event-loop threads (default: one per core this process may use)")
 flags.int("max-connections", default: 4096, usage: "client connections beyond this are answered 503 and closed")
 flags.duration("request-timeout", default: .seconds(10), usage: "a client must send a whole request within this time of its first byte")
 flags.duration("idle-timeout", default: .seconds(120), usage: "close keep-alive connections idle this long")
+flags.duration("write-timeout", default: .seconds(30), usage: "close a connection whose client has taken none of its waiting answers for this long (0 = never)")
 flags.parseOrExit()
 
 func fail(_ message: String, status: Int32) -> Never {
@@ -75,6 +76,7 @@ configuration.maxConnections = max(1, flags.int("max-connections"))
 configuration.eventLoops = max(1, flags.int("event-loops"))
 configuration.requestReadTimeout = flags.duration("request-timeout")
 configuration.idleTimeout = flags.duration("idle-timeout")
+configuration.writeTimeout = flags.duration("write-timeout")
 configuration.log = { level, message in LogLine.write(level, message) }
 if !flags.string("auth-token-file").isEmpty {
     configuration.authToken = readToken(flags.string("auth-token-file"))

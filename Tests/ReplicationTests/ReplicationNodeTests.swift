@@ -222,16 +222,21 @@ struct ReplicationNodeTests {
     @Test func aBackupPromotesItselfWhenThePrimaryFallsSilent() async throws {
         let network = InMemoryReplicationNetwork()
         let primary = TestNode("p", network: network)
-        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = .milliseconds(300) }
+        // 40 heartbeat intervals (50 ms). With 300 ms (6 intervals), a full parallel run on 2 cores
+        // stalled the heartbeat or the follower thread past the timeout: the backup promoted
+        // itself while its primary was alive, as it should, and the test failed. The claim is
+        // about heartbeats, not about how fast an overloaded machine schedules threads.
+        let heartbeatTimeout = Duration.seconds(2)
+        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = heartbeatTimeout }
         try primary.startPrimary()
         try backup.startBackup(of: "p")
         defer { backup.stop() }
         #expect(try await eventually { primary.inSyncAsPrimary })
         try await primary.database.put("k", v("1"))
         // Heartbeats keep an idle backup from promoting: the watcher has looked, and decided,
-        // twice the timeout after the last write.
+        // well past the timeout after the last write.
         let idleSince = ContinuousClock.now
-        #expect(try await eventually { backup.lastSilenceCheck.map { $0 >= idleSince + .milliseconds(600) } ?? false })
+        #expect(try await eventually { backup.lastSilenceCheck.map { $0 >= idleSince + heartbeatTimeout * 1.5 } ?? false })
         #expect(backup.node.role == .backup)
         primary.stop()
         #expect(try await eventually { backup.node.role == .primary })

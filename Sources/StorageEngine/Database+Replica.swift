@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import Synchronization
 import WireProtocol
@@ -169,9 +172,19 @@ extension Database {
     /// its pieces go to checkpoint.G.tmp as they arrive (`ReplicaSnapshotReceiver`), and
     /// `ReplicaSnapshotReceiver.install` replaces this database's whole state with it. Nothing
     /// changes until then.
+    ///
+    /// `totalBytes` comes from the peer: more than the data directory's file system has free is
+    /// refused here (ENOSPC), before checkpoint.G.tmp exists, so that a hostile or broken primary
+    /// cannot fill the disk under this replica's old state, which stays beside the temporary
+    /// until the install.
     public func receiveSnapshot(generation: UInt64, totalBytes: UInt64) throws(DatabaseError) -> ReplicaSnapshotReceiver {
         guard generation < Database.largestReplicatedGeneration else {
             throw .replicaMismatch("snapshot generation \(generation) is out of range")
+        }
+        if let available = try snapshotStore.availableBytes(), totalBytes > available {
+            throw .io(
+                operation: "receiving a \(totalBytes)-byte snapshot (\(available) bytes free) into",
+                path: snapshotStore.checkpointLocation(generation) + ".tmp", errno: ENOSPC)
         }
         let temporary = try snapshotStore.createCheckpointTemporary(generation)
         return ReplicaSnapshotReceiver(database: self, temporary: temporary, totalBytes: totalBytes)

@@ -193,6 +193,13 @@ public final class FileStore: LogStore, SnapshotStore {
         try renameFile(name, to: checkpointName(generation))
     }
 
+    public func availableBytes() throws(DatabaseError) -> UInt64? {
+        var info = statvfs()
+        guard fstatvfs(directoryDescriptor, &info) == 0 else { throw .io(operation: "fstatvfs", path: path, errno: errno) }
+        let (bytes, overflow) = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
+        return overflow ? .max : bytes
+    }
+
     public func removeCheckpoint(_ generation: UInt64) throws(DatabaseError) {
         // A file still being read (a snapshot streaming to a replica) is only unlinked: its blocks
         // are freed when the last handle closes.

@@ -328,8 +328,13 @@ struct Recovery {
     /// reads on its own; the page cache serves the second); a mismatch discards the map. (Parsing
     /// stays on the calling thread so every value is allocated from one malloc arena, which keeps
     /// resident memory down.)
+    ///
+    /// If no thread can be made (`startThread` throws: the process is out of threads or memory for
+    /// a stack), the checksum is verified on this thread first: slower, never a trap. (A replica
+    /// decodes its primary's snapshot here, so a peer can make this run at any time.)
     static func decodeCheckpoint(
-        _ checkpoint: any CheckpointFile, generation: UInt64, file: String
+        _ checkpoint: any CheckpointFile, generation: UInt64, file: String,
+        startThread: (@escaping @Sendable () -> Void) throws(ThreadStartError) -> Void = tryStartDetachedThread
     ) throws(DatabaseError) -> (map: ShardedMap, entries: Int) {
         let read: @Sendable (Int, Int) throws -> [UInt8] = { offset, maxBytes in
             try checkpoint.read(from: offset, maxBytes: maxBytes)
@@ -350,7 +355,11 @@ struct Recovery {
             // A thread of its own, not a Dispatch or cooperative-pool worker: the caller blocks
             // below, and a pool that must first grow to run the verifier would stall the open.
             if checkpoint.size >= Recovery.parallelVerifyThreshold {
-                startDetachedThread(verify)
+                do throws(ThreadStartError) {
+                    try startThread(verify)
+                } catch {
+                    verify()
+                }
             } else {
                 verify()
             }

@@ -24,6 +24,10 @@ public protocol SnapshotStore: AnyObject, Sendable {
     func createCheckpointTemporary(_ generation: UInt64) throws(DatabaseError) -> any CheckpointTemporary
     /// Deletes checkpoint.N. Deleting a missing file is not an error.
     func removeCheckpoint(_ generation: UInt64) throws(DatabaseError)
+    /// The bytes still free for this process on the file system that holds the checkpoints (statvfs:
+    /// available blocks × fragment size), or nil if the store cannot tell: how a replica bounds the
+    /// snapshot a primary announces before writing any of it.
+    func availableBytes() throws(DatabaseError) -> UInt64?
 
     /// The generation in `version`, or nil if the file does not exist. A file that exists but does
     /// not hold a number is an error.
@@ -56,6 +60,7 @@ public protocol SnapshotStore: AnyObject, Sendable {
 }
 
 extension SnapshotStore {
+    public func availableBytes() throws(DatabaseError) -> UInt64? { nil }
     public func checkpointLocation(_ generation: UInt64) -> String { "checkpoint.\(generation)" }
     public func metadataLocation(_ file: MetadataFile) -> String { file.rawValue }
 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import StorageEngine
 
@@ -48,6 +51,34 @@ struct ChunkedRecoveryTests {
             #expect(read.count == content.count)
             let intact = read == content  // (a Bool: a diff of two 9 MiB arrays would take forever)
             #expect(intact)
+        }
+    }
+
+    /// A checkpoint large enough to be verified on a second thread still loads, checked, when no
+    /// thread can be made (a replica decodes its primary's snapshot this way, at a peer's timing):
+    /// before the fix the failed pthread_create was a preconditionFailure, and the process died.
+    @Test func aLargeCheckpointLoadsAndIsVerifiedWhenNoThreadCanBeMade() async throws {
+        let store = FaultInjectingStore()
+        let db = try Database.open(logStore: store, snapshotStore: store)
+        let value = [UInt8](repeating: 7, count: 1000)
+        for index in 0..<5000 { try await db.put(Key("k-\(index)"), value) }
+        let generation = try await db.checkpoint().generation
+        db.close()
+        let refuse: (@escaping @Sendable () -> Void) throws(ThreadStartError) -> Void = { _ throws(ThreadStartError) in
+            throw ThreadStartError(code: EAGAIN)
+        }
+        let checkpoint = try store.openCheckpoint(generation)
+        #expect(checkpoint.size >= Recovery.parallelVerifyThreshold)
+        let (map, entries) = try Recovery.decodeCheckpoint(checkpoint, generation: generation, file: "checkpoint", startThread: refuse)
+        checkpoint.close()
+        #expect(entries == 5000 && map.count == 5000)
+
+        // The checksum is still verified: one flipped byte inside an entry is refused.
+        store.corrupt(file: "checkpoint.\(generation)", offset: 100_000)
+        let damaged = try store.openCheckpoint(generation)
+        defer { damaged.close() }
+        #expect(throws: DatabaseError.self) {
+            _ = try Recovery.decodeCheckpoint(damaged, generation: generation, file: "checkpoint", startThread: refuse)
         }
     }
 }

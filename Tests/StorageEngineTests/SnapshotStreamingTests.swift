@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import Synchronization
 import Testing
@@ -163,5 +166,108 @@ struct SnapshotStreamingTests {
         #expect(try reopened.get("old") == v("state"))
         #expect(reopened.stats.keys == 1)
         #expect(!store.fileNames().contains { $0.hasSuffix(".tmp") })
+    }
+
+    /// A primary announcing more bytes than the replica's file system has free (hostile, or
+    /// broken) is refused at the announcement, before checkpoint.G.tmp exists: it cannot fill the
+    /// disk under the replica's old state. Before the fix any size was taken, and the pieces written
+    /// until the disk was full.
+    @Test func aSnapshotLargerThanTheFreeDiskIsRefusedBeforeAnythingIsWritten() async throws {
+        try await TestSupport.withTemporaryDirectory { directory in
+            let replica = try Database.open(directory: directory, options: manualCheckpoints())
+            defer { replica.close() }
+            try await replica.put("keep", v("me"))
+            let before = try TestSupport.snapshot(directory)
+            let error = #expect(throws: DatabaseError.self) {
+                _ = try replica.receiveSnapshot(generation: 3, totalBytes: 1 << 61)
+            }
+            guard case .io(_, let path, let code) = error else {
+                Issue.record("expected an ENOSPC io error, got \(String(describing: error))")
+                return
+            }
+            #expect(code == ENOSPC)
+            #expect(path.hasSuffix("checkpoint.3.tmp"), "\(path)")
+            #expect(try TestSupport.snapshot(directory) == before, "nothing was written")
+            #expect(try replica.get("keep") == v("me"))
+        }
+    }
+
+    /// The power cut at every step of an install, from the first piece written to the marker's
+    /// removal (each checkpoint write, marker write, directory change and read): the directory then
+    /// opens with the old state whole or the new one whole, or it holds the `resync` marker and
+    /// refuses to open; `discardIncompleteResync` then empties it and it opens empty. No other
+    /// outcome, and no temporary survives an open.
+    @Test func aPowerLossAtEveryStepOfAnInstallLeavesOneWholeStateOrTheMarker() async throws {
+        let (primary, _) = try await primary()
+        _ = try await primary.checkpoint()  // the snapshot's generation is not the replica's
+        let snapshot = try wait { primary.snapshotForReplica(completion: $0) }.get()
+        primary.close()
+        let crc = CRC32.checksum(snapshot.checkpoint)
+
+        func replica() async throws -> (Database, FaultInjectingStore) {
+            let store = FaultInjectingStore()
+            let db = try Database.open(logStore: store, snapshotStore: store, options: manualCheckpoints())
+            for index in 0..<5 { try await db.put(Key("old-\(index)"), v("old")) }
+            _ = try await db.checkpoint()
+            try await db.put("old-logged", v("old"))
+            return (db, store)
+        }
+        func install(_ db: Database) -> Result<Void, DatabaseError> {
+            do throws(DatabaseError) {
+                let receiver = try db.receiveSnapshot(generation: snapshot.generation, totalBytes: UInt64(snapshot.checkpoint.count))
+                let third = snapshot.checkpoint.count / 3
+                try receiver.write(Array(snapshot.checkpoint[..<third]))
+                try receiver.write(Array(snapshot.checkpoint[third..<(2 * third)]))
+                try receiver.write(Array(snapshot.checkpoint[(2 * third)...]))
+                return wait { receiver.install(crc32: crc, completion: $0) }
+            } catch {
+                return .failure(error)
+            }
+        }
+
+        let kinds: [FaultInjectingStore.Operation] = [.checkpointWrite, .markerWrite, .directory, .read]
+        let (dry, dryStore) = try await replica()
+        let before = kinds.map { dryStore.operationCount($0) }
+        try install(dry).get()
+        let counts = zip(kinds, before).map { dryStore.operationCount($0) - $1 }
+        dry.close()
+        #expect(counts[kinds.firstIndex(of: .directory)!] >= 6, "the install's directory steps were counted: \(counts)")
+
+        var outcomes: Set<String> = []
+        for (kind, count) in zip(kinds, counts) {
+            for index in 0..<count {
+                let step = "power lost at \(kind) #\(index)"
+                let (db, store) = try await replica()
+                store.inject(kind, skip: index, effect: .powerLoss)
+                _ = install(db)
+                #expect(!store.isPoweredOn, "\(step): the fault fired")
+                db.close()
+                store.powerOn()
+                let opened = Result { () throws(DatabaseError) in try Database.open(logStore: store, snapshotStore: store) }
+                if case .failure(.incompleteResync) = opened {
+                    outcomes.insert("marker")
+                    #expect(try Database.discardIncompleteResync(logStore: store, snapshotStore: store), "\(step)")
+                    let emptied = try Database.open(logStore: store, snapshotStore: store)
+                    #expect(emptied.stats.keys == 0, "\(step)")
+                    emptied.close()
+                    #expect(!store.fileNames().contains { $0.hasSuffix(".tmp") }, "\(step): \(store.fileNames())")
+                    continue
+                }
+                let reopened = try opened.get()
+                defer { reopened.close() }
+                #expect(!store.fileNames().contains { $0.hasSuffix(".tmp") }, "\(step): \(store.fileNames())")
+                if try reopened.get("old-logged") != nil {
+                    outcomes.insert("old")
+                    #expect(reopened.stats.keys == 6, "\(step): the old state, whole")
+                    #expect(try reopened.get("old-4") == v("old"), "\(step)")
+                } else {
+                    outcomes.insert("new")
+                    #expect(reopened.stats.keys == 200, "\(step): the new state, whole")
+                    #expect(try reopened.get("p199") == v("primary-199"), "\(step)")
+                    #expect(reopened.logPosition == LogPosition(generation: snapshot.generation, offset: 0), "\(step)")
+                }
+            }
+        }
+        #expect(outcomes.isSuperset(of: ["old", "marker"]), "\(outcomes)")
     }
 }

@@ -75,6 +75,51 @@ struct ChunkedReaderTests {
         }
     }
 
+    /// Every cut of a segment (a torn tail at every offset, so at and beside every chunk boundary),
+    /// with and without zeros written ahead after the cut, at chunk sizes around a record's size
+    /// and its header's: the same outcome as the buffer reader, and the same tail.
+    @Test func walScanMatchesTheBufferReaderAtEveryCutAndChunkBoundary() {
+        var segment: [UInt8] = []
+        for index in 0..<6 {
+            WALEncoder.append([.set(key: [UInt8(index)], value: [UInt8](repeating: UInt8(index), count: 3 + 7 * index))], to: &segment)
+        }
+        let firstRecord = 4 + 1 + 4 + 4 + 4 + 1 + 3 + 4  // header, opcode, count, lengths, key, value, CRC
+        let chunkSizes = [1, 2, 4, 5, 8, 11, 12, 13, firstRecord - 1, firstRecord, firstRecord + 1, 64]
+        for cut in 0...segment.count {
+            for zeros in [0, 1, 8, 40] {
+                let bytes = Array(segment[..<cut]) + [UInt8](repeating: 0, count: zeros)
+                let whole = Self.scanWhole(bytes)
+                for chunkSize in chunkSizes {
+                    let (chunked, scan) = Self.scanChunked(bytes, chunkSize: chunkSize)
+                    #expect(chunked == whole, "cut \(cut), zeros \(zeros), chunk \(chunkSize)")
+                    #expect(scan.fileSize == bytes.count, "cut \(cut), zeros \(zeros), chunk \(chunkSize)")
+                    if case .tornTail(let offset, _, _) = whole.result {
+                        #expect(scan.tailIsZeros == bytes[offset...].allSatisfy { $0 == 0 }, "cut \(cut), zeros \(zeros), chunk \(chunkSize)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every cut of a checkpoint, at chunk sizes around an entry's size: the same entries or the
+    /// same error as the buffer reader.
+    @Test func checkpointReadMatchesTheBufferReaderAtEveryCutAndChunkBoundary() {
+        var writer = CheckpointWriter(generation: 2, entryCount: 5)
+        for index in 0..<5 {
+            let key = [UInt8(index), 1]
+            let value = [UInt8](repeating: UInt8(index), count: 2 + 5 * index)
+            key.withUnsafeBytes { k in value.withUnsafeBytes { v in writer.append(key: k, value: v) } }
+        }
+        let file = writer.finish()
+        for cut in 0...file.count {
+            let bytes = Array(file[..<cut])
+            let whole = Self.readWhole(bytes, generation: 2)
+            for chunkSize in [1, 3, 7, 8, 9, 11, 12, 13, 28, 32] {
+                #expect(Self.readChunked(bytes, generation: 2, chunkSize: chunkSize) == whole, "cut \(cut), chunk \(chunkSize)")
+            }
+        }
+    }
+
     @Test func walScanOfZerosAfterRecordsIsATornTailOfZeros() {
         var bytes: [UInt8] = []
         WALEncoder.append([.set(key: [7], value: [8])], to: &bytes)

@@ -53,4 +53,15 @@ struct HMACSHA256Tests {
         #expect(!constantTimeEquals([0, 2, 3], [1, 2, 3]))
         #expect(!constantTimeEquals([1, 2], [1, 2, 3]))
     }
+
+    /// Keys of 64 bytes (one block, used as is) and 65 and 100 (longer: hashed first), with
+    /// messages across a block boundary (Python's hmac module).
+    @Test func keysAtAndAboveTheBlockSize() {
+        #expect(hex(HMACSHA256.authenticationCode(key: [UInt8](repeating: 0x6B, count: 64), message: [UInt8](repeating: 0x6D, count: 65)))
+            == "8d2bba5a4384f74df6cc410b12c3bcaa11216283a874e20c3e003489f55d495c")
+        #expect(hex(HMACSHA256.authenticationCode(key: [UInt8](repeating: 0x6B, count: 65), message: [UInt8](repeating: 0x6D, count: 55)))
+            == "56b309135b99aa71a43ce65fe117677a2699cc14009972a5414ea8575e006d0c")
+        #expect(hex(HMACSHA256.authenticationCode(key: [UInt8](repeating: 0x6B, count: 100), message: Array("msg".utf8)))
+            == "bd56a1782c2830e8abc6ed866a57a1230661e650b84c62f7ee3accc5fa5af491")
+    }
 }

@@ -50,7 +50,8 @@ for round in $(seq "$rounds"); do
         results[${side}get64]+="$(load 64 get.lua) "
         stop
     done
-    echo "round $round: A ${results[aput64]##* } B ${results[bput64]##* } (latest PUT 64)" >&2
+    latest_a=${results[aput64]% }; latest_b=${results[bput64]% }
+    echo "round $round: PUT 64 A ${latest_a##* } B ${latest_b##* }" >&2
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }

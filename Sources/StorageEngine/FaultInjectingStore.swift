@@ -405,19 +405,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         do throws(DatabaseError) {
             try produce { (bytes) throws(DatabaseError) in
                 try disk.withLock { (disk) throws(DatabaseError) in
-                    let id = try disk.handle(descriptor, "write", temporary)
-                    switch try disk.fault(.checkpointWrite, "write", temporary) {
-                    case nil:
-                        disk.files[id]!.content.append(contentsOf: bytes)
-                    case .partialWrite(let count):
-                        disk.files[id]!.content.append(contentsOf: bytes.prefix(max(0, count)))
-                        throw .io(operation: "write", path: temporary, errno: EIO)
-                    case .failAfterApplying:
-                        disk.files[id]!.content.append(contentsOf: bytes)
-                        throw .io(operation: "write", path: temporary, errno: EIO)
-                    default:
-                        throw .io(operation: "write", path: temporary, errno: EIO)
-                    }
+                    try disk.writeCheckpointBytes(bytes, descriptor: descriptor, name: temporary)
                 }
             }
             try disk.withLock { (disk) throws(DatabaseError) in
@@ -603,19 +591,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
 
         func write(_ bytes: [UInt8]) throws(DatabaseError) {
             try store.disk.withLock { (disk) throws(DatabaseError) in
-                let id = try disk.handle(descriptor, "write", name)
-                switch try disk.fault(.checkpointWrite, "write", name) {
-                case nil:
-                    disk.files[id]!.content.append(contentsOf: bytes)
-                case .partialWrite(let count):
-                    disk.files[id]!.content.append(contentsOf: bytes.prefix(max(0, count)))
-                    throw .io(operation: "write", path: name, errno: EIO)
-                case .failAfterApplying:
-                    disk.files[id]!.content.append(contentsOf: bytes)
-                    throw .io(operation: "write", path: name, errno: EIO)
-                default:
-                    throw .io(operation: "write", path: name, errno: EIO)
-                }
+                try disk.writeCheckpointBytes(bytes, descriptor: descriptor, name: name)
             }
         }
 
@@ -832,6 +808,24 @@ private struct Disk {
             throw .io(operation: call, path: path, errno: EIO)
         default:
             return fired
+        }
+    }
+
+    /// Appends `bytes` to the checkpoint file open as `descriptor`, with the `.checkpointWrite`
+    /// faults (a partial write, a write applied and then failed, a plain failure).
+    mutating func writeCheckpointBytes(_ bytes: [UInt8], descriptor: Int, name: String) throws(DatabaseError) {
+        let id = try handle(descriptor, "write", name)
+        switch try fault(.checkpointWrite, "write", name) {
+        case nil:
+            files[id]!.content.append(contentsOf: bytes)
+        case .partialWrite(let count):
+            files[id]!.content.append(contentsOf: bytes.prefix(max(0, count)))
+            throw .io(operation: "write", path: name, errno: EIO)
+        case .failAfterApplying:
+            files[id]!.content.append(contentsOf: bytes)
+            throw .io(operation: "write", path: name, errno: EIO)
+        default:
+            throw .io(operation: "write", path: name, errno: EIO)
         }
     }
 

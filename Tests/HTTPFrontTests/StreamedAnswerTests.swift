@@ -1,0 +1,114 @@
+import Foundation
+@testable import HTTPFront
+import StorageEngine
+import Synchronization
+import Testing
+import WireProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// GET answers of values over `KeyValueHandlers.streamedValueThreshold` are produced a chunk at a
+/// time as the socket drains: the same bytes as the whole encoding, in pipelined order, and never
+/// built whole for a client that does not read.
+@Suite("Streamed answers")
+struct StreamedAnswerTests {
+    /// Random bytes from a fixed seed (xorshift64*), so a failure can be replayed.
+    static func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+        var state = seed | 1
+        return (0..<count).map { _ in
+            state ^= state >> 12
+            state ^= state << 25
+            state ^= state >> 27
+            return UInt8(truncatingIfNeeded: (state &* 2_685_821_657_736_338_717) >> 56)
+        }
+    }
+
+    /// The answer to a GET (or the head alone, for a HEAD) of `key` holding `value`, encoded
+    /// whole, as the server built every GET answer before streaming: the JSON body (key escaped
+    /// by JSONWriter, value in base64 by Foundation), framed by HTTPResponseEncoder.
+    static func wholeAnswer(key: [UInt8], value: [UInt8], head: Bool = false, close: Bool = false, http10KeepAlive: Bool = false) -> [UInt8] {
+        var body: [UInt8] = Array(#"{"key":"#.utf8)
+        key.withUnsafeBytes { JSONWriter.appendString($0, to: &body) }
+        body += Array(#","value":""#.utf8) + Array(base64(value).utf8) + Array(#"","encoding":"base64"}"#.utf8) + [0x0A]
+        var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
+        if http10KeepAlive { headers.append(("Connection", "keep-alive")) }
+        var bytes: [UInt8] = []
+        HTTPResponseEncoder.encode(HTTPResponse(status: 200, headers: headers, body: body), headOnly: head, closeConnection: close, to: &bytes)
+        return bytes
+    }
+
+    static func target(_ key: [UInt8]) -> String { "/v1/kv/" + percentEncodeAll(key) }
+
+    /// Pipelined GETs and HEADs mixing small values, large ones (1 MiB + 1 byte, just over the
+    /// threshold, and a size that ends on each base64 remainder), a missing key and an HTTP/1.0
+    /// keep-alive GET, the last request closing the connection: every byte the server sends is
+    /// compared with the whole encodings, in request order. (GET answers only in base64: the API
+    /// has no other encoding for answers.)
+    @Test func streamedAnswersAreByteIdenticalToWholeOnesAndKeepTheirOrder() throws {
+        try withServer({ $0.eventLoops = 1 }) { server in
+            let keys: [[UInt8]] = [Array("small".utf8), [0x62, 0x22, 0x3C, 0xC3, 0xBC, 0x01, 0x2F], Array("edge".utf8), Array("odd".utf8), Array("tiny".utf8)]
+            let values: [[UInt8]] = [
+                StreamedAnswerTests.randomBytes(24, seed: 1),
+                StreamedAnswerTests.randomBytes((1 << 20) + 1, seed: 2),
+                StreamedAnswerTests.randomBytes(KeyValueHandlers.streamedValueThreshold + 1, seed: 3),
+                StreamedAnswerTests.randomBytes(3 * StreamedValueAnswer.valueChunk + 2, seed: 4),
+                StreamedAnswerTests.randomBytes(1, seed: 5),
+            ]
+            let admin = try server.connect()
+            for (key, value) in zip(keys, values) {
+                #expect(try admin.exchange(RawRequest.put(StreamedAnswerTests.target(key), value: value)).status == 200)
+            }
+            var requests: [UInt8] = []
+            var expected: [UInt8] = []
+            func get(_ index: Int, head: Bool = false) {
+                requests += RawRequest.make(head ? "HEAD" : "GET", StreamedAnswerTests.target(keys[index]))
+                expected += StreamedAnswerTests.wholeAnswer(key: keys[index], value: values[index], head: head)
+            }
+            get(0); get(1); get(4); get(1, head: true); get(2); get(3); get(0); get(3); get(1, head: true)
+            requests += RawRequest.make("GET", "/v1/kv/missing")
+            var missing: [UInt8] = []
+            HTTPResponseEncoder.encode(
+                HTTPResponse(status: 404, headers: [("Content-Type", "application/json")], body: Array(#"{"error":"key not found: missing"}"#.utf8) + [0x0A]),
+                headOnly: false, closeConnection: false, to: &missing)
+            expected += missing
+            requests += RawRequest.make("GET", StreamedAnswerTests.target(keys[1]), headers: ["Connection: keep-alive"], version: "HTTP/1.0")
+            expected += StreamedAnswerTests.wholeAnswer(key: keys[1], value: values[1], http10KeepAlive: true)
+            requests += RawRequest.make("GET", StreamedAnswerTests.target(keys[3]), headers: ["Connection: close"])
+            expected += StreamedAnswerTests.wholeAnswer(key: keys[3], value: values[3], close: true)
+
+            let client = try server.connect()
+            try client.send(requests)
+            let received = try client.readUntilClosed(timeout: .seconds(60))
+            #expect(received.count == expected.count)
+            if received != expected {
+                let first = (0..<min(received.count, expected.count)).first { received[$0] != expected[$0] } ?? min(received.count, expected.count)
+                Issue.record("the answers differ from the whole encodings at byte \(first) of \(expected.count)")
+            }
+        }
+    }
+
+    /// A client GETs an 8 MiB value (an 11 MB answer) and never reads: the server holds at most a
+    /// chunk of it built (the rest is the stored value, referenced). (Before: the whole answer was
+    /// built and held; the kernel takes at most a few MB of it.)
+    @Test func aLargeAnswerIsNotBuiltWholeForAClientThatDoesNotRead() throws {
+        try withServer({ $0.eventLoops = 1 }) { server in
+            let admin = try server.connect()
+            let value = StreamedAnswerTests.randomBytes(8 << 20, seed: 6)
+            #expect(try admin.exchange(RawRequest.put("/v1/kv/big", value: value)).status == 200)
+            let stuck = try server.connect(receiveBufferSize: 4096)
+            try stuck.send(RawRequest.get("/v1/kv/big"))
+            let answered = try Poll.until(timeout: .seconds(30)) {
+                metricValue(try admin.exchange(RawRequest.get("/metrics")).text, #"smalldb_http_requests_total{route="kv",method="GET",status="200"}"#) == 1
+            }
+            #expect(answered)
+            let loopServer = try #require(server.server.loopServersForTesting.first)
+            let built = Atomic<Int>(-1)
+            loopServer.loop.execute { built.store(loopServer.builtAnswerBytesForTesting, ordering: .releasing) }
+            #expect(Poll.until { built.load(ordering: .acquiring) >= 0 })
+            let bytes = built.load(ordering: .acquiring)
+            #expect(bytes <= 256 << 10, "\(bytes) bytes of answers built for a client that reads nothing")
+            stuck.close()
+        }
+    }
+}

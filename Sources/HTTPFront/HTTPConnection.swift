@@ -469,7 +469,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         guard !isClosed else { return }
         shutdown(descriptor, Int32(SHUT_WR))
         lingeringUntil = .now + HTTPConnection.lingerTime
-        loop.modify(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+        changeInterest(EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
         discardInput()
         // Shutting down, with nothing unread: a reset can no longer hurt an answer, and waiting
         // for every idle client to hang up would only delay the shutdown.
@@ -518,7 +518,19 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         var events: UInt32 = 0
         if !readingPaused && !noMoreRequests { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
         if watchingWrites || output.count > outputOffset { events |= EPOLLOUT.rawValue }
-        loop.modify(descriptor, events: events)
+        changeInterest(events)
+    }
+
+    /// Asks the loop to watch `events`. If epoll refuses (ENOMEM, say), the connection would
+    /// stay watched for the old events: never woken to send its answers, or woken without end
+    /// for input it no longer reads. So it is closed (its client sees the connection end),
+    /// counted (`smalldb_http_connection_watch_failures_total`) and logged.
+    private func changeInterest(_ events: UInt32) {
+        let failure = server.configuration.connectionWatchFaults?.take() ?? loop.modify(descriptor, events: events)
+        guard let code = failure else { return }
+        server.metrics.connectionWatchFailures.add(1, ordering: .relaxed)
+        server.logServerError("cannot change the events watched on a connection: epoll_ctl: \(errnoText(code)) (errno \(code)); closed it")
+        close()
     }
 
     // MARK: Timeouts and shutdown

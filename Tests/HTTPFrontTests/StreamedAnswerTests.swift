@@ -10,7 +10,8 @@ import Glibc
 
 /// GET answers of values over `KeyValueHandlers.streamedValueThreshold` are produced a chunk at a
 /// time as the socket drains: the same bytes as the whole encoding, in pipelined order, and never
-/// built whole for a client that does not read.
+/// built whole for a client that does not read. Also: a refused change of a connection's epoll
+/// events closes it and is counted.
 @Suite("Streamed answers")
 struct StreamedAnswerTests {
     /// Random bytes from a fixed seed (xorshift64*), so a failure can be replayed.
@@ -109,6 +110,28 @@ struct StreamedAnswerTests {
             let bytes = built.load(ordering: .acquiring)
             #expect(bytes <= 256 << 10, "\(bytes) bytes of answers built for a client that reads nothing")
             stuck.close()
+        }
+    }
+
+    /// epoll refuses to change a connection's events (injected, as EPOLL_CTL_MOD fails with
+    /// ENOMEM): the connection is closed, counted and logged, and the server goes on serving.
+    /// The request that triggers the change is a `Connection: close` GET (reading stops). (Before:
+    /// the failure was ignored, and the connection went on with the events it had.)
+    @Test func aRefusedEventChangeClosesTheConnectionAndIsCounted() throws {
+        let logged = Mutex<[String]>([])
+        try withServer({
+            $0.eventLoops = 1
+            $0.connectionWatchFaults = ListenerWatchFaults(count: 1, errno: ENOMEM)
+            $0.log = { _, line in logged.withLock { $0.append(line) } }
+        }) { server in
+            let client = try server.connect()
+            try client.send(RawRequest.get("/v1/health", headers: ["Connection: close"]))
+            let received = try client.readUntilClosed(timeout: .seconds(10))
+            #expect(received.isEmpty, "the connection answered although its events could not be changed")
+            let admin = try server.connect()
+            let text = try admin.exchange(RawRequest.get("/metrics")).text
+            #expect(metricValue(text, "smalldb_http_connection_watch_failures_total") == 1)
+            #expect(logged.withLock { $0.contains { $0.contains("cannot change the events watched on a connection") } })
         }
     }
 }

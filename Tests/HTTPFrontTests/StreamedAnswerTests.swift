@@ -89,6 +89,29 @@ struct StreamedAnswerTests {
         }
     }
 
+    /// A PUT of the key while its streamed answer is being sent does not change that answer: the
+    /// connection holds the old value's buffer, which a write replaces in the map and never
+    /// mutates. The client reads slowly (a 4 KiB receive buffer), so most of the answer is built
+    /// after the PUT is durable; it must still be all old bytes, and a GET after it the new ones.
+    @Test func aWriteDuringAStreamedAnswerDoesNotChangeIt() throws {
+        try withServer({ $0.eventLoops = 1 }) { server in
+            let admin = try server.connect()
+            let old = StreamedAnswerTests.randomBytes(2 << 20, seed: 7)
+            let new = StreamedAnswerTests.randomBytes(2 << 20, seed: 8)
+            #expect(try admin.exchange(RawRequest.put("/v1/kv/k", value: old)).status == 200)
+            let reader = try server.connect(receiveBufferSize: 4096)
+            try reader.send(RawRequest.get("/v1/kv/k"))
+            let answered = try Poll.until(timeout: .seconds(30)) {
+                metricValue(try admin.exchange(RawRequest.get("/metrics")).text, #"smalldb_http_requests_total{route="kv",method="GET",status="200"}"#) == 1
+            }
+            #expect(answered)
+            #expect(try admin.exchange(RawRequest.put("/v1/kv/k", value: new)).status == 200)
+            let response = try reader.readResponse(timeout: .seconds(30))
+            #expect(response.text == getBody(jsonKey: #""k""#, value: old))
+            #expect(try admin.exchange(RawRequest.get("/v1/kv/k")).text == getBody(jsonKey: #""k""#, value: new))
+        }
+    }
+
     /// A client GETs an 8 MiB value (an 11 MB answer) and never reads: the server holds at most a
     /// chunk of it built (the rest is the stored value, referenced). (Before: the whole answer was
     /// built and held; the kernel takes at most a few MB of it.)

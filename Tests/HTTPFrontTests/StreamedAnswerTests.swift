@@ -43,9 +43,10 @@ struct StreamedAnswerTests {
 
     /// Pipelined GETs and HEADs mixing small values, large ones (1 MiB + 1 byte, just over the
     /// threshold, and a size that ends on each base64 remainder), a missing key and an HTTP/1.0
-    /// keep-alive GET, the last request closing the connection: every byte the server sends is
-    /// compared with the whole encodings, in request order. (GET answers only in base64: the API
-    /// has no other encoding for answers.)
+    /// keep-alive GET, and a 1 MiB+ text value stored with encoding utf-8, the last request
+    /// closing the connection: every byte the server sends is compared with the whole encodings,
+    /// in request order. (GET answers only in base64, whatever encoding the PUT used: the API has
+    /// no other encoding for answers.)
     @Test func streamedAnswersAreByteIdenticalToWholeOnesAndKeepTheirOrder() throws {
         try withServer({ $0.eventLoops = 1 }) { server in
             let keys: [[UInt8]] = [Array("small".utf8), [0x62, 0x22, 0x3C, 0xC3, 0xBC, 0x01, 0x2F], Array("edge".utf8), Array("odd".utf8), Array("tiny".utf8)]
@@ -60,6 +61,11 @@ struct StreamedAnswerTests {
             for (key, value) in zip(keys, values) {
                 #expect(try admin.exchange(RawRequest.put(StreamedAnswerTests.target(key), value: value)).status == 200)
             }
+            // Text (1-, 2- and 3-byte UTF-8 sequences) PUT with encoding utf-8: stored as its UTF-8 bytes.
+            let text = String(repeating: "a\u{E9}\u{20AC}-", count: (1 << 20) / 7 + 1)
+            let textKey = Array("text".utf8)
+            #expect(try admin.exchange(RawRequest.make("PUT", "/v1/kv/text", body: #"{"value":"\#(text)","encoding":"utf-8"}"#)).status == 200)
+
             var requests: [UInt8] = []
             var expected: [UInt8] = []
             func get(_ index: Int, head: Bool = false) {
@@ -67,6 +73,8 @@ struct StreamedAnswerTests {
                 expected += StreamedAnswerTests.wholeAnswer(key: keys[index], value: values[index], head: head)
             }
             get(0); get(1); get(4); get(1, head: true); get(2); get(3); get(0); get(3); get(1, head: true)
+            requests += RawRequest.make("GET", "/v1/kv/text")
+            expected += StreamedAnswerTests.wholeAnswer(key: textKey, value: Array(text.utf8))
             requests += RawRequest.make("GET", "/v1/kv/missing")
             var missing: [UInt8] = []
             HTTPResponseEncoder.encode(

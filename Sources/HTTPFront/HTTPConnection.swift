@@ -29,7 +29,8 @@ import Glibc
 ///   `KeyValueHandlers.streamedValueThreshold`, `StreamedValueAnswer`) counts there with all its
 ///   unsent bytes, though only one chunk of it (64 KiB of base64) is ever built: the rest is a
 ///   reference to the stored value. So a client that never reads makes us build at most 4 MiB
-///   of answers plus one small answer (at most ~88 KB) plus one chunk, and reference values
+///   of answers plus one more small answer (a GET of a 64 KiB value under the largest key, fully
+///   escaped, is about 112 KB) plus one chunk, and reference values
 ///   whose answers total under 4 MiB plus one (which are the map's own bytes unless the keys
 ///   were written since), for at most `writeTimeout` once the kernel takes no more of them.
 /// - Streamed answers keep their place: one is taken from the slots only once everything before

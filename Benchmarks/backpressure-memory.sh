@@ -5,6 +5,7 @@
 #
 #   Benchmarks/backpressure-memory.sh                       (builds and measures the release server)
 #   SERVER=/path/to/small_db_server ROUNDS=5 Benchmarks/backpressure-memory.sh
+#   ONLY=many,pipeline Benchmarks/backpressure-memory.sh     (some scenarios only, by name)
 #
 # 1. pipeline: one connection pipelines 550 GETs of a 256 KiB value and reads nothing (a 4 KiB
 #    receive buffer); growth 3 s later.
@@ -13,7 +14,9 @@
 #    write timeout; a server without one holds it for good), and 12 s later, after ten more such
 #    clients came at 9 s (what the first ten held is reused, or added to).
 # 3. metrics: one connection pipelines 20,000 GET /metrics and reads nothing; growth 3 s later.
-# 4. fairness (not memory): with -event-loops 1, one connection pipelines 10,000 GET /metrics
+# 4. many: 10, then 100 connections each GET one 16 MiB value and read nothing (default timeouts:
+#    the write timeout, 30 s, has not fired yet); growth 5 s later.
+# 5. fairness (not memory): with -event-loops 1, one connection pipelines 10,000 GET /metrics
 #    and reads every answer, while another sends GET /v1/health one at a time; the slowest health
 #    answer during the flood (median of the rounds' worst).
 # The baseline is the RSS after the values are stored, before the scenario's clients connect.
@@ -28,10 +31,14 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$SERVER" "$work" "$rounds" <<'PY'
+python3 - "$SERVER" "$work" "$rounds" "${ONLY:-}" <<'PY'
 import base64, json, os, signal, socket, statistics, subprocess, sys, threading, time
 
 server, work, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+only = set(filter(None, sys.argv[4].split(",")))
+
+def wanted(name):
+    return not only or name in only
 
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -118,12 +125,18 @@ def scenario(name, extra, setup, payloads, samples, again_at=None):
     for label, values in results.items():
         print(f"{name:9} {label:24} median {statistics.median(values):8.1f} MB   (runs: {', '.join(f'{v:.1f}' for v in values)})")
 
-scenario("pipeline", [], lambda port: put(port, "v256k", 256 << 10), [get("/v1/kv/v256k") * 550], [("growth after 3 s", 3)])
+if wanted("pipeline"):
+    scenario("pipeline", [], lambda port: put(port, "v256k", 256 << 10), [get("/v1/kv/v256k") * 550], [("growth after 3 s", 3)])
 # A server from before the write timeout does not know the flag (it would exit 2).
 has_write_timeout = b"-write-timeout" in subprocess.run([server, "-h"], capture_output=True).stderr
-scenario("large", ["-idle-timeout", "2s"] + (["-write-timeout", "5s"] if has_write_timeout else []), lambda port: put(port, "v16m", 16 << 20),
-         [get("/v1/kv/v16m")] * 10, [("growth after 3 s", 3), ("growth after 9 s", 9), ("10 more at 9 s, after 12 s", 12)], again_at=9)
-scenario("metrics", [], lambda port: None, [get("/metrics") * 20000], [("growth after 3 s", 3)])
+if wanted("large"):
+    scenario("large", ["-idle-timeout", "2s"] + (["-write-timeout", "5s"] if has_write_timeout else []), lambda port: put(port, "v16m", 16 << 20),
+             [get("/v1/kv/v16m")] * 10, [("growth after 3 s", 3), ("growth after 9 s", 9), ("10 more at 9 s, after 12 s", 12)], again_at=9)
+if wanted("metrics"):
+    scenario("metrics", [], lambda port: None, [get("/metrics") * 20000], [("growth after 3 s", 3)])
+if wanted("many"):
+    for count in (10, 100):
+        scenario(f"many{count}", [], lambda port: put(port, "v16m", 16 << 20), [get("/v1/kv/v16m")] * count, [("growth after 5 s", 5)])
 
 def drain(s, count):
     """Reads `count` responses (each with Content-Length) from s."""
@@ -138,7 +151,7 @@ def drain(s, count):
         data = rest[length:]
 
 worst = []
-for _ in range(rounds):
+for _ in range(rounds if wanted("fairness") else 0):
     process, port = start(["-event-loops", "1"])
     try:
         checker = socket.create_connection(("127.0.0.1", port))
@@ -159,5 +172,6 @@ for _ in range(rounds):
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
-print(f"fairness  slowest health answer    median {statistics.median(worst):8.1f} ms   (runs: {', '.join(f'{v:.1f}' for v in worst)})")
+if worst:
+    print(f"fairness  slowest health answer    median {statistics.median(worst):8.1f} ms   (runs: {', '.join(f'{v:.1f}' for v in worst)})")
 PY

@@ -138,9 +138,12 @@ final class EventLoop: @unchecked Sendable {
         return nil
     }
 
-    func modify(_ descriptor: Int32, events: UInt32) {
+    /// Changes the events watched for `descriptor`; on failure returns the errno (the old events
+    /// stay watched, so the caller must not go on as if the change were made).
+    func modify(_ descriptor: Int32, events: UInt32) -> Int32? {
         assertOnLoop()
-        _ = small_db_epoll_ctl(epoll, EPOLL_CTL_MOD, descriptor, events, UInt64(descriptor))
+        guard small_db_epoll_ctl(epoll, EPOLL_CTL_MOD, descriptor, events, UInt64(descriptor)) == 0 else { return errno }
+        return nil
     }
 
     /// Calls `handler.continueWork()` in the next iteration (step 2b). Once per call: a handler

@@ -25,9 +25,16 @@ import Glibc
 ///   one read chunk beyond a partial request; no request is decoded, and none read, while
 ///   `maxPendingResponses` requests are unanswered or unwritten, or `maxBufferedOutput` bytes of
 ///   answers wait to be sent (`answerBytesWaiting`, whatever the route), and a read held back
-///   behind a write is not answered while they do. So a client that never reads makes us hold at
-///   most 4 MiB plus one answer (the largest, a 16 MiB value, is 22 MB), and for at most
-///   `writeTimeout` once the kernel takes no more of it.
+///   behind a write is not answered while they do. A streamed answer (a GET of a value over
+///   `KeyValueHandlers.streamedValueThreshold`, `StreamedValueAnswer`) counts there with all its
+///   unsent bytes, though only one chunk of it (64 KiB of base64) is ever built: the rest is a
+///   reference to the stored value. So a client that never reads makes us build at most 4 MiB
+///   of answers plus one more small answer (a GET of a 64 KiB value under the largest key, fully
+///   escaped, is about 112 KB) plus one chunk, and reference values
+///   whose answers total under 4 MiB plus one (which are the map's own bytes unless the keys
+///   were written since), for at most `writeTimeout` once the kernel takes no more of them.
+/// - Streamed answers keep their place: one is taken from the slots only once everything before
+///   it is in `output`, and the slots after it only once its last piece is (`takeReadySlots`).
 /// - Fairness: in one loop iteration (a turn) a connection decodes at most `maxRequestsPerTurn`
 ///   requests and reads at most `maxReadBytesPerTurn` bytes; then it asks the loop to continue it
 ///   in the next iteration (`EventLoop.continueNextIteration`: the decoder may hold requests that
@@ -50,10 +57,14 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     private var firstSlot = 0
     private var output: [UInt8] = []
     private var outputOffset = 0
-    /// Bytes of answers in `.ready` slots, not yet moved to `output` (behind an unanswered request).
+    /// Bytes of answers in `.ready` and `.streaming` slots, not yet moved to `output` (behind an
+    /// unanswered request).
     private var readyBytesInSlots = 0
-    /// Answer bytes held for this client: counted against `maxBufferedOutput`.
-    private var answerBytesWaiting: Int { output.count - outputOffset + readyBytesInSlots }
+    /// The streamed answer being sent: its next piece goes into `output` once `output` is drained;
+    /// no later slot is taken until it is finished.
+    private var stream: StreamedValueAnswer?
+    /// Answer bytes held for this client, built or not: counted against `maxBufferedOutput`.
+    private var answerBytesWaiting: Int { output.count - outputOffset + readyBytesInSlots + (stream?.remainingCount ?? 0) }
     /// The last time the kernel took answer bytes, or the time answers started waiting for it to
     /// (the write timeout).
     private var lastWriteProgress = ContinuousClock.now
@@ -83,6 +94,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     enum ResponseSlot {
         case pending(isWrite: Bool)
         case ready([UInt8], closeAfter: Bool)
+        case streaming(StreamedValueAnswer, closeAfter: Bool)
     }
 
     /// Writes handed to the engine and not yet answered.
@@ -100,7 +112,15 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
 
     /// True when nothing is buffered, in flight or unwritten: the connection may be closed at
     /// any moment without losing an answer (graceful shutdown closes such connections).
-    var isIdle: Bool { slots.isEmpty && outputOffset == output.count && decoder.isIdle }
+    /// Answer bytes built and held in memory: `output`'s buffer and the answers waiting in slots
+    /// (tests: that a streamed answer is never built whole).
+    var builtAnswerBytes: Int {
+        slots.reduce(output.capacity) { sum, slot in
+            if case .ready(let bytes, _) = slot { sum + bytes.count } else { sum }
+        }
+    }
+
+    var isIdle: Bool { slots.isEmpty && outputOffset == output.count && stream == nil && decoder.isIdle }
 
     /// Hands a write to the engine at the end of this loop iteration, with every other write the
     /// loop reads in it (`LoopServer.submitQueuedWrites`). On the loop's thread.
@@ -307,6 +327,17 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         writeReadySlots()
     }
 
+    /// Fills `slot` with a streamed answer (on the loop's thread); see `complete(slot:bytes:…)`.
+    func complete(slot: Int, stream answer: StreamedValueAnswer, closeAfter: Bool) {
+        loop.assertOnLoop()
+        guard !isClosed, slot >= firstSlot, slot - firstSlot < slots.count else { return }
+        if case .pending(isWrite: true) = slots[slot - firstSlot] { writesInFlight -= 1 }
+        slots[slot - firstSlot] = .streaming(answer, closeAfter: closeAfter)
+        readyBytesInSlots += answer.remainingCount
+        releaseWaiting()
+        writeReadySlots()
+    }
+
     func encode(_ response: HTTPResponse, headOnly: Bool, close: Bool) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(128 + (headOnly ? 0 : response.body.count))
@@ -315,13 +346,29 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     }
 
     private func writeReadySlots() {
+        takeReadySlots()
+        flush()
+    }
+
+    /// Moves the answers ready at the head of the queue into `output`, in order, up to and
+    /// including the first streamed one (which becomes `stream`); nothing while a stream is being
+    /// sent.
+    private func takeReadySlots() {
+        guard stream == nil else { return }
         var closeAfter = false
         var taken = 0
         for slot in slots {
+            if case .streaming(let answer, let close) = slot {
+                stream = answer
+                readyBytesInSlots -= answer.remainingCount
+                taken += 1
+                closeAfter = close
+                break
+            }
             guard case .ready(let bytes, let close) = slot else { break }
             if outputOffset == output.count && bytes.count > HTTPConnection.readChunk {
-                // A large answer (a big value) with nothing before it: send its own buffer rather
-                // than copy it (22 MB for a 16 MiB value). Small ones are copied into `output`,
+                // A large answer (a value just under the streaming threshold) with nothing before
+                // it: send its own buffer rather than copy it. Small ones are copied into `output`,
                 // whose buffer is kept for the next answer.
                 output = bytes
                 outputOffset = 0
@@ -345,31 +392,49 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             readyBytesInSlots = 0
         }
         assert(readyBytesInSlots >= 0)
-        flush()
+    }
+
+    /// `output` is drained: puts the stream's next piece in it, and once the stream is finished,
+    /// the answers ready after it.
+    private func refillFromStream() {
+        guard var answer = stream else { return }
+        // Keeps the buffer for the next piece, unless earlier answers grew it well beyond one.
+        output.removeAll(keepingCapacity: output.capacity <= 2 * HTTPConnection.readChunk)
+        outputOffset = 0
+        answer.appendNext(to: &output)
+        if answer.isFinished {
+            stream = nil
+            takeReadySlots()
+        } else {
+            stream = answer
+        }
     }
 
     private func flush() {
-        while outputOffset < output.count {
-            let written = output.withUnsafeBytes { raw in
-                write(descriptor, raw.baseAddress! + outputOffset, raw.count - outputOffset)
+        repeat {
+            while outputOffset < output.count {
+                let written = output.withUnsafeBytes { raw in
+                    write(descriptor, raw.baseAddress! + outputOffset, raw.count - outputOffset)
+                }
+                if written > 0 {
+                    outputOffset += written
+                    lastActivity = .now
+                    lastWriteProgress = lastActivity
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    // The kernel's buffer is full: from now on the write timeout runs.
+                    if !watchingWrites { lastWriteProgress = .now }
+                    watchWrites(true)
+                    madeRoom()
+                    return
+                } else {
+                    close()
+                    return
+                }
             }
-            if written > 0 {
-                outputOffset += written
-                lastActivity = .now
-                lastWriteProgress = lastActivity
-            } else if written < 0 && errno == EINTR {
-                continue
-            } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                // The kernel's buffer is full: from now on the write timeout runs.
-                if !watchingWrites { lastWriteProgress = .now }
-                watchWrites(true)
-                madeRoom()
-                return
-            } else {
-                close()
-                return
-            }
-        }
+            refillFromStream()
+        } while outputOffset < output.count
         output.removeAll(keepingCapacity: output.capacity <= HTTPConnection.readChunk)
         outputOffset = 0
         watchWrites(false)
@@ -389,7 +454,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
     }
 
     private func closeIfDone() {
-        if noMoreRequests && slots.isEmpty && outputOffset == output.count && lingeringUntil == nil { lingerThenClose() }
+        if noMoreRequests && slots.isEmpty && outputOffset == output.count && stream == nil && lingeringUntil == nil { lingerThenClose() }
     }
 
     // MARK: Lingering close
@@ -405,7 +470,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         guard !isClosed else { return }
         shutdown(descriptor, Int32(SHUT_WR))
         lingeringUntil = .now + HTTPConnection.lingerTime
-        loop.modify(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+        changeInterest(EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
         discardInput()
         // Shutting down, with nothing unread: a reset can no longer hurt an answer, and waiting
         // for every idle client to hang up would only delay the shutdown.
@@ -454,7 +519,19 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         var events: UInt32 = 0
         if !readingPaused && !noMoreRequests { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
         if watchingWrites || output.count > outputOffset { events |= EPOLLOUT.rawValue }
-        loop.modify(descriptor, events: events)
+        changeInterest(events)
+    }
+
+    /// Asks the loop to watch `events`. If epoll refuses (ENOMEM, say), the connection would
+    /// stay watched for the old events: never woken to send its answers, or woken without end
+    /// for input it no longer reads. So it is closed (its client sees the connection end),
+    /// counted (`smalldb_http_connection_watch_failures_total`) and logged.
+    private func changeInterest(_ events: UInt32) {
+        let failure = server.configuration.connectionWatchFaults?.take() ?? loop.modify(descriptor, events: events)
+        guard let code = failure else { return }
+        server.metrics.connectionWatchFailures.add(1, ordering: .relaxed)
+        server.logServerError("cannot change the events watched on a connection: epoll_ctl: \(errnoText(code)) (errno \(code)); closed it")
+        close()
     }
 
     // MARK: Timeouts and shutdown
@@ -478,7 +555,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             let response = HTTPResponse.json(status: 408, error: "the request was not received in time (request timeout)")
             stopReading()
             partialRequestSince = nil
-            if slots.isEmpty {
+            if slots.isEmpty && stream == nil {  // (never in the middle of a streamed answer)
                 output.append(contentsOf: encode(response, headOnly: false, close: true))
                 flush()
             }
@@ -503,6 +580,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         slots.removeAll()
         readyBytesInSlots = 0
         output.removeAll()
+        stream = nil
         waiting.removeAll()
         server.connectionClosed(self)
     }
@@ -547,14 +625,44 @@ struct Responder: Sendable {
         return bytes
     }()
 
+    /// Sends a 200 GET answer whose body is `bodyStart`, `value` in base64, and
+    /// `StreamedValueAnswer.suffix`, produced a chunk at a time as the socket drains (a large
+    /// value); `response` gives the status and fields (its body is ignored). A HEAD gets the
+    /// head alone. Callable from any thread, exactly once.
+    func sendStreamed(_ response: HTTPResponse, bodyStart: [UInt8], value: StoredValue, route: RouteName) {
+        if connection.loop.isOnLoop {
+            deliverStreamed(response, bodyStart: bodyStart, value: value, route: route)
+        } else {
+            connection.loop.execute { [self] in deliverStreamed(response, bodyStart: bodyStart, value: value, route: route) }
+        }
+    }
+
     /// On the loop's thread: records the answer, encodes it and fills the request's slot.
     private func deliver(_ response: HTTPResponse, route: RouteName) {
         let close = !request.keepAlive
-        var response = response
-        if !close && request.version == .http1_0 {
-            response.headers.append(("Connection", "keep-alive"))  // HTTP/1.0 closes unless told
-        }
+        let response = withConnectionFields(response, close: close)
         deliver(encoded: connection.encode(response, headOnly: headOnly, close: close), status: response.status, route: route, close: close)
+    }
+
+    private func deliverStreamed(_ response: HTTPResponse, bodyStart: [UInt8], value: StoredValue, route: RouteName) {
+        let close = !request.keepAlive
+        let response = withConnectionFields(response, close: close)
+        var head: [UInt8] = []
+        let bodyCount = StreamedValueAnswer.bodyCount(bodyStart: bodyStart.count, valueCount: value.count)
+        HTTPResponseEncoder.encodeHead(response, contentLength: bodyCount, closeConnection: close, to: &head)
+        if headOnly { return deliver(encoded: head, status: response.status, route: route, close: close) }
+        connection.recordAnswer(route: route, method: request.method, status: response.status, started: started)
+        connection.complete(slot: slot, stream: StreamedValueAnswer(head: head, bodyStart: bodyStart, value: value), closeAfter: close)
+    }
+
+    /// `response` with the fields the request's connection needs besides "Connection: close",
+    /// which the encoder writes.
+    @inline(__always)
+    private func withConnectionFields(_ response: HTTPResponse, close: Bool) -> HTTPResponse {
+        guard !close && request.version == .http1_0 else { return response }
+        var response = response
+        response.headers.append(("Connection", "keep-alive"))  // HTTP/1.0 closes unless told
+        return response
     }
 
     private func deliver(encoded bytes: [UInt8], status: Int, route: RouteName, close: Bool) {

@@ -35,6 +35,8 @@ public final class HTTPServer: Sendable {
     /// Tests only: the event loops, to hold one still (a task that waits) while a test lines up
     /// its clients' bytes.
     var eventLoopsForTesting: [EventLoop] { state.withLock { $0.loops } }
+    /// Tests only: each loop's server (read their state on their loop).
+    var loopServersForTesting: [LoopServer] { state.withLock { $0.servers } }
 
     /// Binds the listening sockets and starts the event loops.
     public func start() throws(ServerError) {

@@ -34,6 +34,9 @@ public struct HTTPServerConfiguration: Sendable {
 
     /// Tests only: makes the listener's epoll registrations fail (`LoopServer.watchListener`).
     var listenerWatchFaults: ListenerWatchFaults?
+    /// Tests only: makes changes of a connection's watched events fail
+    /// (`HTTPConnection.changeInterest`; the same kind of countdown as the listener's).
+    var connectionWatchFaults: ListenerWatchFaults?
 
     public init() {}
 

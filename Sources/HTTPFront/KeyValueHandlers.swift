@@ -40,12 +40,17 @@ struct KeyValueHandlers: Sendable {
         }
     }
 
+    /// Values larger than this are streamed (`StreamedValueAnswer`); smaller ones are encoded
+    /// whole, at once.
+    static let streamedValueThreshold = 64 << 10
+
     private func get(_ key: Key, keyBytes: [UInt8], _ responder: Responder) {
         do {
-            let response: HTTPResponse = try database.withValue(for: key) { value in
+            let response: HTTPResponse? = try database.withValue(for: key) { value in
                 guard let value else {
                     return .json(status: 404, errorBytes: Array("key not found: ".utf8) + keyBytes)
                 }
+                guard value.count <= KeyValueHandlers.streamedValueThreshold else { return nil }  // streamGet
                 var body: [UInt8] = []
                 body.reserveCapacity(48 + keyBytes.count * 2 + Base64.encodedCount(of: value.count))
                 body.append(contentsOf: Array(#"{"key":"#.utf8))
@@ -56,10 +61,25 @@ struct KeyValueHandlers: Sendable {
                 body.append(0x0A)
                 return .json(status: 200, body: body)
             }
+            guard let response else { return try streamGet(key, keyBytes: keyBytes, responder) }
             responder.send(response, route: .kv)
         } catch {
             responder.send(.json(status: 503, error: "\(error)"), route: .kv)
         }
+    }
+
+    /// A GET of a value over `streamedValueThreshold`: the same answer, byte for byte, sent a
+    /// chunk at a time from a reference to the stored bytes. (A second lookup: the key may have
+    /// been written since `withValue`; then this answers with what it finds now, as a GET a
+    /// moment later would.)
+    private func streamGet(_ key: Key, keyBytes: [UInt8], _ responder: Responder) throws {
+        guard let value = try database.storedValue(for: key) else {
+            return responder.send(.json(status: 404, errorBytes: Array("key not found: ".utf8) + keyBytes), route: .kv)
+        }
+        var bodyStart: [UInt8] = Array(#"{"key":"#.utf8)
+        keyBytes.withUnsafeBytes { JSONWriter.appendString($0, to: &bodyStart) }
+        bodyStart.append(contentsOf: Array(#","value":""#.utf8))
+        responder.sendStreamed(.json(status: 200, body: []), bodyStart: bodyStart, value: value, route: .kv)
     }
 
     private func put(_ key: Key, body: [UInt8], _ responder: Responder) {

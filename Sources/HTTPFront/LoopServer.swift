@@ -194,6 +194,12 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
     private var lastErrorLog: ContinuousClock.Instant?
     private var suppressedErrors = 0
 
+    /// Tests only, on the loop's thread: `HTTPConnection.builtAnswerBytes` of every connection.
+    var builtAnswerBytesForTesting: Int {
+        loop.assertOnLoop()
+        return connections.values.reduce(0) { $0 + $1.builtAnswerBytes }
+    }
+
     /// A connection closed itself (on the loop's thread).
     func connectionClosed(_ connection: HTTPConnection) {
         connections[connection.descriptor] = nil

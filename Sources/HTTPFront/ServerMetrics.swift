@@ -13,6 +13,9 @@ final class ServerMetrics: Sendable {
     let writeTimedOutConnections = Atomic<Int>(0)
     /// Failed registrations of the listening socket with an event loop (`LoopServer.watchListener`).
     let listenerWatchFailures = Atomic<Int>(0)
+    /// Connections closed because epoll refused to change their watched events
+    /// (`HTTPConnection.changeInterest`).
+    let connectionWatchFailures = Atomic<Int>(0)
 
     init(loopCount: Int) {
         loops = (0..<loopCount).map { _ in LoopMetrics() }
@@ -145,6 +148,7 @@ extension ServerMetrics {
         out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the request-read or idle timeout.", Double(timedOutConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_write_timed_out_total", "Client connections closed because their client took no answer bytes within the write timeout.", Double(writeTimedOutConnections.load(ordering: .relaxed)))
         out.counter("smalldb_http_listener_watch_failures_total", "Failed registrations of the listening socket with an event loop (retried every 250 ms; while failing, that loop accepts nothing).", Double(listenerWatchFailures.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connection_watch_failures_total", "Client connections closed because epoll refused to change the events watched on them (epoll_ctl EPOLL_CTL_MOD failed).", Double(connectionWatchFailures.load(ordering: .relaxed)))
 
         out.counter("smalldb_puts_total", "Committed puts (batch entries included).", Double(stats.puts))
         out.counter("smalldb_deletes_total", "Committed deletes (batch entries included).", Double(stats.deletes))

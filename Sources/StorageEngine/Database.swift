@@ -146,6 +146,16 @@ public final class Database: Sendable {
         return try value.withUnsafeBytes { try body($0) }
     }
 
+    /// The value of `key` (nil if missing) as a retained reference to the map's immutable bytes,
+    /// without copying: for servers that send a large value over time. The reference keeps those
+    /// bytes alive (and unchanged) even after the key is written again or deleted.
+    /// Not counted in `gets`: the HTTP front calls it after `withValue` (which counted the read)
+    /// found the value too large to encode at once.
+    public func storedValue(for key: Key) throws(DatabaseError) -> StoredValue? {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        return map.get(key)
+    }
+
     // MARK: Writes
 
     /// Sets `key` to `value`; returns once the change is durable.

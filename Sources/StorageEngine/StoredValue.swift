@@ -7,7 +7,13 @@
 /// `@unchecked Sendable`: the bytes are written once, in `init`, before the buffer is reachable
 /// from anywhere else, and never mutated afterwards; an immutable buffer is safe to share.
 /// (`ManagedBuffer` itself is declared non-Sendable because it is mutable in general.)
-struct StoredValue: @unchecked Sendable {
+///
+/// Public for servers that stream a large value (`Database.storedValue(for:)`): a copy of this
+/// struct is a retained reference to the same immutable bytes. What must stay true for that:
+/// nothing writes into a buffer after `init`; a later write of the key stores a new
+/// `StoredValue` (`ShardedMap.set` replaces it), so a reference handed out keeps the old bytes
+/// alive and unchanged until it is dropped.
+public struct StoredValue: @unchecked Sendable {
     private let buffer: StoredValueBuffer
 
     /// A stored copy of `bytes`.
@@ -27,9 +33,9 @@ struct StoredValue: @unchecked Sendable {
 
     /// (Through the header pointer rather than `buffer.header`: the property would pay for a
     /// dynamic exclusivity check on every read.)
-    var count: Int { buffer.withUnsafeMutablePointerToHeader { Int($0.pointee) } }
+    public var count: Int { buffer.withUnsafeMutablePointerToHeader { Int($0.pointee) } }
 
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try buffer.withUnsafeMutablePointers { header, elements in
             try body(UnsafeRawBufferPointer(start: elements, count: Int(header.pointee)))
         }

@@ -2,7 +2,8 @@
 ///
 /// Every response is framed by Content-Length, which the encoder writes itself from the body, so
 /// the framing can never disagree with the bytes that follow: a client that pipelines reads each
-/// response exactly. (No chunked responses: every body here is built whole before it is sent.)
+/// response exactly. (No chunked transfer coding: a large body is produced a chunk at a time by
+/// its sender, after a head written by `encodeHead` with the body's length known up front.)
 
 /// A response before encoding: a status, extra header fields, and the body.
 public struct HTTPResponse: Sendable, Equatable {
@@ -47,6 +48,27 @@ public enum HTTPResponseEncoder {
     public static func encode(
         _ response: HTTPResponse, headOnly: Bool, closeConnection: Bool, to buffer: inout [UInt8]
     ) {
+        let hasContent = appendHead(response, contentLength: response.body.count, closeConnection: closeConnection, to: &buffer)
+        if hasContent && !headOnly {
+            buffer.append(contentsOf: response.body)
+        }
+    }
+
+    /// Appends the head alone, with `Content-Length: contentLength`, for a body the caller sends
+    /// itself after it (a large answer produced a chunk at a time). `response.body` is ignored.
+    /// The head is exactly the one `encode` writes for a body of `contentLength` bytes; the same
+    /// rules hold (a 1xx or 204 gets no Content-Length, and then no body may follow).
+    public static func encodeHead(
+        _ response: HTTPResponse, contentLength: Int, closeConnection: Bool, to buffer: inout [UInt8]
+    ) {
+        appendHead(response, contentLength: contentLength, closeConnection: closeConnection, to: &buffer)
+    }
+
+    /// The head (see `encode`); returns whether the status has content (a Content-Length).
+    @inline(__always) @discardableResult
+    private static func appendHead(
+        _ response: HTTPResponse, contentLength: Int, closeConnection: Bool, to buffer: inout [UInt8]
+    ) -> Bool {
         buffer.append(contentsOf: "HTTP/1.1 ".utf8)
         appendDecimal(response.status, to: &buffer)
         buffer.append(HTTPSyntax.space)
@@ -62,16 +84,14 @@ public enum HTTPResponseEncoder {
         let hasContent = !(100...199).contains(response.status) && response.status != 204
         if hasContent {
             buffer.append(contentsOf: "Content-Length: ".utf8)
-            appendDecimal(response.body.count, to: &buffer)
+            appendDecimal(contentLength, to: &buffer)
             appendLineEnd(to: &buffer)
         }
         if closeConnection {
             buffer.append(contentsOf: "Connection: close\r\n".utf8)
         }
         appendLineEnd(to: &buffer)
-        if hasContent && !headOnly {
-            buffer.append(contentsOf: response.body)
-        }
+        return hasContent
     }
 
     /// The response to "Expect: 100-continue": the client may send the body now.

@@ -124,4 +124,22 @@ struct HTTPResponseEncoderTests {
         let headEnd = buffer.firstRange(of: Array("\r\n\r\n".utf8))!.upperBound
         #expect(Array(buffer[headEnd...]) == body)
     }
+
+    @Test("encodeHead writes exactly the head encode writes for a body of that length (a streamed answer)")
+    func headForAStreamedBody() {
+        let body = [UInt8](repeating: 0x41, count: 100_003)
+        for close in [false, true] {
+            for status in [200, 404, 204, 100] {
+                let hasBody = status != 204 && status != 100
+                let response = HTTPResponse(status: status, headers: jsonType + [("Connection", "keep-alive")], body: hasBody ? body : [])
+                var whole: [UInt8] = []
+                HTTPResponseEncoder.encode(response, headOnly: false, closeConnection: close, to: &whole)
+                var head: [UInt8] = Array("earlier".utf8)
+                var bodiless = response
+                bodiless.body = []
+                HTTPResponseEncoder.encodeHead(bodiless, contentLength: response.body.count, closeConnection: close, to: &head)
+                #expect(Array(head.dropFirst(7)) + response.body == whole, "status \(status), close \(close)")
+            }
+        }
+    }
 }

@@ -40,19 +40,6 @@ private final class RecordingSink: ReplicationSink {
     }
 }
 
-/// Blocks on a completion-style engine call (the replication layer's threads do the same).
-private func wait<T: Sendable>(
-    _ call: (@escaping @Sendable (Result<T, DatabaseError>) -> Void) -> Void
-) -> Result<T, DatabaseError> {
-    let result = Mutex<Result<T, DatabaseError>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    call { outcome in
-        result.withLock { $0 = outcome }
-        done.signal()
-    }
-    done.wait()
-    return result.withLock { $0 }!
-}
 
 /// Replays a primary's sink events on a replica, as the replication layer does.
 private func replay(_ events: [RecordingSink.Event], on replica: Database) throws {

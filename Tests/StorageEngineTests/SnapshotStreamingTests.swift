@@ -15,18 +15,6 @@ private func manualCheckpoints() -> DatabaseOptions {
     return options
 }
 
-private func wait<T: Sendable>(
-    _ call: (@escaping @Sendable (Result<T, DatabaseError>) -> Void) -> Void
-) -> Result<T, DatabaseError> {
-    let result = Mutex<Result<T, DatabaseError>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    call { outcome in
-        result.withLock { $0 = outcome }
-        done.signal()
-    }
-    done.wait()
-    return result.withLock { $0 }!
-}
 
 /// A resync streams the checkpoint: the primary reads it from disk in pieces
 /// (`ReplicaSnapshotSource`), the replica writes the pieces to checkpoint.G.tmp as they arrive

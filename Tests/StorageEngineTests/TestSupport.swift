@@ -299,3 +299,18 @@ final class ChildProcessGate: Sendable {
         for continuation in wake { continuation.resume() }
     }
 }
+
+/// Blocks on a completion-style engine call, as the replication layer's threads do (the calls
+/// it is used for complete within milliseconds: no long block of the cooperative pool).
+func wait<T: Sendable>(
+    _ call: (@escaping @Sendable (Result<T, DatabaseError>) -> Void) -> Void
+) -> Result<T, DatabaseError> {
+    let result = Mutex<Result<T, DatabaseError>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    call { outcome in
+        result.withLock { $0 = outcome }
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0 }!
+}

@@ -1,0 +1,18 @@
+// Fuzz target: the replication frame decoder as a primary's connection runs it, limited to
+// `ReplicationProtocol.maxPayloadSizeToPrimary` (what a backup may send). Drained until nil or
+// the first error; a typed `ReplicationFrameError` is a normal outcome. Also differential: every
+// frame it returns, encoded again by `ReplicationFrameEncoder`, decodes to the same frame.
+import WireProtocol
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    var decoder = ReplicationFrameDecoder(maxPayloadSize: ReplicationProtocol.maxPayloadSizeToPrimary)
+    decoder.append(UnsafeRawBufferPointer(start: data, count: size))
+    while let frame = try? decoder.nextFrame() {
+        var again = ReplicationFrameDecoder()
+        again.append(ReplicationFrameEncoder.encode(frame))
+        let decoded = try? again.nextFrame()
+        precondition(decoded == frame, "decode(encode(frame)) != frame: \(frame)")
+    }
+    return 0
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every fuzz target (Fuzz/Package.swift) with libFuzzer and ASan, runs each for N seconds
-# (default 30) on a copy of its seed corpus, and prints each target's executions and coverage.
+# (default 30) on a copy of its seed corpus (with Fuzz/dictionaries/<target>.dict if there is
+# one), and prints each target's executions and coverage.
 # Exit 1 if any target found a crash, a trap, an ASan report, a leak or a hang: its input is kept
 # under Fuzz/artifacts/<target>/ (reproduce with `Fuzz/.build/release/<target> <that file>`).
 # The committed corpora are never changed; to keep what a run found, minimise it into them by hand
@@ -37,8 +38,10 @@ for target in "${targets[@]}"; do
     cp -R "corpus/$target/." "$work/$target/"
     log="$work/$target.log"
     status=0
+    dict=()
+    [ -f "dictionaries/$target.dict" ] && dict=(-dict="dictionaries/$target.dict")
     # -timeout: one input taking 10 s is a hang, a finding like a crash.
-    "$bin/$target" -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
+    "$bin/$target" -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" \
         -artifact_prefix="artifacts/$target/" "$work/$target" >"$log" 2>&1 || status=$?
     executions="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
     last="$(grep -E '^#[0-9]+' "$log" | tail -1 || true)"

@@ -391,7 +391,19 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
             slots.removeAll()  // nothing after a closing response is ever sent
             readyBytesInSlots = 0
         }
-        assert(readyBytesInSlots >= 0)
+        assert(readyBytesInSlots == bytesInSlotsRecounted, "readyBytesInSlots drifted from the slots it counts")
+    }
+
+    /// What `readyBytesInSlots` caches (it is kept as a running sum because the back-pressure
+    /// check reads it for every request): debug builds recount it after each change of the slots.
+    private var bytesInSlotsRecounted: Int {
+        slots.reduce(0) { sum, slot in
+            switch slot {
+            case .ready(let bytes, _): sum + bytes.count
+            case .streaming(let answer, _): sum + answer.remainingCount
+            default: sum
+            }
+        }
     }
 
     /// `output` is drained: puts the stream's next piece in it, and once the stream is finished,

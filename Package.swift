@@ -11,6 +11,7 @@ let strict: [SwiftSetting] = [
 let package = Package(
     name: "small-db",
     products: [
+        .library(name: "Platform", targets: ["Platform"]),
         .library(name: "WireProtocol", targets: ["WireProtocol"]),
         .library(name: "StorageEngine", targets: ["StorageEngine"]),
         .library(name: "HTTPFront", targets: ["HTTPFront"]),
@@ -22,11 +23,12 @@ let package = Package(
         .executable(name: "small_db_bench_probe", targets: ["small_db_bench_probe"]),
     ],
     targets: [
+        .target(name: "Platform", swiftSettings: strict),
         .target(name: "WireProtocol", swiftSettings: strict),
-        .target(name: "StorageEngine", dependencies: ["WireProtocol"], swiftSettings: strict),
-        .target(name: "Replication", dependencies: ["StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
+        .target(name: "StorageEngine", dependencies: ["Platform", "WireProtocol"], swiftSettings: strict),
+        .target(name: "Replication", dependencies: ["Platform", "StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
         .target(name: "CLinuxShims"),
-        .target(name: "HTTPFront", dependencies: ["StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
+        .target(name: "HTTPFront", dependencies: ["Platform", "StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
         .target(name: "GoFlags", path: "Sources/Executables/GoFlags", swiftSettings: strict),
         .executableTarget(
             name: "small_db_example",
@@ -36,7 +38,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "small_db_server",
-            dependencies: ["StorageEngine", "HTTPFront", "Replication", "GoFlags"],
+            dependencies: ["Platform", "StorageEngine", "HTTPFront", "Replication", "GoFlags"],
             path: "Sources/Executables/small_db_server",
             swiftSettings: strict
         ),
@@ -61,17 +63,18 @@ let package = Package(
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"], swiftSettings: strict),
         .testTarget(
             name: "StorageEngineTests",
-            dependencies: ["StorageEngine", "WireProtocol", "small_db_stress"],
+            dependencies: ["Platform", "StorageEngine", "WireProtocol", "small_db_stress"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         .testTarget(name: "GoFlagsTests", dependencies: ["GoFlags"], swiftSettings: strict),
         .testTarget(
             name: "HTTPFrontTests",
-            dependencies: ["HTTPFront", "StorageEngine", "WireProtocol", "small_db_server"],
+            dependencies: ["Platform", "HTTPFront", "StorageEngine", "WireProtocol", "small_db_server"],
             swiftSettings: strict
         ),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication"], swiftSettings: strict),
+        .testTarget(name: "ReplicationTests", dependencies: ["Platform", "Replication"], swiftSettings: strict),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

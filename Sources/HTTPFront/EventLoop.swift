@@ -1,4 +1,5 @@
 import CLinuxShims
+import Platform
 import StorageEngine
 import Synchronization
 #if canImport(Glibc)
@@ -39,7 +40,7 @@ extension EventLoopHandler {
 /// Confinement: handlers, registrations and the handler table are touched only on the loop's
 /// thread. Other threads talk to the loop only through `execute`.
 ///
-/// `@unchecked Sendable`: the only state other threads touch is `tasks` (a Mutex) and the eventfd;
+/// `@unchecked Sendable`: the only state other threads touch is `tasks` (a Lock) and the eventfd;
 /// everything else is confined to the loop's thread as described above (checked by
 /// `assertOnLoop` in debug builds).
 final class EventLoop: @unchecked Sendable {
@@ -49,8 +50,8 @@ final class EventLoop: @unchecked Sendable {
     private let epoll: Int32
     private let wakeDescriptor: Int32
     private var handlers: [Int32: any EventLoopHandler] = [:]
-    private let tasks = Mutex<(queue: [@Sendable () -> Void], wakePending: Bool)>(([], false))
-    private let thread = Mutex<pthread_t?>(nil)
+    private let tasks = Lock<(queue: [@Sendable () -> Void], wakePending: Bool)>(([], false))
+    private let thread = Lock<pthread_t?>(nil)
     private let stopped = Atomic<Bool>(false)
     /// Iterations run so far: a handler's "turn" is one iteration (`HTTPConnection`'s budget).
     private(set) var iteration: UInt64 = 0

@@ -1,6 +1,6 @@
+import Platform
 public import StorageEngine
 import Dispatch
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,7 +19,7 @@ public final class HTTPServer: Sendable {
     private let database: Database
     private let role: any ServerRole
     private let metrics: ServerMetrics
-    private let state = Mutex<(loops: [EventLoop], servers: [LoopServer], listener: Int32?, port: UInt16?)>(([], [], nil, nil))
+    private let state = Lock<(loops: [EventLoop], servers: [LoopServer], listener: Int32?, port: UInt16?)>(([], [], nil, nil))
     private let loopsEnded = DispatchSemaphore(value: 0)
 
     public init(database: Database, role: any ServerRole = StandalonePrimary(), configuration: HTTPServerConfiguration) {

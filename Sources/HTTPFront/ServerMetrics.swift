@@ -1,3 +1,4 @@
+import Platform
 import StorageEngine
 import Synchronization
 
@@ -35,7 +36,7 @@ final class LoopMetrics: Sendable {
         let status: Int
     }
 
-    let requests = Mutex<[RequestKey: Int]>([:])
+    let requests = Lock<[RequestKey: Int]>([:])
     /// Connections the loop owns (`LoopServer.ownedConnections`).
     let connections = Atomic<Int>(0)
     let latency: [RouteName: Histogram] = Dictionary(

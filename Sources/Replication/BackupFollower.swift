@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import Platform
 import StorageEngine
 import WireProtocol
 
@@ -47,7 +47,7 @@ final class BackupFollower: Sendable {
         var isStopping = false
         var threads: [JoinableThread] = []
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private let stopSignal = DispatchSemaphore(value: 0)
 
     init(node: ReplicationNode, database: Database, dialer: any ReplicationDialer) {

@@ -1,4 +1,5 @@
 import Dispatch
+import Platform
 import Synchronization
 import StorageEngine
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
 func blockingCall<T: Sendable>(
     _ call: (@escaping @Sendable (Result<T, DatabaseError>) -> Void) -> Void
 ) -> Result<T, DatabaseError> {
-    let result = Mutex<Result<T, DatabaseError>?>(nil)
+    let result = Lock<Result<T, DatabaseError>?>(nil)
     let done = DispatchSemaphore(value: 0)
     call { outcome in
         result.withLock { $0 = outcome }
@@ -30,7 +31,7 @@ typealias ThreadStarter = @Sendable (@escaping @Sendable () -> Void) throws(Thre
 /// traps).
 final class JoinableThread: Sendable {
     private let finished = DispatchSemaphore(value: 0)
-    private let identity = Mutex<pthread_t?>(nil)
+    private let identity = Lock<pthread_t?>(nil)
     private let hasFinished = Atomic<Bool>(false)
 
     init(starter: ThreadStarter = tryStartDetachedThread, _ body: @escaping @Sendable () -> Void) throws(ThreadStartError) {

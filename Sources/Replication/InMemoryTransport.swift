@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 public import WireProtocol
 
@@ -17,7 +18,7 @@ public import WireProtocol
 public final class InMemoryReplicationNetwork: Sendable {
     public let pipeCapacity: Int
     public let sendTimeout: Duration
-    private let listeners = Mutex<[String: InMemoryReplicationListener]>([:])
+    private let listeners = Lock<[String: InMemoryReplicationListener]>([:])
     private let nextConnection = Atomic<Int>(1)
 
     public init(pipeCapacity: Int = 4 << 20, sendTimeout: Duration = .seconds(5)) {
@@ -76,7 +77,7 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
     private let pipeCapacity: Int
     private let sendTimeout: Duration
     /// The receiving side's decoder; the lock makes receivers take turns.
-    private let decoder = Mutex(ReplicationFrameDecoder())
+    private let decoder = Lock(ReplicationFrameDecoder())
 
     init(link: TransportMonitor<InMemoryLink>, end: Int, peer: String, network: InMemoryReplicationNetwork) {
         self.link = link

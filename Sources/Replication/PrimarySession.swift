@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import Platform
 import StorageEngine
 import WireProtocol
 
@@ -30,15 +30,15 @@ final class PrimarySession: Sendable {
         var failure: String?
         var lastAck: ContinuousClock.Instant = .now
     }
-    private let progress: Mutex<Progress>
+    private let progress: Lock<Progress>
     /// Signalled by the ack reader when `awaited` is reached or the stream fails.
     private let ackArrived = DispatchSemaphore(value: 0)
     /// The committer's frame buffer (only the committer thread uses it).
-    private let frameBuffer = Mutex<[UInt8]>([])
+    private let frameBuffer = Lock<[UInt8]>([])
 
     init(connection: any ReplicationConnection, start: LogPosition) {
         self.connection = connection
-        self.progress = Mutex(Progress(acknowledged: start, sent: start))
+        self.progress = Lock(Progress(acknowledged: start, sent: start))
     }
 
     var acknowledged: LogPosition { progress.withLock { $0.acknowledged } }

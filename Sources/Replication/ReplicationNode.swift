@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import Platform
 public import StorageEngine
 public import WireProtocol
 
@@ -77,7 +77,7 @@ public final class ReplicationNode: ReplicationSink, Sendable {
         var resyncs = 0
         var promotions = 0
     }
-    let state = Mutex(State())
+    let state = Lock(State())
     /// Wakes the heartbeat thread early (on stop).
     let stopSignal = DispatchSemaphore(value: 0)
     /// Held for a whole promotion, and by `stop` while it marks the node stopping: a promotion

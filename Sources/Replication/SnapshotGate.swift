@@ -1,4 +1,4 @@
-import Synchronization
+import Platform
 
 /// How often a primary may make a snapshot for a backup: each one writes a checkpoint (a full
 /// copy of the data), and a peer could otherwise ask for one per connection.
@@ -11,7 +11,7 @@ final class SnapshotGate: Sendable {
         var inFlight = false
         var lastStart: ContinuousClock.Instant?
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init(minimumInterval: Duration) {
         self.minimumInterval = minimumInterval

@@ -2,6 +2,7 @@ import CLinuxShims
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 import WireProtocol
 
@@ -182,10 +183,10 @@ final class TCPReplicationConnection: ReplicationConnection {
         var scratch = [UInt8](repeating: 0, count: 64 << 10)
     }
 
-    private let receiving = Mutex(Receiving())
+    private let receiving = Lock(Receiving())
     private let blockedReceiverCount = Atomic<Int>(0)
     /// The encoding buffer, reused across sends; the lock also serialises the socket's writes.
-    private let sending = Mutex<[UInt8]>([])
+    private let sending = Lock<[UInt8]>([])
 
     init(descriptor: Int32, sendTimeout: Duration) {
         var on: Int32 = 1

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 
 /// A socket file descriptor shared by threads, closed only when no thread is using it.
@@ -20,11 +21,11 @@ final class TransportDescriptor: Sendable {
         var closed = false
     }
 
-    private let state: Mutex<State>
+    private let state: Lock<State>
     private let closedFlag = Atomic<Bool>(false)
 
     init(_ descriptor: Int32) {
-        state = Mutex(State(descriptor: descriptor))
+        state = Lock(State(descriptor: descriptor))
     }
 
     deinit {

@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import Platform
 import WireProtocol
 
 /// Writes checkpoints with the version switch, one at a time, without stopping writers.
@@ -47,7 +47,7 @@ final class Checkpointer: Sendable {
         /// is promoted).
         var policy: DatabaseOptions.CheckpointPolicy
     }
-    private let state: Mutex<State>
+    private let state: Lock<State>
 
     init(
         generation: UInt64, committer: GroupCommitter, logStore: any LogStore, snapshotStore: any SnapshotStore,
@@ -59,7 +59,7 @@ final class Checkpointer: Sendable {
         self.snapshotStore = snapshotStore
         self.counters = counters
         self.log = log
-        self.state = Mutex(State(generation: generation, lastCheckpoint: .now, policy: policy))
+        self.state = Lock(State(generation: generation, lastCheckpoint: .now, policy: policy))
     }
 
     var generation: UInt64 { state.withLock { $0.generation } }
@@ -169,7 +169,7 @@ final class Checkpointer: Sendable {
     ) -> Result<CheckpointResult, DatabaseError> {
         let started = ContinuousClock.now
         // Step 1 (on the committer thread, between two rounds).
-        let rotated = Mutex<Result<GroupCommitter.Rotation, DatabaseError>?>(nil)
+        let rotated = Lock<Result<GroupCommitter.Rotation, DatabaseError>?>(nil)
         let done = DispatchSemaphore(value: 0)
         committer.enqueue(.rotate(expecting: expecting) { result in
             rotated.withLock { $0 = result }

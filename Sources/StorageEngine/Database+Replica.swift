@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Dispatch
-import Synchronization
+import Platform
 import WireProtocol
 
 /// What the replication layer needs from the engine, on both sides.
@@ -222,7 +222,7 @@ extension Database {
         let map = self.map
         let committer = self.committer
         checkpointer.runExclusive({
-            let replaced = Mutex<Result<Void, DatabaseError>?>(nil)
+            let replaced = Lock<Result<Void, DatabaseError>?>(nil)
             let done = DispatchSemaphore(value: 0)
             committer.enqueue(.replaceLog(generation: generation, prepare: { () throws(DatabaseError) in
                 try snapshotStore.writeMetadata(.resync, Array("installing checkpoint.\(generation)\n".utf8))
@@ -352,7 +352,7 @@ public final class ReplicaSnapshotReceiver: @unchecked Sendable {
         /// `install` was called: the temporary is the install's now (it deletes it if it fails).
         var handedOver = false
     }
-    private let progress = Mutex(Progress())
+    private let progress = Lock(Progress())
 
     init(database: Database, temporary: any CheckpointTemporary, totalBytes: UInt64) {
         self.database = database

@@ -1,4 +1,5 @@
 import Dispatch
+import Platform
 import Synchronization
 
 /// A durable in-memory key/value store.
@@ -84,7 +85,7 @@ public final class Database: Sendable {
         // The checkpointer holds the committer; the committer's after-round hook reaches the
         // checkpointer only weakly, so that the two never keep each other (and the map, and the
         // stores) alive after close.
-        let checkpointerReference = Mutex(WeakCheckpointer())
+        let checkpointerReference = Lock(WeakCheckpointer())
         let committer = GroupCommitter(
             map: recovered.map, logStore: logStore, segment: recovered.segment, counters: counters, sink: sink, log: log,
             afterRound: {

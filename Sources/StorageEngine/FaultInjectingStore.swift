@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 
 /// An in-memory simulated disk that is both a `LogStore` and a `SnapshotStore`, for crash and
@@ -53,7 +54,7 @@ import Synchronization
 ///   cannot be told apart from a call of the new one (calls in progress and open writers are fenced).
 /// - Timing, disk full (ENOSPC, except as an injected EIO), permissions, and the 64 MiB record limit.
 ///
-/// Thread-safe and `Sendable` without `@unchecked`: all state is behind one `Mutex`, and the writer
+/// Thread-safe and `Sendable` without `@unchecked`: all state is behind one `Lock`, and the writer
 /// objects hold only constants. The inspection and damage helpers (`fileNames()`, `contents(of:)`,
 /// `corrupt(file:offset:mask:)`…) are the test's hands on the platters: they work with the power
 /// off too. File names are the store's paths ("logfile.3"), so errors and recovery reports name
@@ -170,7 +171,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         public var largestRead = 0
     }
 
-    private let disk: Mutex<Disk>
+    private let disk: Lock<Disk>
 
     /// An empty disk, or one holding `files` (durable, with durable entries): for example a data
     /// directory copied from a fixture.
@@ -180,7 +181,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
             disk.directory[name] = disk.newFile(File(durableContent: content))
         }
         disk.durableDirectory = disk.directory
-        self.disk = Mutex(disk)
+        self.disk = Lock(disk)
     }
 
     // MARK: Power and faults

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 
 /// The real `LogStore` and `SnapshotStore`: files in one data directory, with the Go small-db's
@@ -26,7 +27,7 @@ public final class FileStore: LogStore, SnapshotStore {
     private let shrinkStep = 4 << 20
     /// Checkpoint files with an open `FileCheckpointFile`, by name, and how many: these are
     /// unlinked without being shrunk first, so that the handles keep reading them whole.
-    private let openCheckpoints = Mutex<[String: Int]>([:])
+    private let openCheckpoints = Lock<[String: Int]>([:])
 
     /// Opens (and with `create`, makes) the data directory and locks it.
     public init(directory: String, create: Bool) throws(DatabaseError) {
@@ -564,7 +565,7 @@ final class FileCheckpointFile: CheckpointFile, @unchecked Sendable {
     let path: String
     let size: Int
     private let descriptor: Int32
-    private let closed = Mutex(false)
+    private let closed = Lock(false)
     private let released: @Sendable () -> Void
 
     init(path: String, descriptor: Int32, size: Int, released: @escaping @Sendable () -> Void) {
@@ -610,14 +611,14 @@ final class FileCheckpointTemporary: CheckpointTemporary, @unchecked Sendable {
         var size = 0
         var committed = false
     }
-    private let state: Mutex<State>
+    private let state: Lock<State>
 
     init(store: FileStore, generation: UInt64, name: String, descriptor: Int32) {
         self.store = store
         self.generation = generation
         self.name = name
         self.path = store.filePath(name)
-        self.state = Mutex(State(descriptor: descriptor))
+        self.state = Lock(State(descriptor: descriptor))
     }
 
     deinit { discard() }

@@ -1,4 +1,5 @@
 import Dispatch
+import Platform
 import Synchronization
 import WireProtocol
 
@@ -82,7 +83,7 @@ final class GroupCommitter: Sendable {
         var inlineContended = false
     }
 
-    private let queue = Mutex(Queue())
+    private let queue = Lock(Queue())
     /// The poll after a round of one or two writes: long enough for a lone client's next request
     /// to make the round trip (an HTTP client on loopback: 50–100 µs), so that it finds the
     /// committer awake. With one writer there is a core to spare for it. After larger rounds the
@@ -119,14 +120,14 @@ final class GroupCommitter: Sendable {
     private let log: @Sendable (LogLevel, String) -> Void
 
     /// The committer thread's own state. Touched only by that thread once it runs (and by `init`
-    /// before it starts), so it needs no lock; `Mutex` is used only to satisfy Sendable cheaply.
+    /// before it starts), so it needs no lock; `Lock` is used only to satisfy Sendable cheaply.
     private struct CommitterState: ~Copyable {
         var segment: any LogSegmentWriter
         var buffer: [UInt8] = []
     }
-    private let state: Mutex<CommitterState>
+    private let state: Lock<CommitterState>
     /// Where the next record goes; read by stats from any thread.
-    private let position: Mutex<LogPosition>
+    private let position: Lock<LogPosition>
 
     init(
         map: ShardedMap, logStore: any LogStore, segment: any LogSegmentWriter, counters: EngineCounters,
@@ -139,8 +140,8 @@ final class GroupCommitter: Sendable {
         self.sink = sink
         self.log = log
         self.afterRound = afterRound
-        self.position = Mutex(LogPosition(generation: segment.generation, offset: segment.size))
-        self.state = Mutex(CommitterState(segment: segment))
+        self.position = Lock(LogPosition(generation: segment.generation, offset: segment.size))
+        self.state = Lock(CommitterState(segment: segment))
     }
 
     func start() {

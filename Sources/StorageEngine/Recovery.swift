@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import Platform
 import WireProtocol
 
 /// Opening a data directory: choose the generation to load, prove it whole, load it, and only then
@@ -342,7 +342,7 @@ struct Recovery {
         do {
             let header = try CheckpointChunkedReader.header(
                 fileSize: checkpoint.size, expectedGeneration: generation, read: read)
-            let checksumFailure = Mutex<(any Error)?>(nil)
+            let checksumFailure = Lock<(any Error)?>(nil)
             let verified = DispatchSemaphore(value: 0)
             let verify: @Sendable () -> Void = {
                 do {

@@ -1,3 +1,4 @@
+import Platform
 import Synchronization
 
 /// The in-memory state: keys to values, split into shards, each a dictionary behind its own lock.
@@ -76,10 +77,10 @@ final class ShardedMap: Sendable {
 
 /// One shard: a dictionary and its lock.
 private final class Shard: Sendable {
-    let dictionary: Mutex<[Key: StoredValue]>
+    let dictionary: Lock<[Key: StoredValue]>
 
     init(capacity: Int) {
-        dictionary = Mutex([Key: StoredValue](minimumCapacity: capacity))
+        dictionary = Lock([Key: StoredValue](minimumCapacity: capacity))
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPFront
+import Platform
 import StorageEngine
 import Synchronization
 import Testing
@@ -591,15 +592,15 @@ final class ServerProcess {
 final class ConcurrentWriters: Sendable {
     let writers: Int
     let prefix: String
-    private let acknowledged: Mutex<[Int]>
-    private let unexpected = Mutex<[String]>([])
+    private let acknowledged: Lock<[Int]>
+    private let unexpected = Lock<[String]>([])
     private let stopRequested = Atomic<Bool>(false)
     private let running: Atomic<Int>
 
     init(writers: Int, prefix: String) {
         self.writers = writers
         self.prefix = prefix
-        acknowledged = Mutex([Int](repeating: 0, count: writers))
+        acknowledged = Lock([Int](repeating: 0, count: writers))
         running = Atomic(writers)
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 import HTTPFront
-import Synchronization
+import Platform
 import Testing
 
 /// The HTTP front's side of replication, through `ServerRole` with a fake role whose state the
@@ -20,9 +20,9 @@ struct ReplicationRouteTests {
             var promoteCalls = 0
         }
 
-        let state: Mutex<State>
+        let state: Lock<State>
 
-        init(_ state: State = State()) { self.state = Mutex(state) }
+        init(_ state: State = State()) { self.state = Lock(state) }
 
         func update(_ body: (inout State) -> Void) { state.withLock { body(&$0) } }
         var promoteCalls: Int { state.withLock { $0.promoteCalls } }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import HTTPFront
+import Platform
 import StorageEngine
 import Synchronization
 import Testing
@@ -149,7 +150,7 @@ struct StreamedAnswerTests {
     /// The request that triggers the change is a `Connection: close` GET (reading stops). (Before:
     /// the failure was ignored, and the connection went on with the events it had.)
     @Test func aRefusedEventChangeClosesTheConnectionAndIsCounted() throws {
-        let logged = Mutex<[String]>([])
+        let logged = Lock<[String]>([])
         try withServer({
             $0.eventLoops = 1
             $0.connectionWatchFaults = ListenerWatchFaults(count: 1, errno: ENOMEM)

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 import Testing
 @testable import Replication
@@ -73,7 +74,7 @@ final class TestNode: @unchecked Sendable {
 
 /// Log lines a node wrote, for tests that check what it said.
 final class LogRecorder: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Lock<[String]>([])
     var log: @Sendable (LogLevel, String) -> Void { { [self] _, line in lines.withLock { $0.append(line) } } }
     var all: [String] { lines.withLock { $0 } }
     func contains(_ text: String) -> Bool { all.contains { $0.contains(text) } }

@@ -5,7 +5,7 @@
 // before the other side acts, so the test exercises the wake-up it claims to.
 import Dispatch
 @testable import Replication
-import Synchronization
+import Platform
 import Testing
 import WireProtocol
 
@@ -52,7 +52,7 @@ struct TransportHarness {
 /// result.
 final class Background<Value: Sendable>: Sendable {
     private let done = DispatchSemaphore(value: 0)
-    private let result = Mutex<Value?>(nil)
+    private let result = Lock<Value?>(nil)
 
     init(_ body: @escaping @Sendable () -> Value) {
         DispatchQueue.global().async { [self] in

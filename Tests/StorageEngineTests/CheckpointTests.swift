@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Platform
 import Testing
 @testable import StorageEngine
 import WireProtocol
@@ -160,7 +160,7 @@ struct CheckpointTests {
         try await TS.withTemporaryDirectory { directory in
             let db = try Database.open(directory: directory, create: true, options: quietOptions())
             for index in 0..<500 { try await db.put(Key("k\(index)"), [UInt8](repeating: 1, count: 100)) }
-            let outcome = Mutex<Result<CheckpointResult, DatabaseError>?>(nil)
+            let outcome = Lock<Result<CheckpointResult, DatabaseError>?>(nil)
             db.checkpoint { result in outcome.withLock { $0 = result } }
             db.close()
             let result = try #require(outcome.withLock { $0 }, "close returned before the checkpoint finished")

@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import Synchronization
 import Testing
 @testable import StorageEngine
@@ -242,7 +243,7 @@ struct DatabaseAPITests {
         try await TS.withTemporaryDirectory { directory in
             let db = try Database.open(directory: directory, create: true)
             let calls = Atomic<Int>(0)
-            let seenInCompletion = Mutex<[UInt8]?>(nil)
+            let seenInCompletion = Lock<[UInt8]?>(nil)
             var batch = WriteBatch()
             batch.put("submitted", v("value"))
             let result: Result<Void, DatabaseError> = try await withCheckedThrowingContinuation { continuation in
@@ -443,7 +444,7 @@ struct DatabaseAPITests {
     @Test func closeFinishesEveryWriteAlreadySubmitted() async throws {
         try await TS.withTemporaryDirectory { directory in
             let db = try Database.open(directory: directory, create: true)
-            let results = Mutex<[Int: Result<Void, DatabaseError>]>([:])
+            let results = Lock<[Int: Result<Void, DatabaseError>]>([:])
             for index in 0..<200 {
                 var batch = WriteBatch()
                 batch.put(Key("k\(index)"), v("\(index)"))

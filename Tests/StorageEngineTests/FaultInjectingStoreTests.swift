@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Synchronization
+import Platform
 import Testing
 @testable import StorageEngine
 
@@ -432,7 +432,7 @@ struct FaultInjectingStoreTests {
         let store = FaultInjectingStore()
         let writers = 4
         let rounds = 300
-        let failures = Mutex<[String]>([])
+        let failures = Lock<[String]>([])
         DispatchQueue.concurrentPerform(iterations: writers) { index in
             do throws(DatabaseError) {
                 let writer = try store.createLog(UInt64(index))

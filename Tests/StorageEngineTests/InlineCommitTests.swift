@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Platform
 import Synchronization
 import Testing
 @testable import StorageEngine
@@ -49,7 +50,7 @@ struct InlineCommitTests {
         let db = try Database.open(logStore: store, snapshotStore: store)
         let writers = 8
         let perWriter = 150
-        let failures = Mutex<[String]>([])
+        let failures = Lock<[String]>([])
         let finished = DispatchSemaphore(value: 0)
         for writer in 0..<writers {
             startDetachedThread {
@@ -92,13 +93,13 @@ struct InlineCommitTests {
         let db = try Database.open(logStore: store, snapshotStore: store)
         var batch = WriteBatch()
         batch.put("k", v("1"))
-        let outcome = Mutex<Result<Void, DatabaseError>?>(nil)
+        let outcome = Lock<Result<Void, DatabaseError>?>(nil)
         try db.submit(batch, mayCommitOnCallingThread: true) { result in outcome.withLock { $0 = result } }
         db.close()
         // Inline or queued, the write was answered, with success, before close returned.
         let answered = try #require(outcome.withLock { $0 }, "close returned before the write was answered")
         #expect(throws: Never.self) { try answered.get() }
-        let refused = Mutex<Result<Void, DatabaseError>?>(nil)
+        let refused = Lock<Result<Void, DatabaseError>?>(nil)
         try db.submit(batch, mayCommitOnCallingThread: true) { result in refused.withLock { $0 = result } }
         guard case .failure(.closed) = refused.withLock({ $0 }) else {
             Issue.record("a submit after close gave \(String(describing: refused.withLock { $0 }))")
@@ -111,7 +112,7 @@ struct InlineCommitTests {
         _ db: Database, _ group: [(key: Key, value: [UInt8])]
     ) -> (inline: Bool, results: [Result<Void, DatabaseError>]) {
         let caller = pthread_self()
-        let results = Mutex<[Int: (result: Result<Void, DatabaseError>, onCaller: Bool)]>([:])
+        let results = Lock<[Int: (result: Result<Void, DatabaseError>, onCaller: Bool)]>([:])
         let done = DispatchSemaphore(value: 0)
         let writes = group.enumerated().map { index, write in
             var batch = WriteBatch()

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Platform
 import Testing
 @testable import StorageEngine
 import WireProtocol
@@ -21,10 +21,10 @@ private final class RecordingSink: ReplicationSink {
         case records([UInt8], LogPosition)
         case segment(UInt64)
     }
-    let events = Mutex<[Event]>([])
+    let events = Lock<[Event]>([])
     /// The batches `willSync` announced (before the local sync), by start.
-    let announced = Mutex<[LogPosition]>([])
-    let verdict = Mutex<ReplicationVerdict>(.acknowledge)
+    let announced = Lock<[LogPosition]>([])
+    let verdict = Lock<ReplicationVerdict>(.acknowledge)
 
     func willSync(_ records: UnsafeRawBufferPointer, at start: LogPosition) {
         announced.withLock { $0.append(start) }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Platform
 import Testing
 @testable import StorageEngine
 import WireProtocol
@@ -258,7 +258,7 @@ final class ChildProcessGate: Sendable {
         var waitingReaders: [CheckedContinuation<Void, Never>] = []
         var waitingWriters: [CheckedContinuation<Void, Never>] = []
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     func acquire(exclusive: Bool) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -305,7 +305,7 @@ final class ChildProcessGate: Sendable {
 func wait<T: Sendable>(
     _ call: (@escaping @Sendable (Result<T, DatabaseError>) -> Void) -> Void
 ) -> Result<T, DatabaseError> {
-    let result = Mutex<Result<T, DatabaseError>?>(nil)
+    let result = Lock<Result<T, DatabaseError>?>(nil)
     let done = DispatchSemaphore(value: 0)
     call { outcome in
         result.withLock { $0 = outcome }

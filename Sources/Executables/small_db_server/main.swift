@@ -10,9 +10,9 @@
 import Dispatch
 import GoFlags
 import HTTPFront
+import Platform
 import Replication
 import StorageEngine
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,7 +86,7 @@ if !flags.string("auth-token-file").isEmpty {
 /// queue, off the main thread, so they capture nothing but the semaphore.)
 func waitForTerminationSignal() -> String {
     let stop = DispatchSemaphore(value: 0)
-    let name = Mutex<String>("")
+    let name = Lock<String>("")
     var sources: [any DispatchSourceSignal] = []
     for (number, label) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
         signal(number, SIG_IGN)

@@ -49,7 +49,7 @@ struct AuthenticationTests {
         let lineage = try ReplicationStateCodec.decode(try #require(try primary.database.readReplicationMetadata())).lineage
         let backupStore = FaultInjectingStore()
         do {
-            let db = try Database.open(logStore: backupStore, snapshotStore: backupStore)
+            let db = try Database.open(logStore: backupStore, snapshotStore: backupStore, options: .forTests)
             try db.writeReplicationMetadata(ReplicationStateCodec.encode(ReplicationState(
                 lineage: lineage, epoch: 3, history: [EpochStart(epoch: 3, start: ReplicationPosition(generation: 0, offset: 0))],
                 role: .backup)))

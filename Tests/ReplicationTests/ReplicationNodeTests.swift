@@ -46,7 +46,7 @@ final class TestNode: @unchecked Sendable {
     }
 
     private func open() throws {
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.checkpoints.enabled = false
         node = ReplicationNode(configuration: configuration)
         database = try Database.open(logStore: store, snapshotStore: store, options: options, replicationSink: node)
@@ -117,7 +117,7 @@ struct ReplicationNodeTests {
         backup.stop()
         _ = backup.store.powerLoss()
         backup.store.powerOn()
-        let reopened = try Database.open(logStore: backup.store, snapshotStore: backup.store)
+        let reopened = try Database.open(logStore: backup.store, snapshotStore: backup.store, options: .forTests)
         defer { reopened.close() }
         #expect(reopened.stats.keys == 99)
         #expect(try reopened.get("k99") == v("value-99"))
@@ -482,7 +482,7 @@ struct ReplicationNodeTests {
         let lineage = try ReplicationStateCodec.decode(try #require(try stale.database.readReplicationMetadata())).lineage
         let backupStore = FaultInjectingStore()
         do {
-            let db = try Database.open(logStore: backupStore, snapshotStore: backupStore)
+            let db = try Database.open(logStore: backupStore, snapshotStore: backupStore, options: .forTests)
             try db.writeReplicationMetadata(ReplicationStateCodec.encode(ReplicationState(
                 lineage: lineage, epoch: 3, history: [EpochStart(epoch: 3, start: ReplicationPosition(generation: 0, offset: 0))],
                 role: .backup)))
@@ -634,7 +634,7 @@ struct ReplicationNodeTests {
         // A directory from another cluster that has been through failovers (epoch 3).
         let otherStore = FaultInjectingStore()
         do {
-            let db = try Database.open(logStore: otherStore, snapshotStore: otherStore)
+            let db = try Database.open(logStore: otherStore, snapshotStore: otherStore, options: .forTests)
             try await db.put("mine", v("2"))
             try db.writeReplicationMetadata(ReplicationStateCodec.encode(ReplicationState(
                 lineage: .random(), epoch: 3, history: [EpochStart(epoch: 3, start: ReplicationPosition(generation: 0, offset: 0))],

@@ -10,7 +10,7 @@ private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Options with every background trigger off except those a test sets.
 private func quietOptions() -> DatabaseOptions {
-    var options = DatabaseOptions()
+    var options = DatabaseOptions.forTests
     options.checkpoints.interval = .seconds(3600)
     options.checkpoints.logBytes = Int.max
     options.checkpoints.updates = 0
@@ -33,7 +33,7 @@ struct CheckpointTests {
             #expect(db.stats.failedCheckpoints == 0)
             db.close()
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.checkpointGeneration != nil)
             #expect(reopened.stats.keys == 200)
@@ -54,7 +54,7 @@ struct CheckpointTests {
             #expect(db.stats.generation >= 1)
             db.close()
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.stats.keys == 60)
             #expect(try reopened.get("k59") == value)
@@ -75,7 +75,7 @@ struct CheckpointTests {
     }
 
     @Test func disabledBackgroundCheckpointsNeverRun() async throws {
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.checkpoints.enabled = false
         options.checkpoints.updates = 1
         options.checkpoints.logBytes = 1
@@ -123,7 +123,7 @@ struct CheckpointTests {
             #expect(result?.generation == 1)
             db.close()
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.checkpointGeneration == 1)
             #expect(reopened.stats.keys == 2000 - 8 + 200)
@@ -167,7 +167,7 @@ struct CheckpointTests {
             #expect(try result.get().generation == 1)
             #expect(try TS.listing(directory) == ["version", "checkpoint.1", "logfile.1"])
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.checkpointGeneration == 1)
             #expect(reopened.stats.keys == 500)
@@ -242,7 +242,7 @@ struct CheckpointTests {
             let result = try await db.checkpoint()
             #expect(result.keys == 0)
             db.close()
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.checkpointGeneration == 1)
             #expect(reopened.recovery.checkpointEntries == 0)
@@ -262,7 +262,7 @@ struct CheckpointTests {
             try await db.delete("k1")
             db.close()
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.checkpointGeneration == 1)
             #expect(reopened.recovery.checkpointEntries == 10)

@@ -10,7 +10,7 @@ import Testing
 struct ChunkedRecoveryTests {
     @Test func openReadsNoMoreThanOneChunkAtATimeFromAMultiMegabyteDirectory() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         let value = [UInt8](repeating: 7, count: 1000)
         for index in 0..<3000 { try await db.put(Key("checkpointed-\(index)"), value) }
         _ = try await db.checkpoint()
@@ -20,7 +20,7 @@ struct ChunkedRecoveryTests {
         let logSize = try #require(store.contents(of: "logfile.1")).count
         #expect(checkpointSize > 2 * Recovery.readChunkSize && logSize > 2 * Recovery.readChunkSize)
 
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(reopened.stats.keys == 6000)
         #expect(try reopened.get("checkpointed-2999") == value)
@@ -59,7 +59,7 @@ struct ChunkedRecoveryTests {
     /// before the fix the failed pthread_create was a preconditionFailure, and the process died.
     @Test func aLargeCheckpointLoadsAndIsVerifiedWhenNoThreadCanBeMade() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         let value = [UInt8](repeating: 7, count: 1000)
         for index in 0..<5000 { try await db.put(Key("k-\(index)"), value) }
         let generation = try await db.checkpoint().generation

@@ -11,7 +11,7 @@ private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Opens a fresh database in `directory`/db (created), runs `body`, and closes it.
 private func withNewDatabase<R>(
-    options: DatabaseOptions = DatabaseOptions(),
+    options: DatabaseOptions = .forTests,
     _ body: (Database, String) async throws -> R
 ) async throws -> R {
     try await TS.withTemporaryDirectory { root in
@@ -81,13 +81,13 @@ struct DatabaseAPITests {
 
     @Test func emptyValueIsStoredAndIsNotAMissingKey() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             try await db.put("empty", [])
             #expect(try db.get("empty") == [])
             #expect(db.stats.keys == 1)
             db.close()
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(try reopened.get("empty") == [])
         }
@@ -113,18 +113,18 @@ struct DatabaseAPITests {
             #expect(db.stats.keys == pairs.count)
         }
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             for (key, value) in pairs { try await db.put(Key(key), value) }
             try check(db)
             db.close()
 
-            let fromLog = try Database.open(directory: directory)
+            let fromLog = try Database.open(directory: directory, options: .forTests)
             try check(fromLog)
             #expect(fromLog.recovery.recordsReplayed == pairs.count)
             _ = try await fromLog.checkpoint()
             fromLog.close()
 
-            let fromCheckpoint = try Database.open(directory: directory)
+            let fromCheckpoint = try Database.open(directory: directory, options: .forTests)
             defer { fromCheckpoint.close() }
             #expect(fromCheckpoint.recovery.checkpointEntries == pairs.count)
             #expect(fromCheckpoint.recovery.recordsReplayed == 0)
@@ -154,7 +154,7 @@ struct DatabaseAPITests {
 
     @Test func writeBatchWithTheSameKeyTwiceKeepsTheLastChange() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             try await db.put("deleted-last", v("before"))
             var batch = WriteBatch()
             batch.put("put-twice", v("first"))
@@ -172,7 +172,7 @@ struct DatabaseAPITests {
             }
             try check(db)
             db.close()
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             try check(reopened)
         }
@@ -201,7 +201,7 @@ struct DatabaseAPITests {
 
     @Test func writeBatchIsAtomicWhenItsRecordIsTorn() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             try await db.put("before", v("kept"))
             let sizeBefore = db.stats.walBytes
             var batch = WriteBatch()
@@ -213,7 +213,7 @@ struct DatabaseAPITests {
             let path = directory + "/logfile.0"
             try TS.writeFile(path, Array(try TS.readFile(path).dropLast()))
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(try reopened.get("before") == v("kept"))
             for index in 0..<10 { #expect(try reopened.get(Key("batch-\(index)")) == nil) }
@@ -223,13 +223,13 @@ struct DatabaseAPITests {
 
     @Test func emptyWriteBatchIsAcceptedAndChangesNothing() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             try await db.put("k", v("1"))
             try await db.write(WriteBatch())
             try await db.put("after", v("2"))
             #expect(db.stats.keys == 2)
             db.close()
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.tornTail == nil)
             #expect(try reopened.get("k") == v("1"))
@@ -241,7 +241,7 @@ struct DatabaseAPITests {
 
     @Test func submitCallsItsCompletionOnceWithSuccessWhenTheBatchIsVisible() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             let calls = Atomic<Int>(0)
             let seenInCompletion = Lock<[UInt8]?>(nil)
             var batch = WriteBatch()
@@ -262,7 +262,7 @@ struct DatabaseAPITests {
             db.close()  // waits for the committer: no completion can come after this
             #expect(calls.load(ordering: .relaxed) == 1)
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(try reopened.get("submitted") == v("value"))
         }
@@ -270,7 +270,7 @@ struct DatabaseAPITests {
 
     @Test func submitOfAnInvalidBatchThrowsAtOnceAndNeverCompletes() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             let calls = Atomic<Int>(0)
             var batch = WriteBatch()
             batch.put("good", v("1"))
@@ -421,7 +421,7 @@ struct DatabaseAPITests {
             let references = WeakReferences()
             // In a function of its own, so that no strong reference outlives it in this frame.
             func openFillAndClose() async throws {
-                let db = try Database.open(directory: directory, create: true)
+                let db = try Database.open(directory: directory, create: true, options: .forTests)
                 references.database = db
                 references.map = db.map
                 references.committer = db.committer
@@ -443,7 +443,7 @@ struct DatabaseAPITests {
 
     @Test func closeFinishesEveryWriteAlreadySubmitted() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             let results = Lock<[Int: Result<Void, DatabaseError>]>([:])
             for index in 0..<200 {
                 var batch = WriteBatch()
@@ -455,7 +455,7 @@ struct DatabaseAPITests {
             #expect(completed.count == 200, "close returned before every submitted write completed")
             #expect(completed.values.allSatisfy { (try? $0.get()) != nil })
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.stats.keys == 200)
             #expect(try reopened.get("k199") == v("199"))
@@ -464,12 +464,12 @@ struct DatabaseAPITests {
 
     @Test func closeIsIdempotent() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             try await db.put("k", v("1"))
             db.close()
             db.close()
             #expect(throws: DatabaseError.closed) { try db.get("k") }
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(try reopened.get("k") == v("1"))
         }
@@ -477,13 +477,13 @@ struct DatabaseAPITests {
 
     @Test func reopenShowsEveryAcknowledgedChange() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             for index in 0..<50 { try await db.put(Key("key-\(index)"), v("value-\(index)")) }
             for index in stride(from: 0, to: 50, by: 5) { try await db.delete(Key("key-\(index)")) }
             try await db.put("key-1", v("overwritten"))
             db.close()
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.recordsReplayed == 61)
             #expect(reopened.stats.keys == 40)
@@ -501,7 +501,7 @@ struct DatabaseAPITests {
         try await TS.withTemporaryDirectory { root in
             let directory = root + "/missing"
             #expect(throws: DatabaseError.directoryMissing(path: directory)) {
-                try Database.open(directory: directory)
+                try Database.open(directory: directory, options: .forTests)
             }
             #expect(!TS.fileExists(directory))
         }
@@ -510,7 +510,7 @@ struct DatabaseAPITests {
     @Test func openingWithCreateMakesNestedDirectoriesAndInitialisesThem() async throws {
         try await TS.withTemporaryDirectory { root in
             let directory = root + "/a/b/c"
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             defer { db.close() }
             #expect(db.recovery.initialized)
             #expect(try TS.listing(directory) == ["version", "logfile.0"])
@@ -522,7 +522,7 @@ struct DatabaseAPITests {
 
     @Test func openingAnExistingEmptyDirectoryWithoutCreateInitialisesIt() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             #expect(db.recovery.initialized)
             #expect(try TS.listing(directory) == ["version", "logfile.0"])
@@ -543,7 +543,7 @@ struct DatabaseAPITests {
     }
 
     @Test func keyOverTheConfiguredLimitIsRefusedWithItsSizeAndTheLimit() async throws {
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.limits.maxKeySize = 8
         try await withNewDatabase(options: options) { db, _ in
             try await db.put(Key(Array(repeating: 1, count: 8)), v("at the limit"))
@@ -558,7 +558,7 @@ struct DatabaseAPITests {
     }
 
     @Test func valueOverTheConfiguredLimitIsRefusedWithItsSizeAndTheLimit() async throws {
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.limits.maxValueSize = 10
         try await withNewDatabase(options: options) { db, _ in
             try await db.put("ok", Array(repeating: 7, count: 10))
@@ -573,7 +573,7 @@ struct DatabaseAPITests {
     }
 
     @Test func batchOverTheConfiguredLimitIsRefusedWithItsEncodedSize() async throws {
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.limits.maxBatchSize = 100
         try await withNewDatabase(options: options) { db, _ in
             var batch = WriteBatch()
@@ -594,7 +594,7 @@ struct DatabaseAPITests {
     }
 
     @Test func refusedWritesWriteNothing() async throws {
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.limits.maxKeySize = 8
         options.limits.maxValueSize = 16
         options.limits.maxBatchSize = 64
@@ -627,7 +627,7 @@ struct DatabaseAPITests {
             #expect(try db.get("k") == v("v"))
             #expect(try TS.readFile(directory + "/logfile.0") == logBefore)
             db.close()
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.recordsReplayed == 1)
         }

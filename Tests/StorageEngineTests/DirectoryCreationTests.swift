@@ -28,7 +28,7 @@ struct DirectoryCreationTests {
 
     @Test func openingWithCreateMakesTheWholePathAndWorks() async throws {
         try await TS.withTemporaryDirectory { root in
-            let db = try Database.open(directory: root + "/x/y", create: true)
+            let db = try Database.open(directory: root + "/x/y", create: true, options: .forTests)
             defer { db.close() }
             try await db.put("k", Array("v".utf8))
             #expect(TS.fileExists(root + "/x/y/logfile.0"))

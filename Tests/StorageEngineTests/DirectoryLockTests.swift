@@ -58,10 +58,10 @@ private func otherProcessCanLock(_ path: String) throws -> Bool {
 struct DirectoryLockTests {
     @Test func secondOpenInTheSameProcessFailsWithDirectoryLocked() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             defer { db.close() }
             #expect(throws: DatabaseError.directoryLocked(path: directory)) {
-                try Database.open(directory: directory)
+                try Database.open(directory: directory, options: .forTests)
             }
         }
     }
@@ -71,14 +71,14 @@ struct DirectoryLockTests {
     /// spawn servers in parallel with reopening ones saw `.directoryLocked`).
     @Test func closeReleasesTheLockEvenWhileACopyOfItsDescriptorIsOpen() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             // The copy a spawned child would hold: a duplicate of the descriptor open on LOCK.
             let lockPath = directory + "/LOCK"
             let copy = try #require(Self.openDescriptors().first { Self.target(of: $0) == lockPath }.map { dup($0) })
             defer { Glibc.close(copy) }
             #expect(copy >= 0)
             db.close()
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             reopened.close()
         }
     }
@@ -93,12 +93,12 @@ struct DirectoryLockTests {
 
     @Test func refusedSecondOpenLeavesTheFirstDatabaseWorking() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             defer { db.close() }
             try await db.put("before", v("1"))
             let before = try TS.snapshot(directory)
             #expect(throws: DatabaseError.directoryLocked(path: directory)) {
-                try Database.open(directory: directory, create: true)
+                try Database.open(directory: directory, create: true, options: .forTests)
             }
             #expect(try TS.snapshot(directory) == before)
             try await db.put("after", v("2"))
@@ -109,10 +109,10 @@ struct DirectoryLockTests {
 
     @Test func openSucceedsAfterTheHolderCloses() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             try await db.put("k", v("1"))
             db.close()
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(try reopened.get("k") == v("1"))
         }
@@ -123,22 +123,22 @@ struct DirectoryLockTests {
             // A version file that names no number: recovery fails after the lock was taken.
             try TS.writeFile(directory + "/version", v("garbage\n"))
             try TS.writeFile(directory + "/logfile.0", [])
-            #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             try TS.writeMarker(directory, "version", 0)
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             db.close()
         }
     }
 
     @Test func leftoverLOCKFileFromACrashedProcessDoesNotBlockOpening() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             try await db.put("k", v("1"))
             db.close()
             // The file stays after close (or a crash); only a live flock on it counts.
             #expect(TS.fileExists(directory + "/LOCK"))
             try TS.writeFile(directory + "/LOCK", v("12345\n"))
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(try reopened.get("k") == v("1"))
         }
@@ -146,7 +146,7 @@ struct DirectoryLockTests {
 
     @Test func lockIsHeldOnTheLOCKFileInTheDirectory() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             #expect(TS.fileExists(directory + "/LOCK"))
             db.close()
         }
@@ -167,12 +167,12 @@ struct DirectoryLockAcrossProcessesTests {
             #expect(locked, "the child never took the lock")
             if locked {
                 #expect(throws: DatabaseError.directoryLocked(path: directory)) {
-                    try Database.open(directory: directory)
+                    try Database.open(directory: directory, options: .forTests)
                 }
             }
             #expect(try child.release(), "the lock-holding child did not exit by itself")
 
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try await db.put("k", v("1"))
             #expect(try db.get("k") == v("1"))
@@ -181,7 +181,7 @@ struct DirectoryLockAcrossProcessesTests {
 
     @Test func anotherProcessCannotLockWhileTheDatabaseIsOpen() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             #expect(try otherProcessCanLock(directory + "/LOCK") == false)
             db.close()
             #expect(try otherProcessCanLock(directory + "/LOCK") == true)

@@ -457,7 +457,7 @@ struct FaultInjectingStoreTests {
 
     @Test func databaseReopensOverTheStoreAfterPowerLoss() async throws {
         let store = FaultInjectingStore()
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.checkpoints.enabled = false
         let db = try Database.open(logStore: store, snapshotStore: store, options: options)
         try await db.put("a", [1])

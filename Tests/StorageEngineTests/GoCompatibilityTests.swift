@@ -23,7 +23,7 @@ struct GoCompatibilityTests {
         let expected = try TS.expectedContents("basic")
         #expect(expected.count == 323)
         try await withFixture("basic") { directory in
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try TS.expectContents(of: db, equal: expected)
             #expect(db.stats.generation == 2)
@@ -41,7 +41,7 @@ struct GoCompatibilityTests {
     @Test func basicOpenRewritesNoFile() async throws {
         try await withFixture("basic") { directory in
             let before = try TS.snapshot(directory)
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             db.close()
             #expect(try TS.snapshot(directory) == before)
         }
@@ -50,7 +50,7 @@ struct GoCompatibilityTests {
     @Test func basicEnumeratedThroughOurCheckpointIsExactlyTheExpectedContents() async throws {
         let expected = try TS.expectedContents("basic")
         try await withFixture("basic") { directory in
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             let (contents, header) = try await TS.dumpThroughCheckpoint(db, directory: directory)
             #expect(header.version == CheckpointFormat.currentVersion)
             #expect(header.generation == 3)
@@ -58,7 +58,7 @@ struct GoCompatibilityTests {
             db.close()
             #expect(try TS.listing(directory) == ["version", "checkpoint.3", "logfile.3"])
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.checkpointGeneration == 3)
             try TS.expectContents(of: reopened, equal: expected)
@@ -69,7 +69,7 @@ struct GoCompatibilityTests {
         var expected = try TS.expectedContents("basic")
         try await withFixture("basic") { directory in
             let goLogSize = try TS.fileSize(directory + "/logfile.2")
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             #expect(db.stats.logPosition == LogPosition(generation: 2, offset: goLogSize))
             try await db.put(Key([0x00, 0xFF, 0x80]), [0xDE, 0xAD])
             let firstKey = try #require(expected.keys.sorted { $0.lexicographicallyPrecedes($1) }.first)
@@ -78,7 +78,7 @@ struct GoCompatibilityTests {
             expected[[0x00, 0xFF, 0x80]] = [0xDE, 0xAD]
             expected[firstKey] = nil
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.recordsReplayed == 182)
             try TS.expectContents(of: reopened, equal: expected)
@@ -92,7 +92,7 @@ struct GoCompatibilityTests {
         try await withFixture("torn-tail") { directory in
             let path = directory + "/logfile.2"
             let tornSize = try TS.fileSize(path)
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try TS.expectContents(of: db, equal: expected)
             let torn = try #require(db.recovery.tornTail)
@@ -113,7 +113,7 @@ struct GoCompatibilityTests {
         try await withFixture("pending-switch") { directory in
             #expect(try TS.listing(directory)
                 == ["version", "newVersion", "checkpoint.2", "logfile.2", "checkpoint.3", "logfile.3"])
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try TS.expectContents(of: db, equal: expected)
             #expect(db.recovery.finishedSwitch == 3)
@@ -130,7 +130,7 @@ struct GoCompatibilityTests {
     @Test func corruptWALMiddleRefusesToOpenNamingLogfile2AtOffset3636() async throws {
         try await withFixture("corrupt-wal-middle") { directory in
             let before = try TS.snapshot(directory)
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptLog(let file, let offset, _) = error else {
                 Issue.record("expected corruptLog, got \(String(describing: error))")
                 return
@@ -147,7 +147,7 @@ struct GoCompatibilityTests {
         try await withFixture("corrupt-wal-middle") { directory in
             let path = directory + "/logfile.2"
             let size = try TS.fileSize(path)
-            var options = DatabaseOptions()
+            var options = DatabaseOptions.forTests
             options.corruptLog = .truncate
             let db = try Database.open(directory: directory, options: options)
             defer { db.close() }
@@ -164,8 +164,8 @@ struct GoCompatibilityTests {
     @Test func corruptWALMiddleOpensWithTruncationAfterARefusedOpen() async throws {
         let expected = try TS.expectedContents("corrupt-wal-middle.truncated")
         try await withFixture("corrupt-wal-middle") { directory in
-            #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
-            var options = DatabaseOptions()
+            #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
+            var options = DatabaseOptions.forTests
             options.corruptLog = .truncate
             let db = try Database.open(directory: directory, options: options)  // the failed open released the lock
             defer { db.close() }

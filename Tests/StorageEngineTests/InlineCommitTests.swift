@@ -14,7 +14,7 @@ private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 struct InlineCommitTests {
     @Test func aLoneSubmitCommitsOnTheCallingThreadBeforeItReturns() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { db.close() }
         // Right after open the committer thread may not be asleep yet: then the write goes to it,
         // as without the option. Retry until a write finds it idle.
@@ -40,14 +40,14 @@ struct InlineCommitTests {
         db.close()
         _ = store.powerLoss()
         store.powerOn()
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(try reopened.get(Key("k\(last)")) == v("\(last)"))
     }
 
     @Test func concurrentSubmittersThatMayCommitInlineLoseNothing() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         let writers = 8
         let perWriter = 150
         let failures = Lock<[String]>([])
@@ -79,7 +79,7 @@ struct InlineCommitTests {
         db.close()
         _ = store.powerLoss()
         store.powerOn()
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(reopened.stats.keys == writers * (perWriter + 1))
         for writer in 0..<writers {
@@ -90,7 +90,7 @@ struct InlineCommitTests {
 
     @Test func closeWaitsForAnInlineRoundAndLaterSubmitsAreRefused() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         var batch = WriteBatch()
         batch.put("k", v("1"))
         let outcome = Lock<Result<Void, DatabaseError>?>(nil)
@@ -132,7 +132,7 @@ struct InlineCommitTests {
 
     @Test func aGroupIsOneRoundOnTheCallingThreadInOrderAndAnInvalidWriteFailsAlone() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { db.close() }
         let tooLong = Key([UInt8](repeating: 0x6B, count: DatabaseOptions.Limits().maxKeySize + 1))
         let group: [(key: Key, value: [UInt8])] = [("a", v("1")), ("b", v("2")), (tooLong, v("x")), ("a", v("3"))]
@@ -163,7 +163,7 @@ struct InlineCommitTests {
     /// committer thread; once syncs are fast again, they commit inline again.
     @Test func afterSlowSyncsGroupsGoToTheCommitterThread() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { db.close() }
         store.inject(.logSync, times: 4, effect: .delay(.milliseconds(5)))
         for index in 0..<4 { try await db.put(Key("slow\(index)"), v("\(index)")) }

@@ -26,7 +26,7 @@ struct KillNineTests {
                 let acknowledged = try runAndKill(
                     directory: directory, firstWriter: firstWriter, checkpointUpdates: checkpointUpdates,
                     killAfter: Int.random(in: 200...2_000, using: &random))
-                let db = try Database.open(directory: directory)
+                let db = try Database.open(directory: directory, options: .forTests)
                 defer { db.close() }
                 for writer in firstWriter..<(firstWriter + KillNineTests.writers) {
                     let done = (acknowledged[writer] ?? -1) + 1

@@ -709,7 +709,7 @@ private func interruptedSwitchImage() async throws -> ([String: [UInt8]], [Key: 
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 private func quietOptions() -> DatabaseOptions {
-    var options = DatabaseOptions()
+    var options = DatabaseOptions.forTests
     options.checkpoints.enabled = false
     return options
 }

@@ -14,7 +14,7 @@ private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 struct RecoveryDeletesNothingTests {
     /// Three checkpoints through the engine: checkpoint.3, logfile.3, version = 3, and `count` keys.
     private func writeThreeGenerations(_ directory: String, keys count: Int = 20) async throws {
-        let db = try Database.open(directory: directory, create: true)
+        let db = try Database.open(directory: directory, create: true, options: .forTests)
         defer { db.close() }
         for round in 0..<3 {
             for index in 0..<count { try await db.put(Key("k\(index)"), v("value-\(index)-\(round)")) }
@@ -33,7 +33,7 @@ struct RecoveryDeletesNothingTests {
             try TS.writeMarker(directory, "version", flipped)
             let before = try TS.snapshot(directory)
 
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .inconsistentDirectory(let why) = error else {
                 Issue.record("expected inconsistentDirectory, got \(String(describing: error))")
                 return
@@ -45,7 +45,7 @@ struct RecoveryDeletesNothingTests {
 
             // Repairing `version` brings everything back.
             try TS.writeMarker(directory, "version", 3)
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             #expect(db.stats.keys == 21)
             #expect(try db.get("k7") == v("value-7-2"))
@@ -56,7 +56,7 @@ struct RecoveryDeletesNothingTests {
     /// The same over the simulated disk: the refused open performs no directory operation at all.
     @Test func flippedBitInVersionDeletesNothingOnTheSimulatedDisk() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         for round in 0..<3 {
             try await db.put("k", v("round \(round)"))
             _ = try await db.checkpoint()
@@ -67,13 +67,13 @@ struct RecoveryDeletesNothingTests {
         let contents = files.map { store.contents(of: $0) }
         let directoryOperations = store.operationCount(.directory)
 
-        #expect(throws: DatabaseError.self) { try Database.open(logStore: store, snapshotStore: store) }
+        #expect(throws: DatabaseError.self) { try Database.open(logStore: store, snapshotStore: store, options: .forTests) }
         #expect(store.fileNames() == files)
         #expect(files.map { store.contents(of: $0) } == contents)
         #expect(store.operationCount(.directory) == directoryOperations, "the refused open changed the directory")
 
         store.createFile("version", contents: v("3\n"))
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(try reopened.get("k") == v("round 2"))
     }
@@ -85,7 +85,7 @@ struct RecoveryDeletesNothingTests {
             try TS.writeLog(directory, generation: 1, records: [[TS.set("k", "log")]])
             try TS.writeCheckpoint(directory, generation: 5, entries: [(v("k"), v("5"))])
             let before = try TS.snapshot(directory)
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .inconsistentDirectory(let why) = error else {
                 Issue.record("expected inconsistentDirectory, got \(String(describing: error))")
                 return
@@ -106,7 +106,7 @@ struct RecoveryDeletesNothingTests {
             try TS.writeLog(directory, generation: 2, records: [])
             try TS.writeMarker(directory, "newVersion", 2)
             let before = try TS.snapshot(directory)
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .inconsistentDirectory(let why) = error else {
                 Issue.record("expected inconsistentDirectory, got \(String(describing: error))")
                 return
@@ -132,7 +132,7 @@ struct RecoveryDeletesNothingTests {
                 file: directory + "/checkpoint.1",
                 reason: CheckpointError.generationMismatch(expected: 1, found: 5).description)
             ) {
-                try Database.open(directory: directory)
+                try Database.open(directory: directory, options: .forTests)
             }
             #expect(try TS.snapshot(directory) == before)
         }
@@ -154,7 +154,7 @@ struct RecoveryDeletesNothingTests {
                 try TS.flipByte(path, at: try TS.fileSize(path) - 6)
             }
             let before = try TS.snapshot(directory)
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptCheckpoint = error else {
                 Issue.record("expected corruptCheckpoint, got \(String(describing: error))")
                 return
@@ -167,9 +167,9 @@ struct RecoveryDeletesNothingTests {
     /// (a crash of the whole process); it is a typed error now, and the writer is not kept.
     @Test func segmentThatChangesSizeDuringTheOpenIsATypedError() throws {
         let store = FaultInjectingStore()
-        try Database.open(logStore: store, snapshotStore: store).close()
+        try Database.open(logStore: store, snapshotStore: store, options: .forTests).close()
         let lying = SizeLyingStore(store)
-        let error = #expect(throws: DatabaseError.self) { try Database.open(logStore: lying, snapshotStore: store) }
+        let error = #expect(throws: DatabaseError.self) { try Database.open(logStore: lying, snapshotStore: store, options: .forTests) }
         guard case .inconsistentDirectory(let why) = error else {
             Issue.record("expected inconsistentDirectory, got \(String(describing: error))")
             return

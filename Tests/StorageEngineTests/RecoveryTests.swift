@@ -113,7 +113,7 @@ private func expectInconsistentDirectory(
     _ directory: String, mentioning file: String? = nil, sourceLocation: SourceLocation = #_sourceLocation
 ) throws {
     let error = #expect(throws: DatabaseError.self, sourceLocation: sourceLocation) {
-        try Database.open(directory: directory)
+        try Database.open(directory: directory, options: .forTests)
     }
     guard case .inconsistentDirectory(let why) = error else {
         Issue.record("expected inconsistentDirectory, got \(String(describing: error))", sourceLocation: sourceLocation)
@@ -131,7 +131,7 @@ struct RecoveryTests {
         try await TS.withTemporaryDirectory { directory in
             let scenario = SwitchScenario(directory: directory, n: n)
             let newLogSize = try scenario.writeThroughStep1()
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
             #expect(db.recovery.discardedSwitch == nil)
@@ -143,7 +143,7 @@ struct RecoveryTests {
         try await TS.withTemporaryDirectory { directory in
             let scenario = SwitchScenario(directory: directory, n: n)
             let newLogSize = try scenario.writeThroughStep1()
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             try await db.put("f", v("after-recovery"))
             #expect(db.stats.logPosition.generation == scenario.g)
             #expect(try TS.fileSize(directory + "/logfile.\(scenario.g)") > newLogSize)
@@ -153,7 +153,7 @@ struct RecoveryTests {
             #expect(try TS.listing(directory) == ["version", "checkpoint.\(scenario.g + 1)", "logfile.\(scenario.g + 1)"])
             db.close()
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             var expected = SwitchScenario.finalContents
             expected["f"] = "after-recovery"
@@ -168,7 +168,7 @@ struct RecoveryTests {
             let scenario = SwitchScenario(directory: directory, n: n)
             let newLogSize = try scenario.writeThroughStep1()
             try TS.writeFile(directory + "/checkpoint.\(scenario.g).tmp", Array(CheckpointFormat.magic) + [2, 0, 0])
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
             #expect(!TS.fileExists(directory + "/checkpoint.\(scenario.g).tmp"))
@@ -181,7 +181,7 @@ struct RecoveryTests {
             let scenario = SwitchScenario(directory: directory, n: n)
             let newLogSize = try scenario.writeThroughStep1()
             try scenario.writeNewCheckpoint()
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
             #expect(!TS.fileExists(directory + "/checkpoint.\(scenario.g)"))
@@ -195,7 +195,7 @@ struct RecoveryTests {
             let newLogSize = try scenario.writeThroughStep1()
             try scenario.writeNewCheckpoint()
             try TS.writeMarker(directory, "newVersion.tmp", scenario.g)
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
             #expect(db.recovery.finishedSwitch == nil)
@@ -208,7 +208,7 @@ struct RecoveryTests {
             let scenario = SwitchScenario(directory: directory, n: 1)
             let newLogSize = try scenario.writeThroughStep1()
             try TS.writeMarker(directory, "version.tmp", 2)
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
         }
@@ -221,7 +221,7 @@ struct RecoveryTests {
             let newLogSize = try scenario.writeThroughStep1()
             try scenario.writeNewCheckpoint()
             try scenario.writeNewVersion()
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectSwitchFinished(db, newLogSize: newLogSize)
         }
@@ -235,7 +235,7 @@ struct RecoveryTests {
             try scenario.writeNewCheckpoint()
             try scenario.writeNewVersion()
             try? FileManager.default.removeItem(atPath: directory + "/checkpoint.\(n)")
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectSwitchFinished(db, newLogSize: newLogSize)
         }
@@ -250,7 +250,7 @@ struct RecoveryTests {
             try scenario.writeNewVersion()
             for name in scenario.oldGenerationFiles { try FileManager.default.removeItem(atPath: directory + "/" + name) }
             #expect(try TS.listing(directory) == ["newVersion", "checkpoint.\(scenario.g)", "logfile.\(scenario.g)"])
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectSwitchFinished(db, newLogSize: newLogSize)
         }
@@ -262,7 +262,7 @@ struct RecoveryTests {
             let scenario = SwitchScenario(directory: directory, n: n)
             let newLogSize = try scenario.writeThroughStep1()
             try scenario.writeNewVersion()
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             #expect(db.recovery.discardedSwitch == scenario.g)
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
@@ -278,7 +278,7 @@ struct RecoveryTests {
             try scenario.writeOldLog()
             try scenario.writeNewCheckpoint()
             try scenario.writeNewVersion()
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             #expect(db.recovery.discardedSwitch == scenario.g)
             #expect(db.recovery.finishedSwitch == nil)
@@ -295,7 +295,7 @@ struct RecoveryTests {
             let scenario = SwitchScenario(directory: directory, n: 1)
             let newLogSize = try scenario.writeThroughStep1()
             try TS.writeFile(directory + "/newVersion", v("not a number\n"))
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
         }
@@ -308,7 +308,7 @@ struct RecoveryTests {
             try TS.writeLog(directory, generation: 1, records: [[TS.set("b", "1")]])
             try TS.writeLog(directory, generation: 2, records: [[TS.set("c", "2")], [TS.delete("a")]])
             let last = try TS.writeLog(directory, generation: 3, records: [[TS.set("d", "3")]])
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             #expect(db.recovery.segmentsReplayed == [1, 2, 3])
             #expect(db.recovery.recordsReplayed == 4)
             #expect(db.stats.generation == 1)
@@ -330,7 +330,7 @@ struct RecoveryTests {
             try TS.writeCheckpoint(directory, generation: 2, entries: [(v("k"), v("cp"))])
             try TS.writeLog(directory, generation: 2, records: [[TS.set("k", "log")]])
             try TS.writeCheckpoint(directory, generation: 3, entries: [(v("never"), v("committed"))])
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             #expect(try TS.listing(directory) == ["version", "checkpoint.2", "logfile.2"])
             #expect(try db.get("k") == v("log"))
@@ -345,7 +345,7 @@ struct RecoveryTests {
             try TS.writeFile(directory + "/version", v("1"))
             try TS.writeCheckpoint(directory, generation: 1, entries: [(v("k"), v("v"))])
             try TS.writeLog(directory, generation: 1, records: [])
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             #expect(db.stats.generation == 1)
             #expect(try db.get("k") == v("v"))
@@ -414,7 +414,7 @@ struct RecoveryTests {
 
     @Test func tornTailOfOurLogIsCutAndReported() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             for index in 0..<5 { try await db.put(Key("k\(index)"), v("value-\(index)")) }
             db.close()
             let path = directory + "/logfile.0"
@@ -423,7 +423,7 @@ struct RecoveryTests {
             WALEncoder.append([.set(key: v("torn"), value: Array(repeating: 9, count: 40))], to: &partial)
             try TS.appendToFile(path, Array(partial.prefix(20)))
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             let torn = try #require(reopened.recovery.tornTail)
             #expect(torn.file == path)
             #expect(torn.offset == intact.count)
@@ -436,7 +436,7 @@ struct RecoveryTests {
             try await reopened.put("after", v("repair"))
             reopened.close()
 
-            let again = try Database.open(directory: directory)
+            let again = try Database.open(directory: directory, options: .forTests)
             defer { again.close() }
             #expect(again.recovery.tornTail == nil)
             #expect(try again.get("after") == v("repair"))
@@ -446,7 +446,7 @@ struct RecoveryTests {
 
     @Test func zerosAfterTheLastRecordAreSpaceWrittenAheadAndAreCutQuietly() async throws {
         try await TS.withTemporaryDirectory { directory in
-            let db = try Database.open(directory: directory, create: true)
+            let db = try Database.open(directory: directory, create: true, options: .forTests)
             for index in 0..<3 { try await db.put(Key("k\(index)"), v("value-\(index)")) }
             let end = db.stats.logPosition.offset
             let path = directory + "/logfile.0"
@@ -460,13 +460,13 @@ struct RecoveryTests {
             // A crash leaves them (here: put back by hand).
             try TS.appendToFile(path, Array(repeating: 0, count: FileLogSegment.writeAheadStep - end))
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             #expect(reopened.recovery.tornTail == nil)  // not damage: nothing is reported
             #expect(try TS.readFile(path) == intact)
             #expect(reopened.stats.keys == 3)
             try await reopened.put("k3", v("value-3"))  // appends where the records end
             reopened.close()
-            let again = try Database.open(directory: directory)
+            let again = try Database.open(directory: directory, options: .forTests)
             defer { again.close() }
             #expect(again.stats.keys == 4)
             #expect(try again.get("k3") == v("value-3"))
@@ -484,7 +484,7 @@ struct RecoveryTests {
             let current = try TS.writeLog(directory, generation: 1, records: [[TS.set("both", "1")], [TS.set("new", "1")]])
             let retiredFile = try TS.readFile(directory + "/logfile.0")
 
-            let reopened = try Database.open(directory: directory)
+            let reopened = try Database.open(directory: directory, options: .forTests)
             defer { reopened.close() }
             #expect(reopened.recovery.segmentsReplayed == [0, 1])
             #expect(reopened.recovery.recordsReplayed == 4)
@@ -504,7 +504,7 @@ struct RecoveryTests {
 
     /// Writes 10 puts through the engine; returns where each record starts and the log's size.
     private func writeTenRecords(_ directory: String) async throws -> (starts: [Int], size: Int) {
-        let db = try Database.open(directory: directory, create: true)
+        let db = try Database.open(directory: directory, create: true, options: .forTests)
         defer { db.close() }
         var starts: [Int] = []
         for index in 0..<10 {
@@ -521,7 +521,7 @@ struct RecoveryTests {
             try TS.flipByte(path, at: starts[2] + 20)  // inside record 2's value
             let before = try TS.snapshot(directory)
 
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptLog(let file, let offset, let reason) = error else {
                 Issue.record("expected corruptLog, got \(String(describing: error))")
                 return
@@ -537,7 +537,7 @@ struct RecoveryTests {
         try await TS.withTemporaryDirectory { directory in
             let (starts, _) = try await writeTenRecords(directory)
             try TS.flipByte(directory + "/logfile.0", at: starts[1])  // record 1's payload length
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptLog(_, let offset, _) = error else {
                 Issue.record("expected corruptLog, got \(String(describing: error))")
                 return
@@ -551,7 +551,7 @@ struct RecoveryTests {
             let (starts, size) = try await writeTenRecords(directory)
             let path = directory + "/logfile.0"
             try TS.flipByte(path, at: starts[6] + 20)
-            var options = DatabaseOptions()
+            var options = DatabaseOptions.forTests
             options.corruptLog = .truncate
 
             let db = try Database.open(directory: directory, options: options)
@@ -566,7 +566,7 @@ struct RecoveryTests {
             try await db.put("after", v("cut"))
             db.close()
 
-            let again = try Database.open(directory: directory)  // default policy: the log is clean now
+            let again = try Database.open(directory: directory, options: .forTests)  // default policy: the log is clean now
             defer { again.close() }
             #expect(again.recovery.truncatedCorruption == nil)
             #expect(try again.get("after") == v("cut"))
@@ -583,7 +583,7 @@ struct RecoveryTests {
             try TS.flipByte(directory + "/logfile.1", at: first.starts[1] + 13)  // b's key byte
             let before = try TS.snapshot(directory)
             #expect(throws: DatabaseError.corruptLog(file: directory + "/logfile.1", offset: first.starts[1], reason: "checksum mismatch")) {
-                try Database.open(directory: directory)
+                try Database.open(directory: directory, options: .forTests)
             }
             #expect(try TS.snapshot(directory) == before)
         }
@@ -597,7 +597,7 @@ struct RecoveryTests {
             try TS.writeLog(directory, generation: 2, records: [[TS.set("d", "4")]])
             try TS.writeLog(directory, generation: 3, records: [[TS.set("e", "5")]])
             try TS.flipByte(directory + "/logfile.1", at: first.starts[1] + 13)
-            var options = DatabaseOptions()
+            var options = DatabaseOptions.forTests
             options.corruptLog = .truncate
 
             let db = try Database.open(directory: directory, options: options)
@@ -615,7 +615,7 @@ struct RecoveryTests {
             #expect(result.generation == 2)
             db.close()
 
-            let again = try Database.open(directory: directory)
+            let again = try Database.open(directory: directory, options: .forTests)
             defer { again.close() }
             #expect(again.stats.keys == 3)
             #expect(try again.get("f") == v("6"))
@@ -630,7 +630,7 @@ struct RecoveryTests {
             try TS.writeLog(directory, generation: 2, records: [[TS.set("c", "3")]])
             let path = directory + "/logfile.1"
             try TS.writeFile(path, Array(try TS.readFile(path).dropLast(3)))
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptLog(let file, let offset, _) = error else {
                 Issue.record("expected corruptLog, got \(String(describing: error))")
                 return
@@ -644,7 +644,7 @@ struct RecoveryTests {
 
     /// Writes 20 keys and a checkpoint through the engine; returns the checkpoint's path.
     private func writeCheckpointedDatabase(_ directory: String) async throws -> String {
-        let db = try Database.open(directory: directory, create: true)
+        let db = try Database.open(directory: directory, create: true, options: .forTests)
         defer { db.close() }
         for index in 0..<20 { try await db.put(Key("key-\(index)"), Array(repeating: UInt8(index), count: 50)) }
         let result = try await db.checkpoint()
@@ -657,7 +657,7 @@ struct RecoveryTests {
             let path = try await writeCheckpointedDatabase(directory)
             try TS.flipByte(path, at: try TS.fileSize(path) / 2)
             let before = try TS.snapshot(directory)
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptCheckpoint(let file, let reason) = error else {
                 Issue.record("expected corruptCheckpoint, got \(String(describing: error))")
                 return
@@ -672,7 +672,7 @@ struct RecoveryTests {
         try await TS.withTemporaryDirectory { directory in
             let path = try await writeCheckpointedDatabase(directory)
             try TS.flipByte(path, at: try TS.fileSize(path) - 1)
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptCheckpoint(let file, let reason) = error else {
                 Issue.record("expected corruptCheckpoint, got \(String(describing: error))")
                 return
@@ -686,7 +686,7 @@ struct RecoveryTests {
         try await TS.withTemporaryDirectory { directory in
             let path = try await writeCheckpointedDatabase(directory)
             try TS.writeFile(path, Array(try TS.readFile(path).dropLast(7)))
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptCheckpoint(let file, _) = error else {
                 Issue.record("expected corruptCheckpoint, got \(String(describing: error))")
                 return
@@ -707,7 +707,7 @@ struct RecoveryTests {
             try scenario.writeNewVersion()
             let path = directory + "/checkpoint.\(scenario.g)"
             try TS.flipByte(path, at: try TS.fileSize(path) / 2)
-            let db = try Database.open(directory: directory)
+            let db = try Database.open(directory: directory, options: .forTests)
             defer { db.close() }
             try SwitchScenario.expect(db, holds: SwitchScenario.finalContents)
             try scenario.expectOldGenerationRecovered(db, newLogSize: newLogSize)
@@ -730,7 +730,7 @@ struct RecoveryTests {
             let path = directory + "/checkpoint.2"
             try TS.flipByte(path, at: try TS.fileSize(path) / 2)
             let before = try TS.snapshot(directory)
-            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory) }
+            let error = #expect(throws: DatabaseError.self) { try Database.open(directory: directory, options: .forTests) }
             guard case .corruptCheckpoint(let file, _) = error else {
                 Issue.record("expected corruptCheckpoint, got \(String(describing: error))")
                 return
@@ -750,7 +750,7 @@ struct RecoveryTests {
                 file: directory + "/checkpoint.1",
                 reason: CheckpointError.generationMismatch(expected: 1, found: 5).description)
             ) {
-                try Database.open(directory: directory)
+                try Database.open(directory: directory, options: .forTests)
             }
         }
     }

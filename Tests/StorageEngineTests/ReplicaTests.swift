@@ -10,7 +10,7 @@ private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Options for a database whose checkpoints run only when a test asks.
 private func manualCheckpoints() -> DatabaseOptions {
-    var options = DatabaseOptions()
+    var options = DatabaseOptions.forTests
     options.checkpoints.enabled = false
     return options
 }
@@ -85,7 +85,7 @@ struct ReplicaTests {
         replica.close()
         primary.close()
 
-        let reopened = try Database.open(logStore: replicaStore, snapshotStore: replicaStore)
+        let reopened = try Database.open(logStore: replicaStore, snapshotStore: replicaStore, options: .forTests)
         defer { reopened.close() }
         #expect(try reopened.get("after") == v("checkpoint"))
         #expect(reopened.stats.keys == 22)
@@ -160,7 +160,7 @@ struct ReplicaTests {
         sink.verdict.withLock { $0 = .acknowledge }
         try await db.put("k2", v("v2"))
         db.close()
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(try reopened.get("k") == v("v"))
         #expect(try reopened.get("k2") == v("v2"))
@@ -256,7 +256,7 @@ struct ReplicaTests {
         WALEncoder.append([TS.set("next", "1")], to: &record)
         try wait { replica.applyReplicated(record, at: LogPosition(generation: 3, offset: 0), completion: $0) }.get()
         replica.close()
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(reopened.stats.keys == 51)
         #expect(try reopened.get("next") == v("1"))
@@ -303,14 +303,14 @@ struct ReplicaTests {
             store.clearFaults()
             if case .success = outcome { break }  // the install needed fewer operations than `step`
             do {
-                let reopened = try Database.open(logStore: store, snapshotStore: store)
+                let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
                 // Opens only if the power went before the marker or after the install was whole.
                 let keys = reopened.stats.keys
                 #expect(keys == 1 || keys == 20, "step \(step): a mixed state of \(keys) keys")
                 reopened.close()
             } catch DatabaseError.incompleteResync {
                 #expect(try Database.discardIncompleteResync(logStore: store, snapshotStore: store))
-                let emptied = try Database.open(logStore: store, snapshotStore: store)
+                let emptied = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
                 #expect(emptied.stats.keys == 0, "step \(step)")
                 emptied.close()
             }
@@ -322,7 +322,7 @@ struct ReplicaTests {
     }
 
     @Test func backgroundCheckpointsCanBeSwitchedOnLater() async throws {
-        var options = DatabaseOptions()
+        var options = DatabaseOptions.forTests
         options.checkpoints.enabled = false
         options.checkpoints.updates = 5
         let store = FaultInjectingStore()
@@ -337,14 +337,14 @@ struct ReplicaTests {
 
     @Test func replicationMetadataIsKeptDurably() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store)
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         #expect(try db.readReplicationMetadata() == nil)
         try db.writeReplicationMetadata([1, 2, 3])
         try db.writeReplicationMetadata([4, 5])
         db.close()
         _ = store.powerLoss()
         store.powerOn()
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(try reopened.readReplicationMetadata() == [4, 5])
     }

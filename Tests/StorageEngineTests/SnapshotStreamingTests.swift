@@ -10,7 +10,7 @@ import WireProtocol
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 private func manualCheckpoints() -> DatabaseOptions {
-    var options = DatabaseOptions()
+    var options = DatabaseOptions.forTests
     options.checkpoints.enabled = false
     return options
 }
@@ -149,7 +149,7 @@ struct SnapshotStreamingTests {
         replica.close()
         receiver.abandon()
         store.powerOn()
-        let reopened = try Database.open(logStore: store, snapshotStore: store)
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }
         #expect(try reopened.get("old") == v("state"))
         #expect(reopened.stats.keys == 1)
@@ -231,11 +231,11 @@ struct SnapshotStreamingTests {
                 #expect(!store.isPoweredOn, "\(step): the fault fired")
                 db.close()
                 store.powerOn()
-                let opened = Result { () throws(DatabaseError) in try Database.open(logStore: store, snapshotStore: store) }
+                let opened = Result { () throws(DatabaseError) in try Database.open(logStore: store, snapshotStore: store, options: .forTests) }
                 if case .failure(.incompleteResync) = opened {
                     outcomes.insert("marker")
                     #expect(try Database.discardIncompleteResync(logStore: store, snapshotStore: store), "\(step)")
-                    let emptied = try Database.open(logStore: store, snapshotStore: store)
+                    let emptied = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
                     #expect(emptied.stats.keys == 0, "\(step)")
                     emptied.close()
                     #expect(!store.fileNames().contains { $0.hasSuffix(".tmp") }, "\(step): \(store.fileNames())")

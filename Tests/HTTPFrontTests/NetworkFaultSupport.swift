@@ -122,6 +122,7 @@ final class RecordingWriters: Sendable {
             } else {
                 outcome = .unknown
                 connection = nil
+                Poll.pause(.milliseconds(50))  // the server went away: do not flood it (or the record) with attempts
             }
             attempts.withLock { $0.append(Attempt(key: key, value: value, sent: sent, answered: .now, outcome: outcome)) }
             if outcome == .acknowledged { acknowledged.add(1, ordering: .relaxed) }

@@ -95,6 +95,8 @@ final class TCPRelay: @unchecked Sendable {
                 return  // the listener was shut down (stop)
             }
             _ = fcntl(connection, F_SETFD, FD_CLOEXEC)  // never inherited by a server spawned meanwhile
+            var on: Int32 = 1  // no Nagle on either leg: the servers' own sockets have none
+            setsockopt(connection, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
             let admitted = state.withLock { state -> Bool in
                 guard !state.isStopping else { return false }
                 state.open.insert(connection)

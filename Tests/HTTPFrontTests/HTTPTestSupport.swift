@@ -503,6 +503,10 @@ func builtExecutable(_ name: String) throws -> String {
 /// small_db_server running on 127.0.0.1 with a kernel-chosen port (`-addr 127.0.0.1:0`; the port
 /// is read from its "listening for HTTP on … port N" log line, so no two tests can race for one).
 /// Its standard error, the log, goes to a file. Killed with SIGKILL if still running on `deinit`.
+///
+/// With a `placement` it runs elsewhere (another network namespace: NetworkNamespaces.swift): the
+/// placement's command runs it there, and `port` is a port on this namespace's 127.0.0.1 that the
+/// placement forwards to the server's own, so every helper reaches it the same way.
 final class ServerProcess {
     let pid: pid_t
     let logPath: String
@@ -510,14 +514,18 @@ final class ServerProcess {
     private(set) var exitStatus: ExitStatus?
 
     /// Starts the server on `dataDirectory` and waits (bounded) until GET /v1/health answers 200.
-    init(dataDirectory: String, logPath: String, arguments: [String] = [], create: Bool = true) throws {
+    init(
+        dataDirectory: String, logPath: String, arguments: [String] = [], create: Bool = true,
+        placement: (any ServerPlacement)? = nil
+    ) throws {
         let executable = try builtExecutable("small_db_server")
         let start = ChildProcess.readText(logPath).utf8.count
         // A kernel-chosen replication port too (tests that need it pass their own -repl-addr
         // after this one; the last occurrence of a flag wins).
         var all = ["-dir", dataDirectory, "-addr", "127.0.0.1:0", "-repl-addr", "127.0.0.1:0"] + arguments
         if create { all.append("-create") }
-        let pid = try ChildProcess.spawn(executable, all, stdout: logPath + ".stdout", stderr: logPath)
+        let command = (placement?.commandPrefix ?? []) + [executable] + all
+        let pid = try ChildProcess.spawn(command[0], Array(command.dropFirst()), stdout: logPath + ".stdout", stderr: logPath)
         self.pid = pid
         self.logPath = logPath
         var port: UInt16?
@@ -542,13 +550,21 @@ final class ServerProcess {
             }
             throw TestFailure("small_db_server did not start (\(exited.map(\.description) ?? "no listening line")); log:\n\(ChildProcess.readText(logPath))")
         }
-        self.port = port
+        let reachable: UInt16
+        do {
+            reachable = try placement?.forward(port: port) ?? port
+        } catch {
+            kill(pid, SIGKILL)
+            _ = ChildProcess.wait(pid, timeout: .seconds(5))
+            throw error
+        }
+        self.port = reachable
         let healthy = Poll.until(timeout: .seconds(10)) {
-            (try? RawConnection(port: port).exchange(RawRequest.get("/v1/health")).status) == 200
+            (try? RawConnection(port: reachable).exchange(RawRequest.get("/v1/health")).status) == 200
         }
         guard healthy else {
             killAndWait()
-            throw TestFailure("small_db_server never answered GET /v1/health on port \(port)")
+            throw TestFailure("small_db_server never answered GET /v1/health on port \(reachable) (its own: \(port))")
         }
     }
 
@@ -581,6 +597,14 @@ final class ServerProcess {
     }
 
     deinit { killAndWait() }
+}
+
+/// Where a `ServerProcess` runs when not beside the tests (in another network namespace).
+protocol ServerPlacement: AnyObject {
+    /// The command that runs an executable there (the executable and its arguments follow it).
+    var commandPrefix: [String] { get }
+    /// A port on this namespace's 127.0.0.1 that reaches `port` on the server's 127.0.0.1.
+    func forward(port: UInt16) throws -> UInt16
 }
 
 // MARK: - Concurrent writers

@@ -28,11 +28,14 @@ final class ReplicationBed {
     /// With `-repl-ack-timeout 10s` unless `arguments` say otherwise: on a loaded machine a backup
     /// must not be detached for a slow acknowledgement, since the primary would then rightly
     /// acknowledge writes alone, and a test that reads them on the backup would fail for nothing.
-    func start(_ name: String, data: String, _ arguments: [String] = [], create: Bool = true) throws -> ServerProcess {
+    func start(
+        _ name: String, data: String, _ arguments: [String] = [], create: Bool = true,
+        placement: (any ServerPlacement)? = nil
+    ) throws -> ServerProcess {
         started += 1
         let process = try ServerProcess(
             dataDirectory: data, logPath: root.file("\(name)-\(started).log"),
-            arguments: ["-repl-ack-timeout", "10s"] + arguments, create: create)
+            arguments: ["-repl-ack-timeout", "10s"] + arguments, create: create, placement: placement)
         processes.append((name, process))
         return process
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import Synchronization
 import Testing
 #if canImport(Glibc)
@@ -75,7 +76,7 @@ final class RecordingWriters: Sendable {
     let prefix: String
     let writers: Int
     let pace: Duration
-    private let attempts = Mutex<[Attempt]>([])
+    private let attempts = Lock<[Attempt]>([])
     private let acknowledged = Atomic<Int>(0)
     private let stopRequested = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)

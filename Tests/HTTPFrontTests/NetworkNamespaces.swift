@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -157,7 +157,7 @@ final class NamespaceEnd: ServerPlacement, @unchecked Sendable {
     /// This end's address on the link, and the other end's.
     let address: String
     let peerAddress: String
-    private let relays = Mutex<[TCPRelay]>([])
+    private let relays = Lock<[TCPRelay]>([])
 
     init(namespace: String, address: String, peerAddress: String) {
         self.namespace = namespace

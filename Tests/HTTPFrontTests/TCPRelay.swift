@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -32,7 +33,7 @@ final class TCPRelay: @unchecked Sendable {
         var threadsRunning = 0
         var accepted = 0
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init(listenIn listenNamespace: String?, connectIn targetNamespace: String?, to host: String, port targetPort: UInt16) throws {
         self.targetNamespace = targetNamespace
@@ -77,7 +78,7 @@ final class TCPRelay: @unchecked Sendable {
     /// its result: the sockets it makes belong to that namespace for good.
     static func inNamespace<T: Sendable>(_ namespace: String?, _ body: @escaping @Sendable () throws -> T) throws -> T {
         guard let namespace else { return try body() }
-        let result = Mutex<Result<T, any Error>?>(nil)
+        let result = Lock<Result<T, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Thread {
             result.withLock { $0 = Result { try NamespaceSwitch.enter(namespace); return try body() } }

@@ -19,9 +19,12 @@ public final class FileStore: LogStore, SnapshotStore {
     private let directoryDescriptor: Int32
     /// The open LOCK file whose flock marks the directory as ours. Released by `close()`.
     private let lockDescriptor: Int32
-    /// Checkpoint writes sync every this many bytes, so a large checkpoint never builds a mass of
-    /// dirty pages that the next WAL fdatasync would have to wait behind.
-    private let checkpointSyncInterval = 8 << 20
+    /// Checkpoint writes sync every this many bytes (8 MiB), so a large checkpoint never builds a
+    /// mass of dirty pages that the next WAL fdatasync would have to wait behind. (Tests make it
+    /// small, to cut a power between the staged syncs of a small checkpoint.)
+    private let checkpointSyncInterval: Int
+    /// Told of every write and sync (`FileStoreObserver`: a test seam); nil in production.
+    let observer: (any FileStoreObserver)?
     /// How much `shrinkGradually` frees per step.
     private let shrinkStep = 4 << 20
     /// Checkpoint files with an open `FileCheckpointFile`, by name, and how many: these are
@@ -29,14 +32,24 @@ public final class FileStore: LogStore, SnapshotStore {
     private let openCheckpoints = Mutex<[String: Int]>([:])
 
     /// Opens (and with `create`, makes) the data directory and locks it.
-    public init(directory: String, create: Bool) throws(DatabaseError) {
+    public convenience init(directory: String, create: Bool) throws(DatabaseError) {
+        try self.init(directory: directory, create: create, observer: nil)
+    }
+
+    /// As `init(directory:create:)`, reporting to `observer` (the directories it creates too) and
+    /// syncing checkpoint writes every `checkpointSyncInterval` bytes: for tests.
+    init(
+        directory: String, create: Bool, observer: (any FileStoreObserver)?, checkpointSyncInterval: Int = 8 << 20
+    ) throws(DatabaseError) {
         path = directory
+        self.observer = observer
+        self.checkpointSyncInterval = checkpointSyncInterval
         var info = stat()
         if stat(directory, &info) != 0 {
             guard errno == ENOENT, create else {
                 throw errno == ENOENT ? .directoryMissing(path: directory) : .io(operation: "stat", path: directory, errno: errno)
             }
-            try FileStore.makeDirectories(directory)
+            try FileStore.makeDirectories(directory, observer: observer)
         }
         let directoryDescriptor = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryDescriptor >= 0 else { throw .io(operation: "open", path: directory, errno: errno) }
@@ -89,20 +102,20 @@ public final class FileStore: LogStore, SnapshotStore {
         let descriptor = try openFile(file, O_WRONLY | O_CLOEXEC)
         defer { Glibc.close(descriptor) }
         guard ftruncate(descriptor, off_t(length)) == 0 else { throw .io(operation: "ftruncate", path: file, errno: errno) }
-        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: file, errno: errno) }
+        try syncDescriptor(descriptor, path: file, observer: observer)
     }
 
     public func createLog(_ generation: UInt64) throws(DatabaseError) -> any LogSegmentWriter {
         let file = filePath(logName(generation))
         let descriptor = try openFile(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC)
         do throws(DatabaseError) {
-            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: file, errno: errno) }
+            try syncDescriptor(descriptor, path: file, observer: observer)
             try syncDirectory()
         } catch {
             Glibc.close(descriptor)
             throw error
         }
-        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: 0, fileSize: 0)
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: 0, fileSize: 0, observer: observer)
     }
 
     public func openLogForAppend(_ generation: UInt64) throws(DatabaseError) -> any LogSegmentWriter {
@@ -117,7 +130,7 @@ public final class FileStore: LogStore, SnapshotStore {
         // Recovery cuts the last segment to its records before opening it, so the file's size is
         // the records' end (zeros written ahead before a crash are gone).
         let size = Int(info.st_size)
-        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: size, fileSize: size)
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: size, fileSize: size, observer: observer)
     }
 
     public func removeLog(_ generation: UInt64) throws(DatabaseError) {
@@ -165,14 +178,16 @@ public final class FileStore: LogStore, SnapshotStore {
         do throws(DatabaseError) {
             var unsynced = 0
             try produce { (bytes) throws(DatabaseError) in
-                try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: temporary) }
+                try bytes.withBytes { (raw) throws(DatabaseError) in
+                    try writeAll(descriptor, raw, path: temporary, observer: observer)
+                }
                 unsynced += bytes.count
                 if unsynced >= checkpointSyncInterval {
-                    guard fdatasync(descriptor) == 0 else { throw .io(operation: "fdatasync", path: temporary, errno: errno) }
+                    try syncDescriptor(descriptor, dataOnly: true, path: temporary, observer: observer)
                     unsynced = 0
                 }
             }
-            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
+            try syncDescriptor(descriptor, path: temporary, observer: observer)
             Glibc.close(descriptor)
             isOpen = false
             try renameFile(checkpointName(generation) + ".tmp", to: checkpointName(generation))
@@ -299,9 +314,9 @@ public final class FileStore: LogStore, SnapshotStore {
         defer { if isOpen { Glibc.close(descriptor) } }
         do throws(DatabaseError) {
             try content.withBytes { (raw) throws(DatabaseError) in
-                try writeAll(descriptor, raw, path: temporary)
+                try writeAll(descriptor, raw, path: temporary, observer: observer)
             }
-            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
+            try syncDescriptor(descriptor, path: temporary, observer: observer)
             Glibc.close(descriptor)
             isOpen = false
             try renameFile(name + ".tmp", to: name)
@@ -391,15 +406,18 @@ public final class FileStore: LogStore, SnapshotStore {
     }
 
     private func syncDirectory() throws(DatabaseError) {
-        guard fsync(directoryDescriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+        try syncDescriptor(directoryDescriptor, path: path, observer: observer)
     }
 
     /// Creates `directory` and each missing directory above it, then makes them durable: a new
     /// directory's entry lives in its parent, and is lost with everything in it on power loss
     /// until the parent is fsync'd (etcd's wal.Create syncs the parent too). Creating a/b/c when
     /// only a exists: mkdir b, c; fsync c, b, then a: each new directory, deepest first, and the
-    /// parent of the topmost new one. `synced` is told each directory fsync'd, in order (a test seam).
-    static func makeDirectories(_ directory: String, synced: (String) -> Void = { _ in }) throws(DatabaseError) {
+    /// parent of the topmost new one. `synced` is told each directory fsync'd, in order, and
+    /// `observer` sees each sync (test seams).
+    static func makeDirectories(
+        _ directory: String, observer: (any FileStoreObserver)? = nil, synced: (String) -> Void = { _ in }
+    ) throws(DatabaseError) {
         var created: [String] = []
         var parentOfFirstCreated: String?
         var parent = directory.hasPrefix("/") ? "/" : "."
@@ -417,17 +435,17 @@ public final class FileStore: LogStore, SnapshotStore {
         }
         guard let parentOfFirstCreated else { return }  // it existed (another process made it meanwhile)
         for path in created.reversed() + [parentOfFirstCreated] {
-            try fsyncDirectory(path)
+            try fsyncDirectory(path, observer: observer)
             synced(path)
         }
     }
 
     /// Opens the directory at `path`, fsyncs it and closes it.
-    private static func fsyncDirectory(_ path: String) throws(DatabaseError) {
+    private static func fsyncDirectory(_ path: String, observer: (any FileStoreObserver)?) throws(DatabaseError) {
         let descriptor = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
         defer { Glibc.close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+        try syncDescriptor(descriptor, path: path, observer: observer)
     }
 }
 
@@ -457,14 +475,16 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
     /// The file's size: `size` plus zeros written ahead.
     private var allocated: Int
     private var isClosed = false
+    private let observer: (any FileStoreObserver)?
 
     /// `size`: the end of the records; the file may be longer (zeros written ahead).
-    init(generation: UInt64, path: String, descriptor: Int32, size: Int, fileSize: Int) {
+    init(generation: UInt64, path: String, descriptor: Int32, size: Int, fileSize: Int, observer: (any FileStoreObserver)? = nil) {
         self.generation = generation
         self.path = path
         self.descriptor = descriptor
         self.size = size
         self.allocated = max(size, fileSize)
+        self.observer = observer
     }
 
     deinit { close() }
@@ -477,7 +497,7 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
             try writeZeros(from: allocated, to: target)
             allocated = target
         }
-        try writeAll(descriptor, bytes, at: size, path: path)
+        try writeAll(descriptor, bytes, at: size, path: path, observer: observer)
         size += bytes.count
     }
 
@@ -487,14 +507,14 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
         while offset < end {
             let count = min(zeros.count, end - offset)
             try zeros.withBytes { (raw) throws(DatabaseError) in
-                try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: raw[0..<count]), at: offset, path: path)
+                try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: raw[0..<count]), at: offset, path: path, observer: observer)
             }
             offset += count
         }
     }
 
     func sync() throws(DatabaseError) {
-        guard fdatasync(descriptor) == 0 else { throw .io(operation: "fdatasync", path: path, errno: errno) }
+        try syncDescriptor(descriptor, dataOnly: true, path: path, observer: observer)
     }
 
     /// Closes the segment, first cutting the zeros written ahead (a clean shutdown leaves the file
@@ -508,12 +528,16 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
     }
 }
 
-/// Writes every byte of `bytes` at `offset` (pwrite), retrying short writes and EINTR.
-func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(DatabaseError) {
+/// Writes every byte of `bytes` at `offset` (pwrite), retrying short writes and EINTR; tells
+/// `observer` each range written.
+func writeAll(
+    _ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String, observer: (any FileStoreObserver)? = nil
+) throws(DatabaseError) {
     var written = 0
     while written < bytes.count {
         let result = pwrite(descriptor, bytes.baseAddress! + written, bytes.count - written, off_t(offset + written))
         if result >= 0 {
+            observer?.wrote(descriptor, offset: offset + written, count: result)
             written += result
         } else if errno != EINTR {
             throw .io(operation: "pwrite", path: path, errno: errno)
@@ -521,12 +545,16 @@ func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: I
     }
 }
 
-/// Writes every byte of `bytes`, retrying short writes and EINTR.
-func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(DatabaseError) {
+/// Writes every byte of `bytes` at the file position, retrying short writes and EINTR; tells
+/// `observer` each range written (where: the position after it, less its length).
+func writeAll(
+    _ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String, observer: (any FileStoreObserver)? = nil
+) throws(DatabaseError) {
     var offset = 0
     while offset < bytes.count {
         let result = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
         if result >= 0 {
+            if let observer { observer.wrote(descriptor, offset: Int(lseek(descriptor, 0, SEEK_CUR)) - result, count: result) }
             offset += result
         } else if errno != EINTR {
             throw .io(operation: "write", path: path, errno: errno)
@@ -627,7 +655,7 @@ final class FileCheckpointTemporary: CheckpointTemporary, @unchecked Sendable {
     func write(_ bytes: [UInt8]) throws(DatabaseError) {
         try state.withLock { (state) throws(DatabaseError) in
             guard let descriptor = state.descriptor else { throw .io(operation: "write", path: path, errno: EBADF) }
-            try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: path) }
+            try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: path, observer: store.observer) }
             state.size += bytes.count
         }
     }
@@ -635,7 +663,7 @@ final class FileCheckpointTemporary: CheckpointTemporary, @unchecked Sendable {
     func sync() throws(DatabaseError) {
         try state.withLock { (state) throws(DatabaseError) in
             guard let descriptor = state.descriptor else { throw .io(operation: "fsync", path: path, errno: EBADF) }
-            guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+            try syncDescriptor(descriptor, path: path, observer: store.observer)
         }
     }
 

@@ -25,6 +25,8 @@ public final class FileStore: LogStore, SnapshotStore {
     private let checkpointSyncInterval: Int
     /// Told of every write and sync (`FileStoreObserver`: a test seam); nil in production.
     let observer: (any FileStoreObserver)?
+    /// How far log segments write zeros ahead (`FileLogSegment.writeAheadStep`; tests make it small).
+    private let writeAheadStep: Int
     /// How much `shrinkGradually` frees per step.
     private let shrinkStep = 4 << 20
     /// Checkpoint files with an open `FileCheckpointFile`, by name, and how many: these are
@@ -36,14 +38,18 @@ public final class FileStore: LogStore, SnapshotStore {
         try self.init(directory: directory, create: create, observer: nil)
     }
 
-    /// As `init(directory:create:)`, reporting to `observer` (the directories it creates too) and
-    /// syncing checkpoint writes every `checkpointSyncInterval` bytes: for tests.
+    /// As `init(directory:create:)`, reporting to `observer` (the directories it creates too),
+    /// syncing checkpoint writes every `checkpointSyncInterval` bytes and writing zeros
+    /// `writeAheadStep` bytes ahead of the log's records: for tests.
     init(
-        directory: String, create: Bool, observer: (any FileStoreObserver)?, checkpointSyncInterval: Int = 8 << 20
+        directory: String, create: Bool, observer: (any FileStoreObserver)?, checkpointSyncInterval: Int = 8 << 20,
+        writeAheadStep: Int = FileLogSegment.writeAheadStep
     ) throws(DatabaseError) {
+        precondition(checkpointSyncInterval > 0 && writeAheadStep > 0)
         path = directory
         self.observer = observer
         self.checkpointSyncInterval = checkpointSyncInterval
+        self.writeAheadStep = writeAheadStep
         var info = stat()
         if stat(directory, &info) != 0 {
             guard errno == ENOENT, create else {
@@ -115,7 +121,8 @@ public final class FileStore: LogStore, SnapshotStore {
             Glibc.close(descriptor)
             throw error
         }
-        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: 0, fileSize: 0, observer: observer)
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: 0, fileSize: 0,
+            writeAheadStep: writeAheadStep, observer: observer)
     }
 
     public func openLogForAppend(_ generation: UInt64) throws(DatabaseError) -> any LogSegmentWriter {
@@ -130,7 +137,8 @@ public final class FileStore: LogStore, SnapshotStore {
         // Recovery cuts the last segment to its records before opening it, so the file's size is
         // the records' end (zeros written ahead before a crash are gone).
         let size = Int(info.st_size)
-        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: size, fileSize: size, observer: observer)
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: size, fileSize: size,
+            writeAheadStep: writeAheadStep, observer: observer)
     }
 
     public func removeLog(_ generation: UInt64) throws(DatabaseError) {
@@ -464,7 +472,7 @@ public final class FileStore: LogStore, SnapshotStore {
 /// thread that appends (the committer owns the writer once the database is open; before that,
 /// recovery owns it). No two threads ever touch one segment at the same time.
 final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
-    /// How far ahead of the records the file is extended with zeros, at a time.
+    /// How far ahead of the records the file is extended with zeros, at a time (by default).
     static let writeAheadStep = 1 << 20
 
     let generation: UInt64
@@ -475,11 +483,17 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
     /// The file's size: `size` plus zeros written ahead.
     private var allocated: Int
     private var isClosed = false
+    /// This segment's step of zeros written ahead (`FileLogSegment.writeAheadStep` but in tests).
+    private let writeAheadStep: Int
     private let observer: (any FileStoreObserver)?
 
     /// `size`: the end of the records; the file may be longer (zeros written ahead).
-    init(generation: UInt64, path: String, descriptor: Int32, size: Int, fileSize: Int, observer: (any FileStoreObserver)? = nil) {
+    init(
+        generation: UInt64, path: String, descriptor: Int32, size: Int, fileSize: Int,
+        writeAheadStep: Int = FileLogSegment.writeAheadStep, observer: (any FileStoreObserver)? = nil
+    ) {
         self.generation = generation
+        self.writeAheadStep = writeAheadStep
         self.path = path
         self.descriptor = descriptor
         self.size = size
@@ -492,8 +506,7 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
     func append(_ bytes: UnsafeRawBufferPointer) throws(DatabaseError) {
         if size + bytes.count > allocated {
             // Extend with zeros first; the records' own sync makes both durable.
-            let target = (size + bytes.count + FileLogSegment.writeAheadStep) / FileLogSegment.writeAheadStep
-                * FileLogSegment.writeAheadStep
+            let target = (size + bytes.count + writeAheadStep) / writeAheadStep * writeAheadStep
             try writeZeros(from: allocated, to: target)
             allocated = target
         }

@@ -70,6 +70,35 @@ struct PowerLossOnFilesTests {
         }
     }
 
+    /// Found by this suite: an open trusted a data directory that already existed to be durable,
+    /// and synced nothing above it. A first `-create` open that crashed (SIGKILL, not a power
+    /// loss) between its mkdirs and their syncs leaves directories that exist but whose entries
+    /// are not durable; the next open found them, acknowledged writes in them, and a power loss
+    /// then took the whole directory with every acknowledged write. (The same holds for a
+    /// directory another process just made, or an operator's `mkdir -p` a moment before.) Now
+    /// every open syncs the data directory and each one above it, up to its file system's root.
+    @Test(arguments: [true, false])
+    func anOpenMakesAnExistingButUnsyncedDataDirectoryDurable(create: Bool) async throws {
+        try await withScratchDirectory { root in
+            let recorder = try SyncRecorder(root: root)
+            let directory = root + "/a/b/db"
+            // What the crashed open left: the directories, in the page cache only.
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let session = try openSession(directory, recorder: recorder, create: create)
+            try await session.0.put("acknowledged", v("durable"))
+            recorder.cut()
+            close(session)
+            try recorder.losePower()
+            do {
+                let db = try Database.open(directory: directory, options: quietOptions())
+                #expect(try db.get("acknowledged") == v("durable"), "create: \(create)")
+                db.close()
+            } catch {
+                Issue.record("create: \(create): the acknowledged write's directory is gone: \(error); files: \(listing(root))")
+            }
+        }
+    }
+
     /// A backup replacing its state with a primary's snapshot (`Database.installSnapshot`: the
     /// resync marker, the deletions, the rename, logfile.G, version G), the power going as each
     /// of its syncs starts: the reopen finds the old state whole, or the new one whole (and it

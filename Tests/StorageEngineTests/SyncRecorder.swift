@@ -156,7 +156,8 @@ final class SyncRecorder: FileStoreObserver, Sendable {
     func willSync(_ descriptor: Int32, path: String) -> Int {
         state.withLock { state in
             let kind: SyncKind = path.contains("/logfile.") ? .log : .notLog
-            guard !state.frozen else { return -1 }
+            // Directories above `root` are durable by assumption (not ours to list).
+            guard !state.frozen, path == root || path.hasPrefix(root + "/") else { return -1 }
             for counted in [SyncKind.any, kind] {
                 let index = state.syncs[counted] ?? 0
                 state.syncs[counted] = index + 1

@@ -95,7 +95,9 @@ final class SyncRecorder: FileStoreObserver, Sendable {
     private let state = Mutex(State())
 
     /// Starts recording under `root` (an existing directory): everything in it now is durable.
+    /// Directories are named by their resolved path (`FileStore` resolves the ancestors it syncs).
     init(root: String) throws {
+        let root = resolved(root)
         self.root = root
         try state.withLock { state in try scanInitial(root, into: &state) }
     }
@@ -156,6 +158,7 @@ final class SyncRecorder: FileStoreObserver, Sendable {
     func willSync(_ descriptor: Int32, path: String) -> Int {
         state.withLock { state in
             let kind: SyncKind = path.contains("/logfile.") ? .log : .notLog
+            let path = resolved(path)
             // Directories above `root` are durable by assumption (not ours to list).
             guard !state.frozen, path == root || path.hasPrefix(root + "/") else { return -1 }
             for counted in [SyncKind.any, kind] {
@@ -331,6 +334,13 @@ final class SyncRecorder: FileStoreObserver, Sendable {
             }
         }
     }
+}
+
+/// `path` with symbolic links, `.` and `..` resolved (realpath), or as it is if that fails.
+private func resolved(_ path: String) -> String {
+    guard let result = realpath(path, nil) else { return path }
+    defer { free(result) }
+    return String(cString: result)
 }
 
 /// Sorted, overlapping and adjacent ranges joined.

@@ -439,17 +439,25 @@ public final class FileStore: LogStore, SnapshotStore {
     /// syncs, another process's, an operator's `mkdir -p` just before), and writes acknowledged
     /// in it would vanish with it (found by Tests/StorageEngineTests/PowerLossOnFilesTests). The
     /// path is resolved first (realpath: the directories that really hold the entries). Syncing a
-    /// clean directory costs a cache flush, about 1–4 ms each here, once per open. `synced` is
-    /// told each directory fsync'd, in order, and `observer` sees each sync (test seams).
+    /// clean directory costs a cache flush, about 1–4 ms each here, once per open. A directory
+    /// above the data directory that this process may not read (EACCES, EPERM: a home directory
+    /// of mode 0711) ends the walk: its entries are its owner's to make durable. `synced` is told
+    /// each directory fsync'd, in order, and `observer` sees each sync (test seams).
     static func syncDirectoryAndAncestors(
         _ directory: String, observer: (any FileStoreObserver)? = nil, synced: (String) -> Void = { _ in }
     ) throws(DatabaseError) {
         guard let resolved = realpath(directory, nil) else { throw .io(operation: "realpath", path: directory, errno: errno) }
         var current = String(cString: resolved)
         free(resolved)
+        var isDataDirectory = true
         while true {
-            try fsyncDirectory(current, observer: observer)
+            do throws(DatabaseError) {
+                try fsyncDirectory(current, observer: observer)
+            } catch .io(_, _, let code) where !isDataDirectory && (code == EACCES || code == EPERM) {
+                return
+            }
             synced(current)
+            isDataDirectory = false
             guard current != "/" else { return }
             let parent = current.lastIndex(of: "/").map { $0 == current.startIndex ? "/" : String(current[..<$0]) } ?? "/"
             var here = stat()

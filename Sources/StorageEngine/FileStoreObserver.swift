@@ -15,7 +15,7 @@ import Glibc
 ///   byte that reaches a file through `FileStore` is reported; size changes by ftruncate(2) are
 ///   not (the next sync's size tells them).
 /// - `willSync` / `didSync`: around every fsync(2) and fdatasync(2), of a file or a directory
-///   (the data directory's, and each one `makeDirectories` syncs). `willSync` comes first, with
+///   (the data directory's, and each one `syncDirectoryAndAncestors` syncs on open). `willSync` comes first, with
 ///   the descriptor being synced and its path (a directory's path is what to list), and returns a
 ///   token; `didSync` follows with that token only if the sync succeeded. What `willSync` sees is
 ///   what the sync makes durable: a file's content and size, a directory's entries. Whatever

@@ -20,9 +20,14 @@ public final class FileStore: LogStore, SnapshotStore {
     private let directoryDescriptor: Int32
     /// The open LOCK file whose flock marks the directory as ours. Released by `close()`.
     private let lockDescriptor: Int32
-    /// Checkpoint writes sync every this many bytes, so a large checkpoint never builds a mass of
-    /// dirty pages that the next WAL fdatasync would have to wait behind.
-    private let checkpointSyncInterval = 8 << 20
+    /// Checkpoint writes sync every this many bytes (8 MiB), so a large checkpoint never builds a
+    /// mass of dirty pages that the next WAL fdatasync would have to wait behind. (Tests make it
+    /// small, to cut a power between the staged syncs of a small checkpoint.)
+    private let checkpointSyncInterval: Int
+    /// Told of every write and sync (`FileStoreObserver`: a test seam); nil in production.
+    let observer: (any FileStoreObserver)?
+    /// How far log segments write zeros ahead (`FileLogSegment.writeAheadStep`; tests make it small).
+    private let writeAheadStep: Int
     /// How much `shrinkGradually` frees per step.
     private let shrinkStep = 4 << 20
     /// Checkpoint files with an open `FileCheckpointFile`, by name, and how many: these are
@@ -30,8 +35,22 @@ public final class FileStore: LogStore, SnapshotStore {
     private let openCheckpoints = Lock<[String: Int]>([:])
 
     /// Opens (and with `create`, makes) the data directory and locks it.
-    public init(directory: String, create: Bool) throws(DatabaseError) {
+    public convenience init(directory: String, create: Bool) throws(DatabaseError) {
+        try self.init(directory: directory, create: create, observer: nil)
+    }
+
+    /// As `init(directory:create:)`, reporting to `observer` (the directories it creates too),
+    /// syncing checkpoint writes every `checkpointSyncInterval` bytes and writing zeros
+    /// `writeAheadStep` bytes ahead of the log's records: for tests.
+    init(
+        directory: String, create: Bool, observer: (any FileStoreObserver)?, checkpointSyncInterval: Int = 8 << 20,
+        writeAheadStep: Int = FileLogSegment.writeAheadStep
+    ) throws(DatabaseError) {
+        precondition(checkpointSyncInterval > 0 && writeAheadStep > 0)
         path = directory
+        self.observer = observer
+        self.checkpointSyncInterval = checkpointSyncInterval
+        self.writeAheadStep = writeAheadStep
         var info = stat()
         if stat(directory, &info) != 0 {
             guard errno == ENOENT, create else {
@@ -39,6 +58,9 @@ public final class FileStore: LogStore, SnapshotStore {
             }
             try FileStore.makeDirectories(directory)
         }
+        // Whoever made it (this open, one that crashed before syncing, another process, an
+        // operator's mkdir a moment ago), its entry is durable only once its parent is synced.
+        try FileStore.syncDirectoryAndAncestors(directory, observer: observer)
         let directoryDescriptor = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryDescriptor >= 0 else { throw .io(operation: "open", path: directory, errno: errno) }
         let lockPath = directory + "/LOCK"
@@ -90,20 +112,21 @@ public final class FileStore: LogStore, SnapshotStore {
         let descriptor = try openFile(file, O_WRONLY | O_CLOEXEC)
         defer { Glibc.close(descriptor) }
         guard ftruncate(descriptor, off_t(length)) == 0 else { throw .io(operation: "ftruncate", path: file, errno: errno) }
-        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: file, errno: errno) }
+        try syncDescriptor(descriptor, path: file, observer: observer)
     }
 
     public func createLog(_ generation: UInt64) throws(DatabaseError) -> any LogSegmentWriter {
         let file = filePath(logName(generation))
         let descriptor = try openFile(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC)
         do throws(DatabaseError) {
-            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: file, errno: errno) }
+            try syncDescriptor(descriptor, path: file, observer: observer)
             try syncDirectory()
         } catch {
             Glibc.close(descriptor)
             throw error
         }
-        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: 0, fileSize: 0)
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: 0, fileSize: 0,
+            writeAheadStep: writeAheadStep, observer: observer)
     }
 
     public func openLogForAppend(_ generation: UInt64) throws(DatabaseError) -> any LogSegmentWriter {
@@ -118,7 +141,8 @@ public final class FileStore: LogStore, SnapshotStore {
         // Recovery cuts the last segment to its records before opening it, so the file's size is
         // the records' end (zeros written ahead before a crash are gone).
         let size = Int(info.st_size)
-        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: size, fileSize: size)
+        return FileLogSegment(generation: generation, path: file, descriptor: descriptor, size: size, fileSize: size,
+            writeAheadStep: writeAheadStep, observer: observer)
     }
 
     public func removeLog(_ generation: UInt64) throws(DatabaseError) {
@@ -166,14 +190,16 @@ public final class FileStore: LogStore, SnapshotStore {
         do throws(DatabaseError) {
             var unsynced = 0
             try produce { (bytes) throws(DatabaseError) in
-                try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: temporary) }
+                try bytes.withBytes { (raw) throws(DatabaseError) in
+                    try writeAll(descriptor, raw, path: temporary, observer: observer)
+                }
                 unsynced += bytes.count
                 if unsynced >= checkpointSyncInterval {
-                    guard fdatasync(descriptor) == 0 else { throw .io(operation: "fdatasync", path: temporary, errno: errno) }
+                    try syncDescriptor(descriptor, dataOnly: true, path: temporary, observer: observer)
                     unsynced = 0
                 }
             }
-            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
+            try syncDescriptor(descriptor, path: temporary, observer: observer)
             Glibc.close(descriptor)
             isOpen = false
             try renameFile(checkpointName(generation) + ".tmp", to: checkpointName(generation))
@@ -300,9 +326,9 @@ public final class FileStore: LogStore, SnapshotStore {
         defer { if isOpen { Glibc.close(descriptor) } }
         do throws(DatabaseError) {
             try content.withBytes { (raw) throws(DatabaseError) in
-                try writeAll(descriptor, raw, path: temporary)
+                try writeAll(descriptor, raw, path: temporary, observer: observer)
             }
-            guard fsync(descriptor) == 0 else { throw DatabaseError.io(operation: "fsync", path: temporary, errno: errno) }
+            try syncDescriptor(descriptor, path: temporary, observer: observer)
             Glibc.close(descriptor)
             isOpen = false
             try renameFile(name + ".tmp", to: name)
@@ -392,43 +418,65 @@ public final class FileStore: LogStore, SnapshotStore {
     }
 
     private func syncDirectory() throws(DatabaseError) {
-        guard fsync(directoryDescriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+        try syncDescriptor(directoryDescriptor, path: path, observer: observer)
     }
 
-    /// Creates `directory` and each missing directory above it, then makes them durable: a new
-    /// directory's entry lives in its parent, and is lost with everything in it on power loss
-    /// until the parent is fsync'd (etcd's wal.Create syncs the parent too). Creating a/b/c when
-    /// only a exists: mkdir b, c; fsync c, b, then a: each new directory, deepest first, and the
-    /// parent of the topmost new one. `synced` is told each directory fsync'd, in order (a test seam).
-    static func makeDirectories(_ directory: String, synced: (String) -> Void = { _ in }) throws(DatabaseError) {
-        var created: [String] = []
-        var parentOfFirstCreated: String?
-        var parent = directory.hasPrefix("/") ? "/" : "."
+    /// Creates `directory` and each missing directory above it (not durable yet:
+    /// `syncDirectoryAndAncestors` makes them so).
+    static func makeDirectories(_ directory: String) throws(DatabaseError) {
         var prefix = directory.hasPrefix("/") ? "/" : ""
         for component in directory.split(separator: "/") {
             prefix += component
-            if mkdir(prefix, 0o755) == 0 {
-                if created.isEmpty { parentOfFirstCreated = parent }
-                created.append(prefix)
-            } else if errno != EEXIST {
-                throw .io(operation: "mkdir", path: prefix, errno: errno)
-            }
-            parent = prefix
+            guard mkdir(prefix, 0o755) == 0 || errno == EEXIST else { throw .io(operation: "mkdir", path: prefix, errno: errno) }
             prefix += "/"
         }
-        guard let parentOfFirstCreated else { return }  // it existed (another process made it meanwhile)
-        for path in created.reversed() + [parentOfFirstCreated] {
-            try fsyncDirectory(path)
-            synced(path)
+    }
+
+    /// Makes the path to `directory` durable: fsyncs it and each directory above it, deepest
+    /// first, up to the root of its file system. A directory's entry lives in its parent and is
+    /// lost on power loss, with everything in it, until the parent is fsync'd (etcd's wal.Create
+    /// syncs the parent too). Done on every open, not only after this open's own mkdirs: a
+    /// directory that exists may not be durable (an open that crashed between its mkdirs and their
+    /// syncs, another process's, an operator's `mkdir -p` just before), and writes acknowledged
+    /// in it would vanish with it (found by Tests/StorageEngineTests/PowerLossOnFilesTests). The
+    /// path is resolved first (realpath: the directories that really hold the entries). Syncing a
+    /// clean directory costs a cache flush, about 1–4 ms each here, once per open. A directory
+    /// above the data directory that this process may not read (EACCES, EPERM: a home directory
+    /// of mode 0711) ends the walk: its entries are its owner's to make durable. `synced` is told
+    /// each directory fsync'd, in order, and `observer` sees each sync (test seams).
+    static func syncDirectoryAndAncestors(
+        _ directory: String, observer: (any FileStoreObserver)? = nil, synced: (String) -> Void = { _ in }
+    ) throws(DatabaseError) {
+        guard let resolved = realpath(directory, nil) else { throw .io(operation: "realpath", path: directory, errno: errno) }
+        var current = String(cString: resolved)
+        free(resolved)
+        var isDataDirectory = true
+        while true {
+            do throws(DatabaseError) {
+                try fsyncDirectory(current, observer: observer)
+            } catch .io(_, _, let code) where !isDataDirectory && (code == EACCES || code == EPERM) {
+                return
+            }
+            synced(current)
+            isDataDirectory = false
+            guard current != "/" else { return }
+            let parent = current.lastIndex(of: "/").map { $0 == current.startIndex ? "/" : String(current[..<$0]) } ?? "/"
+            var here = stat()
+            var above = stat()
+            guard stat(current, &here) == 0 else { throw .io(operation: "stat", path: current, errno: errno) }
+            guard stat(parent, &above) == 0 else { throw .io(operation: "stat", path: parent, errno: errno) }
+            // A mount point's entry belongs to the file system below it, which we do not write.
+            guard here.st_dev == above.st_dev else { return }
+            current = parent
         }
     }
 
     /// Opens the directory at `path`, fsyncs it and closes it.
-    private static func fsyncDirectory(_ path: String) throws(DatabaseError) {
+    private static func fsyncDirectory(_ path: String, observer: (any FileStoreObserver)?) throws(DatabaseError) {
         let descriptor = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
         defer { Glibc.close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+        try syncDescriptor(descriptor, path: path, observer: observer)
     }
 }
 
@@ -447,7 +495,7 @@ public final class FileStore: LogStore, SnapshotStore {
 /// thread that appends (the committer owns the writer once the database is open; before that,
 /// recovery owns it). No two threads ever touch one segment at the same time.
 final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
-    /// How far ahead of the records the file is extended with zeros, at a time.
+    /// How far ahead of the records the file is extended with zeros, at a time (by default).
     static let writeAheadStep = 1 << 20
 
     let generation: UInt64
@@ -458,14 +506,22 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
     /// The file's size: `size` plus zeros written ahead.
     private var allocated: Int
     private var isClosed = false
+    /// This segment's step of zeros written ahead (`FileLogSegment.writeAheadStep` but in tests).
+    private let writeAheadStep: Int
+    private let observer: (any FileStoreObserver)?
 
     /// `size`: the end of the records; the file may be longer (zeros written ahead).
-    init(generation: UInt64, path: String, descriptor: Int32, size: Int, fileSize: Int) {
+    init(
+        generation: UInt64, path: String, descriptor: Int32, size: Int, fileSize: Int,
+        writeAheadStep: Int = FileLogSegment.writeAheadStep, observer: (any FileStoreObserver)? = nil
+    ) {
         self.generation = generation
+        self.writeAheadStep = writeAheadStep
         self.path = path
         self.descriptor = descriptor
         self.size = size
         self.allocated = max(size, fileSize)
+        self.observer = observer
     }
 
     deinit { close() }
@@ -473,12 +529,11 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
     func append(_ bytes: UnsafeRawBufferPointer) throws(DatabaseError) {
         if size + bytes.count > allocated {
             // Extend with zeros first; the records' own sync makes both durable.
-            let target = (size + bytes.count + FileLogSegment.writeAheadStep) / FileLogSegment.writeAheadStep
-                * FileLogSegment.writeAheadStep
+            let target = (size + bytes.count + writeAheadStep) / writeAheadStep * writeAheadStep
             try writeZeros(from: allocated, to: target)
             allocated = target
         }
-        try writeAll(descriptor, bytes, at: size, path: path)
+        try writeAll(descriptor, bytes, at: size, path: path, observer: observer)
         size += bytes.count
     }
 
@@ -488,14 +543,14 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
         while offset < end {
             let count = min(zeros.count, end - offset)
             try zeros.withBytes { (raw) throws(DatabaseError) in
-                try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: raw[0..<count]), at: offset, path: path)
+                try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: raw[0..<count]), at: offset, path: path, observer: observer)
             }
             offset += count
         }
     }
 
     func sync() throws(DatabaseError) {
-        guard fdatasync(descriptor) == 0 else { throw .io(operation: "fdatasync", path: path, errno: errno) }
+        try syncDescriptor(descriptor, dataOnly: true, path: path, observer: observer)
     }
 
     /// Closes the segment, first cutting the zeros written ahead (a clean shutdown leaves the file
@@ -509,12 +564,16 @@ final class FileLogSegment: LogSegmentWriter, @unchecked Sendable {
     }
 }
 
-/// Writes every byte of `bytes` at `offset` (pwrite), retrying short writes and EINTR.
-func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(DatabaseError) {
+/// Writes every byte of `bytes` at `offset` (pwrite), retrying short writes and EINTR; tells
+/// `observer` each range written.
+func writeAll(
+    _ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String, observer: (any FileStoreObserver)? = nil
+) throws(DatabaseError) {
     var written = 0
     while written < bytes.count {
         let result = pwrite(descriptor, bytes.baseAddress! + written, bytes.count - written, off_t(offset + written))
         if result >= 0 {
+            observer?.wrote(descriptor, offset: offset + written, count: result)
             written += result
         } else if errno != EINTR {
             throw .io(operation: "pwrite", path: path, errno: errno)
@@ -522,12 +581,16 @@ func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: I
     }
 }
 
-/// Writes every byte of `bytes`, retrying short writes and EINTR.
-func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(DatabaseError) {
+/// Writes every byte of `bytes` at the file position, retrying short writes and EINTR; tells
+/// `observer` each range written (where: the position after it, less its length).
+func writeAll(
+    _ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String, observer: (any FileStoreObserver)? = nil
+) throws(DatabaseError) {
     var offset = 0
     while offset < bytes.count {
         let result = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
         if result >= 0 {
+            if let observer { observer.wrote(descriptor, offset: Int(lseek(descriptor, 0, SEEK_CUR)) - result, count: result) }
             offset += result
         } else if errno != EINTR {
             throw .io(operation: "write", path: path, errno: errno)
@@ -628,7 +691,7 @@ final class FileCheckpointTemporary: CheckpointTemporary, @unchecked Sendable {
     func write(_ bytes: [UInt8]) throws(DatabaseError) {
         try state.withLock { (state) throws(DatabaseError) in
             guard let descriptor = state.descriptor else { throw .io(operation: "write", path: path, errno: EBADF) }
-            try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: path) }
+            try bytes.withBytes { (raw) throws(DatabaseError) in try writeAll(descriptor, raw, path: path, observer: store.observer) }
             state.size += bytes.count
         }
     }
@@ -636,7 +699,7 @@ final class FileCheckpointTemporary: CheckpointTemporary, @unchecked Sendable {
     func sync() throws(DatabaseError) {
         try state.withLock { (state) throws(DatabaseError) in
             guard let descriptor = state.descriptor else { throw .io(operation: "fsync", path: path, errno: EBADF) }
-            guard fsync(descriptor) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
+            try syncDescriptor(descriptor, path: path, observer: store.observer)
         }
     }
 

@@ -95,7 +95,7 @@ struct AuthTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(Sanitizer.slowdown)))
     func serverProcessWithAuthTokenFile() throws {
         let root = try TemporaryDirectory()
         defer { root.remove() }

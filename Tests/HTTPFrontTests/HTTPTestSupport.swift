@@ -25,10 +25,32 @@ struct TestFailure: Error, CustomStringConvertible {
 
 // MARK: - Waiting
 
+/// The sanitizer this test process runs under, if any, found by its runtime's entry point (which
+/// `swift test --sanitize=…` links into the test binary and the servers it builds).
+enum Sanitizer {
+    /// How many times slower than normal code runs: ThreadSanitizer about 5–15×, AddressSanitizer
+    /// about 2–3×. Every deadline that only guards a wait against a hang (`Poll.until`, the raw
+    /// connection's reads, waiting for a process, suite time limits) is this many times longer,
+    /// so that a sanitizer's slowdown does not turn a condition that comes late into a failure.
+    /// Windows in which something must NOT happen (`Poll.pause`, `staysQuiet`) are never scaled:
+    /// they are what those tests are about.
+    static let slowdown: Int = {
+        if dlsym(nil, "__tsan_init") != nil { return 10 }
+        if dlsym(nil, "__asan_init") != nil { return 3 }
+        return 1
+    }()
+}
+
+extension Duration {
+    /// This deadline, allowing for a sanitizer's slowdown (`Sanitizer.slowdown`).
+    var allowingForSanitizers: Duration { self * Sanitizer.slowdown }
+}
+
 enum Poll {
-    /// Polls `condition` every few milliseconds until it holds (true) or `timeout` passes (false).
+    /// Polls `condition` every few milliseconds until it holds (true) or `timeout` passes (false);
+    /// the timeout allows for a sanitizer's slowdown.
     static func until(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = ContinuousClock.now + timeout.allowingForSanitizers
         while true {
             if try condition() { return true }
             if ContinuousClock.now >= deadline { return false }
@@ -259,7 +281,7 @@ final class RawConnection {
     /// Reads one response: the head, then Content-Length body bytes (none for a HEAD request, a
     /// 1xx, 204 or 304). Bytes after it stay buffered for the next call.
     func readResponse(toHEAD: Bool = false, timeout: Duration = .seconds(10)) throws -> RawResponse {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = ContinuousClock.now + timeout.allowingForSanitizers
         let separator: [UInt8] = [13, 10, 13, 10]
         var headEnd: Int?
         while true {
@@ -307,7 +329,7 @@ final class RawConnection {
     /// Waits until the server closes the connection; returns what arrived before the end (beyond
     /// what `readResponse` consumed). Throws if the connection is still open at the deadline.
     func readUntilClosed(timeout: Duration = .seconds(10)) throws -> [UInt8] {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = ContinuousClock.now + timeout.allowingForSanitizers
         while try fill(until: deadline) {}
         defer { received.removeAll() }
         return received

@@ -16,7 +16,7 @@ import Glibc
 /// are skipped with the reason otherwise. Each test has namespaces of its own (unique names), so
 /// they run in parallel; the namespaces are deleted in a `defer` even when a test fails.
 @Suite(
-    "Network faults between small_db_server processes", .timeLimit(.minutes(3)),
+    "Network faults between small_db_server processes", .timeLimit(.minutes(3 * Sanitizer.slowdown)),
     .enabled(if: NamespacePair.unavailableReason == nil, Comment(rawValue: NamespacePair.unavailableReason ?? "")))
 struct NetworkFaultTests {
     // MARK: 1. A partition with -repl-sync required

@@ -16,7 +16,7 @@ import Glibc
 /// failover test has to know in advance. Every wait polls a condition until a deadline. Every
 /// server runs with `-repl-ack-timeout 10s` (see `ReplicationBed.start`), so that a loaded
 /// machine does not detach a backup and let the primary acknowledge writes alone.
-@Suite("Replication between small_db_server processes", .timeLimit(.minutes(2)))
+@Suite("Replication between small_db_server processes", .timeLimit(.minutes(2 * Sanitizer.slowdown)))
 struct ReplicationProcessTests {
     static let writesDisabled = "{\"error\":\"writes are disabled on backup\"}\n"
     static let ok = "{\"ok\":true}\n"

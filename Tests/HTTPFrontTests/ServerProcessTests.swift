@@ -7,7 +7,7 @@ import Glibc
 
 /// small_db_server as a real process: the README's curl session, its flags, graceful shutdown
 /// with requests in flight, and SIGKILL under concurrent writers.
-@Suite("small_db_server process", .timeLimit(.minutes(2)))
+@Suite("small_db_server process", .timeLimit(.minutes(2 * Sanitizer.slowdown)))
 struct ServerProcessTests {
     // MARK: The README's curl examples
 

@@ -734,20 +734,23 @@ struct ReplicationNodeTests {
                 "alive after stop and close: primary database \(references.primaryDatabase != nil), node \(references.primaryNode != nil); backup database \(references.backupDatabase != nil), node \(references.backupNode != nil)")
     }
 
-    @Test func stopDoesNotWaitForAPeerThatNeverSaysHello() async throws {
+    /// The time limit stops a regression (stop waiting out the hour-long handshake) from hanging.
+    @Test(.timeLimit(.minutes(10)))
+    func stopDoesNotWaitForAPeerThatNeverSaysHello() async throws {
         let network = InMemoryReplicationNetwork()
         // A handshake timeout far beyond anything the test waits for, so that the accepted
         // connection stays accepted until stop: the condition polled below is a state that lasts,
-        // not a window that closes when the handshake times out (with the default 10 s, a parallel
-        // run that kept this task from polling for longer than that failed the test).
-        let handshakeTimeout = Duration.seconds(120)
+        // not a window that closes when the handshake times out. (With 10 s, a parallel run that
+        // kept this task from polling for longer than that failed the test; with 120 s, so did a
+        // run under ThreadSanitizer, whose slowdown starved the cooperative pool for longer.)
+        let handshakeTimeout = Duration.seconds(3600)
         let primary = TestNode("p", network: network) { $0.handshakeTimeout = handshakeTimeout }
         try primary.startPrimary()
         let silent = try network.makeDialer(address: "p").connect(timeout: .seconds(1))
         defer { silent.close() }
         // Accepted, and its session waiting for a hello; stop closes the connection instead of
         // waiting out the handshake timeout.
-        #expect(try await eventually(timeout: .seconds(60)) { primary.node.state.withLock { !$0.connections.isEmpty } })
+        #expect(try await eventually(timeout: .seconds(600)) { primary.node.state.withLock { !$0.connections.isEmpty } })
         let started = ContinuousClock.now
         primary.stop()
         #expect(ContinuousClock.now - started < handshakeTimeout / 2)

@@ -93,8 +93,8 @@ def forward_checkpoint(chunk, generation_selector, flush, entries):
         data += bytes([key_length_byte, value_length_byte]) + content
     return data
 put("fuzz_checkpoint_roundtrip", "forward-small", forward_checkpoint(6, 7, 0, [(2, 2, b"k1v1"), (0, 3, b"abc"), (4, 0, b"key2")]))
-# Length bytes 244 and up are edges (the target's `length`): 250 = 4,096 and 254 = 65,537 bytes.
-put("fuzz_checkpoint_roundtrip", "forward-edges", forward_checkpoint(63, 1, 255, [(250, 254, b"big"), (244, 244, b""), (1, 0, b"x")]))
+# Length bytes 244 and up are edges (the target's `length`): 253 = 4,096 and 254 = 4,097 bytes.
+put("fuzz_checkpoint_roundtrip", "forward-edges", forward_checkpoint(63, 1, 255, [(253, 254, b"big"), (244, 244, b""), (1, 0, b"x")]))
 put("fuzz_checkpoint_roundtrip", "forward-generation", bytes([0, 0, 2]) + u64(0x0102030405060708) + bytes([1, 3, 1]) + b"abcd")
 put("fuzz_checkpoint_roundtrip", "reverse-v2", bytes([1 | 6 << 2]) + checkpoint_v2(7, [(b"k1", b"v1"), (b"key2", b""), (b"", b"value3")]))
 put("fuzz_checkpoint_roundtrip", "reverse-v2-empty", bytes([1]) + checkpoint_v2(0, []))

@@ -12,7 +12,7 @@
 //   Grammar: a chunk size byte c (1 + c % 64), a generation selector g (0: 0, 1: UInt64.max,
 //   2: the next 8 bytes, else g), a flush byte f (flush whenever 8 × f bytes are buffered; 0: after
 //   every entry), then entries until the input ends: a key length byte, a value length byte (see
-//   `length(_:)`: small lengths, and the edges 0, 255, 256, 4095…4097, 65 535…65 537, 128 KiB),
+//   `length(_:)`: small lengths, and the edges 0, 1, 8, 255, 256, 1023…1025, 4095…4097, 16 KiB),
 //   then that many key and value bytes, taken from the input (zero-filled when it runs out).
 //   Keys may repeat and may be empty: the writer writes what it is given, and so must the readers.
 // - Reverse (bit 0 set): the rest of the input is a checkpoint file; with bit 1 set, its last 4
@@ -62,7 +62,7 @@ func forward(_ input: ByteReader) {
     var entries: [Entry] = []
     var entryBytes = 0
     // Bounded, so a few large entries keep an execution in milliseconds.
-    while !input.isAtEnd && entryBytes < 512 << 10 {
+    while !input.isAtEnd && entryBytes < 64 << 10 {
         let keyLength = length(input.byte())
         let valueLength = length(input.byte())
         let entry = (key: input.bytes(keyLength), value: input.bytes(valueLength))
@@ -100,7 +100,10 @@ func forward(_ input: ByteReader) {
     guard case .failure(.generationMismatch(expected: wrongGeneration, found: generation)) = wrong else {
         preconditionFailure("a wrong expected generation: \(wrong)")
     }
-    for size in [chunkSize, 4096, file.count + 1] {
+    // A small chunk, one larger than most entries, one larger than the file. For a large file the
+    // small one is scaled up (64 bytes to 4 KiB; each chunk is a read and a copy).
+    let small = file.count <= 16 << 10 ? chunkSize : chunkSize << 6
+    for size in [small, 4096, file.count + 1] {
         let chunked = readChunked(file, chunkSize: size)
         guard case .success(let chunked) = chunked else {
             preconditionFailure("chunk \(size): the chunked reader refuses what the writer wrote: \(chunked)")
@@ -168,10 +171,10 @@ func readChunked(_ file: [UInt8], chunkSize: Int) -> Result<(header: CheckpointH
     }
 }
 
-/// A length from one grammar byte: mostly small, sometimes an edge (empty, a byte's range, the
-/// engine's 4 KiB key limit, 64 KiB, larger than any chunk the readers are given here).
+/// A length from one grammar byte: mostly small, sometimes an edge (empty, a byte's range, around
+/// 1 KiB and the engine's 4 KiB key limit, both chunk sizes the readers are given here, and 16 KiB).
 func length(_ byte: UInt8) -> Int {
-    let edges = [0, 1, 8, 255, 256, 4095, 4096, 4097, 65_535, 65_536, 65_537, 128 << 10]
+    let edges = [0, 1, 8, 255, 256, 1023, 1024, 1025, 4095, 4096, 4097, 16 << 10]
     let edge = Int(byte) - (256 - edges.count)
     return edge >= 0 ? edges[edge] : Int(byte) % 40
 }

@@ -11,6 +11,7 @@ let fuzzTargets = [
     "fuzz_wal_roundtrip",
     "fuzz_checkpoint",
     "fuzz_checkpoint_chunked",
+    "fuzz_checkpoint_roundtrip",
     "fuzz_http_request",
     "fuzz_json_body",
     "fuzz_base64",
@@ -26,9 +27,12 @@ let package = Package(
     targets: fuzzTargets.map { name in
         .executableTarget(
             name: name,
-            dependencies: [.product(name: "WireProtocol", package: "small-db")],
+            dependencies: [.product(name: "WireProtocol", package: "small-db"), "FuzzSupport"],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         )
-    },
+    } + [
+        // What the targets share (the input grammar's reader); not a target of its own.
+        .target(name: "FuzzSupport"),
+    ],
     swiftLanguageModes: [.v6]
 )

@@ -44,8 +44,21 @@ for target in ["fuzz_wal_segment", "fuzz_wal_chunked"]:
     put(target, "small-torn", small_wal + small_wal[:9])
     put(target, "small-zeros", small_wal + bytes(16))
     put(target, "small-damaged", small_wal[:20] + b"\xff" + small_wal[21:])
-put("fuzz_wal_roundtrip", "sets", bytes([1, 0, 3, 5]) + b"keyvalue" + bytes([2, 0, 1, 1, 1, 1]) + b"abc")
-put("fuzz_wal_roundtrip", "batch", bytes([3, 0, 2, 2, 1, 3]) + b"ab" + b"xyz")
+# fuzz_wal_roundtrip: byte 0 chooses the direction (bit 0: reverse; bit 1: fix the CRCs; the rest:
+# the chunk size), then a forward grammar (see the target) or a segment.
+put("fuzz_wal_roundtrip", "sets", bytes([0, 6]) + bytes([1, 0, 3, 5]) + b"keyvalue" + bytes([2, 0, 1, 1, 1, 1]) + b"abc")
+put("fuzz_wal_roundtrip", "batch", bytes([0, 0]) + bytes([3, 0, 2, 2, 1, 3]) + b"ab" + b"xyz")
+put("fuzz_wal_roundtrip", "empty-batch-and-empty-keys", bytes([0, 63]) + bytes([0, 1, 0, 0, 1, 0, 2, 0, 0, 0, 1, 0]))
+put("fuzz_wal_roundtrip", "reverse-small", bytes([1 | 6 << 2]) + small_wal)
+put("fuzz_wal_roundtrip", "reverse-torn", bytes([1]) + small_wal + small_wal[:9])
+put("fuzz_wal_roundtrip", "reverse-damaged", bytes([1 | 2 << 2]) + small_wal[:20] + b"\xff" + small_wal[21:])
+batch_of_one = bytes([3]) + u32(1) + wal_entry(1, b"k", b"v")
+put("fuzz_wal_roundtrip", "reverse-batch-of-one", bytes([1]) + wal_record(batch_of_one) + wal_record(wal_entry(2, b"k")))
+# Bit 1: the target fixes the CRCs, so zeros stand in for them.
+put("fuzz_wal_roundtrip", "reverse-fix-crcs", bytes([3])
+    + u32(len(batch_of_one)) + batch_of_one + bytes(4)
+    + u32(14) + wal_entry(2, b"abcde") + bytes(4)
+    + u32(9) + bytes([2]) + u32(0) + u32(1) + bytes(4))
 
 # Checkpoints: the Go fixtures (version 1) and small version 2 files, one empty.
 def checkpoint_v2(generation, entries):
@@ -71,6 +84,24 @@ for target in ["fuzz_checkpoint", "fuzz_checkpoint_chunked"]:
     put(target, "v2-small", checkpoint_v2(7, [(b"k1", b"v1"), (b"key2", b""), (b"", b"value3")]))
     put(target, "v2-empty", checkpoint_v2(1, []))
     put(target, "v1-small", checkpoint_v1(3, [(b"a", b"1"), (b"bb", b"22")]))
+
+# fuzz_checkpoint_roundtrip: byte 0 chooses the direction (bit 0: reverse; bit 1: fix the CRC; the
+# rest: the chunk size), then a forward grammar (see the target) or a checkpoint file.
+def forward_checkpoint(chunk, generation_selector, flush, entries):
+    data = bytes([0, chunk, generation_selector, flush])
+    for key_length_byte, value_length_byte, content in entries:
+        data += bytes([key_length_byte, value_length_byte]) + content
+    return data
+put("fuzz_checkpoint_roundtrip", "forward-small", forward_checkpoint(6, 7, 0, [(2, 2, b"k1v1"), (0, 3, b"abc"), (4, 0, b"key2")]))
+# Length bytes 244 and up are edges (the target's `length`): 253 = 4,096 and 254 = 4,097 bytes.
+put("fuzz_checkpoint_roundtrip", "forward-edges", forward_checkpoint(63, 1, 255, [(253, 254, b"big"), (244, 244, b""), (1, 0, b"x")]))
+put("fuzz_checkpoint_roundtrip", "forward-generation", bytes([0, 0, 2]) + u64(0x0102030405060708) + bytes([1, 3, 1]) + b"abcd")
+put("fuzz_checkpoint_roundtrip", "reverse-v2", bytes([1 | 6 << 2]) + checkpoint_v2(7, [(b"k1", b"v1"), (b"key2", b""), (b"", b"value3")]))
+put("fuzz_checkpoint_roundtrip", "reverse-v2-empty", bytes([1]) + checkpoint_v2(0, []))
+put("fuzz_checkpoint_roundtrip", "reverse-v2-fix-crc", bytes([3]) + checkpoint_v2(9, [(b"a", b"b"), (b"a", b"c")])[:-4] + bytes(4))
+put("fuzz_checkpoint_roundtrip", "reverse-v1", bytes([1]) + checkpoint_v1(3, [(b"a", b"1"), (b"bb", b"22")]))
+put("fuzz_checkpoint_roundtrip", "reverse-v1-trailing", bytes([1 | 1 << 2]) + checkpoint_v1(3, [(b"a", b"1")]) + b"trailing")
+put("fuzz_checkpoint_roundtrip", "reverse-go-fixture", bytes([1 | 63 << 2]) + go_prefix(fixture("basic", "checkpoint.2"), 10))
 
 # HTTP requests: the API's shapes (docs/OPERATIONS.md), pipelined, chunked, 100-continue.
 http = {

@@ -29,6 +29,9 @@ grep -v "Cannot export local symbol" "${TMPDIR:-/tmp}/small-db-fuzz-build.log" |
 [ "$build_status" -eq 0 ] || { echo "fuzz build failed" >&2; exit 1; }
 bin="$(swift build "${flags[@]}" --show-bin-path)"
 
+# A trap is reported by libFuzzer and ASan with its stack; Swift's own backtracer would add up to
+# 30 s per finding symbolicating the same stack again.
+export SWIFT_BACKTRACE=enable=no
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 failed=()

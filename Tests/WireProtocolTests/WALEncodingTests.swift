@@ -227,6 +227,22 @@ struct WALEncodingTests {
         #expect(record.mutations == mutations)
     }
 
+    @Test("a batch record of one entry, which the encoder never writes, is read as that entry (docs/FORMAT.md)")
+    func batchOfOneIsAcceptedButNotCanonical() throws {
+        let entry = walEntry(op: WALOpcode.set.rawValue, key: [7], value: [8, 9])
+        let bytes = walFrame(walBatchPayload([entry]))
+        let (records, result) = scanSegment(bytes)
+        #expect(result == .clean(endOffset: bytes.count))
+        let record = try #require(records.first)
+        #expect(record.isBatch)
+        #expect(record.mutations == [.set(key: [7], value: [8, 9])])
+        // The encoder writes the same change as the plain record whose payload is the batch's entry.
+        var canonical: [UInt8] = []
+        WALEncoder.append(record.mutations, to: &canonical)
+        #expect(canonical == walFrame(entry))
+        #expect(canonical != bytes)
+    }
+
     @Test("forEachEntry hands over opcode, key and value of every entry in order")
     func forEachEntryOrder() {
         let mutations: [WALMutation] = [

@@ -1,4 +1,5 @@
-import Glibc
+// Public: the inlinable lock calls reach pthread_mutex_t and its functions in the caller's module.
+public import Glibc
 
 /// A value guarded by a `pthread_mutex_t`: the project's one lock type.
 ///
@@ -15,9 +16,13 @@ import Glibc
 /// - The value is touched only between `pthread_mutex_lock` and `pthread_mutex_unlock`.
 /// - Debug builds use an error-checking mutex, so taking the lock again on the thread that holds it
 ///   (a deadlock in release) traps with a message instead, as `Mutex` does.
+///
+/// Everything is `@inlinable`: the engine takes a shard's lock on every get, and an opaque generic
+/// call from another module (value witnesses, an unspecialised closure) cost more than the lookup.
 public struct Lock<Value: ~Copyable>: ~Copyable {
-    private let block: UnsafeMutableRawPointer
+    @usableFromInline let block: UnsafeMutableRawPointer
 
+    @inlinable
     public init(_ initialValue: consuming sending Value) {
         block = .allocate(byteCount: Self.valueOffset + MemoryLayout<Value>.size, alignment: Self.blockAlignment)
         let mutex = block.bindMemory(to: pthread_mutex_t.self, capacity: 1)
@@ -33,6 +38,7 @@ public struct Lock<Value: ~Copyable>: ~Copyable {
         (block + Self.valueOffset).bindMemory(to: Value.self, capacity: 1).initialize(to: initialValue)
     }
 
+    @inlinable
     deinit {
         value.deinitialize(count: 1)
         pthread_mutex_destroy(mutex)
@@ -42,6 +48,7 @@ public struct Lock<Value: ~Copyable>: ~Copyable {
 
     /// Runs `body` with the value while holding the lock, and returns what it returns.
     /// `body` must not take this lock again (see the type's comment).
+    @inlinable @inline(__always)
     public borrowing func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
@@ -57,20 +64,24 @@ public struct Lock<Value: ~Copyable>: ~Copyable {
 
     // MARK: Layout: [pthread_mutex_t][padding to Value's alignment][Value]
 
-    private var mutex: UnsafeMutablePointer<pthread_mutex_t> {
+    @inlinable
+    var mutex: UnsafeMutablePointer<pthread_mutex_t> {
         block.assumingMemoryBound(to: pthread_mutex_t.self)
     }
 
-    private var value: UnsafeMutablePointer<Value> {
+    @inlinable
+    var value: UnsafeMutablePointer<Value> {
         (block + Self.valueOffset).assumingMemoryBound(to: Value.self)
     }
 
-    private static var valueOffset: Int {
+    @inlinable
+    static var valueOffset: Int {
         let alignment = MemoryLayout<Value>.alignment
         return (MemoryLayout<pthread_mutex_t>.size + alignment - 1) / alignment * alignment
     }
 
-    private static var blockAlignment: Int {
+    @inlinable
+    static var blockAlignment: Int {
         max(MemoryLayout<pthread_mutex_t>.alignment, MemoryLayout<Value>.alignment)
     }
 }

@@ -7,7 +7,7 @@ import WireProtocol
 /// primary sends one, then apply the stream and acknowledge each batch once it is durable.
 ///
 /// One session, in order (`followOnce`):
-/// 0. Connect. Until the welcome, accept frames of at most
+/// 0. Connect, within `connectTimeout`. Until the welcome, accept frames of at most
 ///    `ReplicationProtocol.maxPayloadSizeBeforeWelcome`. With a token, authenticate both ways
 ///    first (`ReplicationAuthentication`).
 /// 1. Send a hello with this log's end, the CRC of the segment up to it, the epoch and
@@ -17,12 +17,25 @@ import WireProtocol
 /// 4. Adopt the primary's lineage, epoch and history, durably.
 /// 5. Loop: records → write them at their position, fdatasync, apply, ack the new end; a
 ///    segment start → start the same segment (mirroring the primary's checkpoint); a heartbeat →
-///    note the primary's log end. Nothing from the primary for the heartbeat timeout ends the
-///    session.
-/// After any failure it reconnects (100 ms, doubling to 1 s). A monitor thread promotes this
-/// node when nothing has come from the primary for the heartbeat timeout, but only once this
-/// backup has been welcomed by a primary at least once since it started: a backup that never
-/// reached its primary may hold nothing, and must not take over.
+///    note the primary's log end.
+/// Every wait for the primary in steps 0–5 is bounded by `silenceBeforeReconnect` (the handshake's
+/// also by `handshakeTimeout`): a connection on which nothing arrives for that long is dropped.
+///
+/// Between sessions (`follow`), and why the silence of one connection is not the primary's:
+/// - A connection can fall silent while the primary is alive and the network delivers: on a lossy
+///   link TCP's retransmission timeout doubles with each lost retransmission, so one connection
+///   may wait many seconds for a segment a fresh connection would carry at once. So this backup
+///   drops a connection silent for `silenceBeforeReconnect` (a third of the heartbeat timeout,
+///   at least three heartbeat intervals, at most half the timeout) and dials a fresh one, which
+///   resumes from this log's end (step 1).
+/// - It retries after 100 ms, doubling to `maximumRetryDelay` (1 s, or less for a short heartbeat
+///   timeout); a session that got as far as following starts the doubling over.
+/// - A monitor thread (`watchForSilence`) promotes this node when nothing has come from the
+///   primary on ANY connection for the heartbeat timeout (`View.lastContact`: the last frame
+///   received, the welcome included; a connect or a hello sent is no contact). So reconnecting
+///   never postpones a promotion, and never makes it earlier. It promotes only once this backup
+///   has been welcomed by a primary at least once since it started: a backup that never reached
+///   its primary may hold nothing, and must not take over.
 final class BackupFollower: Sendable {
     let dialer: any ReplicationDialer
     private unowned let node: ReplicationNode
@@ -111,12 +124,19 @@ final class BackupFollower: Sendable {
         var failuresInARow = 0
         while !isStopping {
             let outcome = followOnce()
-            state.withLock { state in
+            let wasFollowing = state.withLock { state in
+                let was = state.view.connected
                 state.view.connected = false
                 state.view.sessionsEnded += 1
                 state.connection = nil
+                return was
             }
             if isStopping { return }
+            if wasFollowing {
+                // A session that worked: its end starts a new streak (logged, retried at once).
+                failuresInARow = 0
+                delay = .milliseconds(100)
+            }
             if case .failure(let reason) = outcome {
                 failuresInARow += 1
                 // The first failure of a streak, then every 10th: a primary that is down for a
@@ -133,7 +153,7 @@ final class BackupFollower: Sendable {
                 stopSignal.signal()
                 return
             }
-            delay = min(delay * 2, .seconds(1))
+            delay = min(delay * 2, maximumRetryDelay)
         }
     }
 
@@ -142,7 +162,7 @@ final class BackupFollower: Sendable {
         // Step 1.
         let connection: any ReplicationConnection
         do throws(TransportError) {
-            connection = try dialer.connect(timeout: .seconds(2))
+            connection = try dialer.connect(timeout: connectTimeout)
         } catch {
             return .failure(ReplicationFailure("connect failed: \(error)"))
         }
@@ -157,7 +177,7 @@ final class BackupFollower: Sendable {
         if let token = node.configuration.token {
             do throws(ReplicationFailure) {
                 try ReplicationAuthentication.authenticatePrimary(
-                    over: connection, token: token, timeout: node.configuration.handshakeTimeout)
+                    over: connection, token: token, timeout: handshakeWait)
             } catch {
                 return .failure(error)
             }
@@ -177,7 +197,7 @@ final class BackupFollower: Sendable {
                 epochStart: mine.flatMap { mine in mine.history.last { $0.epoch == mine.epoch }?.start })))
             // Step 2.
             let welcome: Welcome
-            switch try connection.receive(timeout: node.configuration.handshakeTimeout) {
+            switch try connection.receive(timeout: handshakeWait) {
             case .welcome(let received): welcome = received
             case .refuse(let refusal): return .failure(ReplicationFailure("the primary refused: \(refusal.message.sanitizedForLog)"))
             case let other: return .failure(ReplicationFailure("the primary sent \(other.kind) instead of a welcome"))
@@ -233,7 +253,7 @@ final class BackupFollower: Sendable {
         defer { receiver?.abandon() }  // after an install: nothing left to delete
         do throws(TransportError) {
             while true {
-                let frame = try connection.receive(timeout: silenceLimit)
+                let frame = try connection.receive(timeout: silenceBeforeReconnect)
                 noteContact()
                 switch frame {
                 case .snapshotBegin(let begun, let total) where receiver == nil:
@@ -271,11 +291,13 @@ final class BackupFollower: Sendable {
         while true {
             let frame: ReplicationFrame
             do throws(TransportError) {
-                frame = try connection.receive(timeout: silenceLimit)
+                frame = try connection.receive(timeout: silenceBeforeReconnect)
             } catch {
                 if isStopping { return .success(()) }
                 switch error {
-                case .timedOut: return .failure(ReplicationFailure("nothing from the primary for \(silenceLimit.logDescription)"))
+                case .timedOut:
+                    return .failure(ReplicationFailure(
+                        "nothing from the primary for \(silenceBeforeReconnect.logDescription) on this connection: dropping it for a fresh one"))
                 case .peerClosed: return .failure(ReplicationFailure("the primary closed the connection"))
                 default: return .failure(ReplicationFailure("receiving from the primary failed: \(error)"))
                 }
@@ -311,16 +333,40 @@ final class BackupFollower: Sendable {
         }
     }
 
-    /// How long to wait for the next frame before dropping the connection and reconnecting: the
-    /// heartbeat timeout, or 30 s when self-promotion is off (a primary that vanished without
-    /// closing the connection, its machine dead or cut off, must not leave this backup waiting
-    /// on a dead socket for ever).
-    private var silenceLimit: Duration {
-        let timeout = node.configuration.heartbeatTimeout
-        return timeout > .zero ? timeout : BackupFollower.silenceLimitWithoutPromotion
+    /// How long any wait for the primary may last before this backup drops the connection and
+    /// dials a fresh one. With self-promotion: a third of the heartbeat timeout, so that two more
+    /// fresh connections can be tried before the promotion; but at least three heartbeat
+    /// intervals (this node's `-repl-heartbeat-interval`, taken as its primary's), so that an idle
+    /// stream between two heartbeats is not mistaken for a stalled one; and at most half the
+    /// timeout, so that one fresh try always remains. (-repl-heartbeat-timeout 5s and 1 s
+    /// heartbeats, the defaults: 2.5 s; 10 s and 100 ms: 3.33 s; 2 s and 100 ms: 0.67 s.)
+    /// Without self-promotion: 30 s (a primary that vanished without closing the connection, its
+    /// machine dead or cut off, must not leave this backup waiting on a dead socket for ever).
+    var silenceBeforeReconnect: Duration {
+        BackupFollower.silenceBeforeReconnect(
+            heartbeatTimeout: node.configuration.heartbeatTimeout, heartbeatInterval: node.configuration.heartbeatInterval)
+    }
+
+    static func silenceBeforeReconnect(heartbeatTimeout: Duration, heartbeatInterval: Duration) -> Duration {
+        guard heartbeatTimeout > .zero else { return silenceLimitWithoutPromotion }
+        let limit = min(max(heartbeatTimeout / 3, heartbeatInterval * 3), heartbeatTimeout / 2)
+        assert(limit > .zero && limit < heartbeatTimeout)
+        return limit
     }
 
     static let silenceLimitWithoutPromotion: Duration = .seconds(30)
+
+    /// One connect, at most: a lost SYN (TCP retries it after 1 s, then 3 s, 7 s…) must not eat
+    /// the time left before a promotion; a fresh connect sends a fresh SYN at once.
+    private var connectTimeout: Duration { min(BackupFollower.maximumConnectTimeout, silenceBeforeReconnect) }
+    static let maximumConnectTimeout: Duration = .seconds(2)
+
+    /// Each wait for the primary's answer during the handshake (authentication, welcome).
+    private var handshakeWait: Duration { min(node.configuration.handshakeTimeout, silenceBeforeReconnect) }
+
+    /// The longest pause between two tries: 1 s, or half of `silenceBeforeReconnect` if that is
+    /// shorter, so that a short heartbeat timeout still leaves room for several tries.
+    private var maximumRetryDelay: Duration { min(.seconds(1), silenceBeforeReconnect / 2) }
 
     // MARK: Promotion on silence
 

@@ -19,7 +19,8 @@ import WireProtocol
 ///    segment start → start the same segment (mirroring the primary's checkpoint); a heartbeat →
 ///    note the primary's log end.
 /// Every wait for the primary in steps 0–5 is bounded by `silenceBeforeReconnect` (the handshake's
-/// also by `handshakeTimeout`): a connection on which nothing arrives for that long is dropped.
+/// also by `handshakeTimeout`): a connection on which not a byte arrives for that long is dropped
+/// (`nextFrame`: a large frame still arriving is not silence).
 ///
 /// Between sessions (`follow`), and why the silence of one connection is not the primary's:
 /// - A connection can fall silent while the primary is alive and the network delivers: on a lossy
@@ -32,7 +33,8 @@ import WireProtocol
 ///   timeout); a session that got as far as following starts the doubling over.
 /// - A monitor thread (`watchForSilence`) promotes this node when nothing has come from the
 ///   primary on ANY connection for the heartbeat timeout (`View.lastContact`: the last frame
-///   received, the welcome included; a connect or a hello sent is no contact). So reconnecting
+///   received, the welcome included, or the last bytes of a frame still arriving after a
+///   welcome; a connect, a hello sent or a handshake's bytes are no contact). So reconnecting
 ///   never postpones a promotion, and never makes it earlier. It promotes only once this backup
 ///   has been welcomed by a primary at least once since it started: a backup that never reached
 ///   its primary may hold nothing, and must not take over.
@@ -57,6 +59,9 @@ final class BackupFollower: Sendable {
     private struct State {
         var view = View()
         var connection: (any ReplicationConnection)?
+        /// `connection` once the primary has welcomed this backup on it: the bytes arriving on it
+        /// are the primary's (`watchForSilence`).
+        var welcomedConnection: (any ReplicationConnection)?
         var isStopping = false
         var threads: [JoinableThread] = []
     }
@@ -129,6 +134,7 @@ final class BackupFollower: Sendable {
                 state.view.connected = false
                 state.view.sessionsEnded += 1
                 state.connection = nil
+                state.welcomedConnection = nil
                 return was
             }
             if isStopping { return }
@@ -202,7 +208,10 @@ final class BackupFollower: Sendable {
             case .refuse(let refusal): return .failure(ReplicationFailure("the primary refused: \(refusal.message.sanitizedForLog)"))
             case let other: return .failure(ReplicationFailure("the primary sent \(other.kind) instead of a welcome"))
             }
-            noteContact()
+            state.withLock { state in
+                state.view.lastContact = .now
+                state.welcomedConnection = connection
+            }
             connection.limitIncomingPayloads(to: ReplicationProtocol.maxPayloadSize)
             // Epochs compare only within a lineage: a primary of another lineage may only
             // replace this directory whole, with a snapshot.
@@ -253,7 +262,7 @@ final class BackupFollower: Sendable {
         defer { receiver?.abandon() }  // after an install: nothing left to delete
         do throws(TransportError) {
             while true {
-                let frame = try connection.receive(timeout: silenceBeforeReconnect)
+                let frame = try nextFrame(from: connection)
                 noteContact()
                 switch frame {
                 case .snapshotBegin(let begun, let total) where receiver == nil:
@@ -291,7 +300,7 @@ final class BackupFollower: Sendable {
         while true {
             let frame: ReplicationFrame
             do throws(TransportError) {
-                frame = try connection.receive(timeout: silenceBeforeReconnect)
+                frame = try nextFrame(from: connection)
             } catch {
                 if isStopping { return .success(()) }
                 switch error {
@@ -329,6 +338,25 @@ final class BackupFollower: Sendable {
             default:
                 try? connection.send(.refuse(Refusal(code: .protocolViolation, message: "unexpected \(frame.kind)")))
                 return .failure(ReplicationFailure("the primary sent \(frame.kind) in the stream"))
+            }
+        }
+    }
+
+    /// The next frame from the primary (steps 3 and 5). Fails with `.timedOut` only once not a
+    /// byte has arrived on `connection` for `silenceBeforeReconnect`: part of a large frame (a
+    /// snapshot chunk, a catch-up read of up to `streamChunkSize`) arriving on a slow link is
+    /// progress, not silence, and dropping it would only start the frame over.
+    private func nextFrame(from connection: any ReplicationConnection) throws(TransportError) -> ReplicationFrame {
+        var waitStarted = ContinuousClock.now
+        var timeout = silenceBeforeReconnect
+        while true {
+            do throws(TransportError) {
+                return try connection.receive(timeout: timeout)
+            } catch {
+                guard error == .timedOut, let receipt = connection.lastReceipt, receipt > waitStarted else { throw error }
+                // Bytes came during the wait: the silence counts from the last of them.
+                waitStarted = receipt
+                timeout = max(.zero, receipt + silenceBeforeReconnect - .now)
             }
         }
     }
@@ -379,9 +407,11 @@ final class BackupFollower: Sendable {
                 stopSignal.signal()
                 return
             }
-            let view = self.view
+            let (view, receipt) = state.withLock { ($0.view, $0.welcomedConnection?.lastReceipt) }
             let now = ContinuousClock.now
-            let silence = now - (view.lastContact ?? started)
+            // The last frame, or the last bytes of one still arriving, on any connection.
+            let lastContact = [view.lastContact, receipt].compactMap { $0 }.max()
+            let silence = now - (lastContact ?? started)
             if view.welcomed, !view.isApplying, silence > timeout {
                 node.promote(reason: "nothing from the primary \(dialer.target) for \(silence.logDescription), over -repl-heartbeat-timeout \(timeout.logDescription)")
                 return

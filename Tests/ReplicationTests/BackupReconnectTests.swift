@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Platform
 import Synchronization
 import Testing
@@ -59,6 +60,8 @@ final class StallableConnection: ReplicationConnection {
     /// Signalled once by `close`: wakes a receive waiting out its timeout on a stalled connection.
     private let closed = DispatchSemaphore(value: 0)
     private let isClosed = Atomic<Bool>(false)
+    /// The inner connection's `lastReceipt` when it stalled: what it takes from then on is lost.
+    private let receiptAtStall = Lock<ContinuousClock.Instant?>(nil)
 
     init(_ inner: any ReplicationConnection) {
         self.inner = inner
@@ -66,7 +69,10 @@ final class StallableConnection: ReplicationConnection {
 
     var peer: String { inner.peer }
 
-    func stall() { stalled.store(true, ordering: .sequentiallyConsistent) }
+    func stall() {
+        receiptAtStall.withLock { $0 = inner.lastReceipt }
+        stalled.store(true, ordering: .sequentiallyConsistent)
+    }
     private var isStalled: Bool { stalled.load(ordering: .sequentiallyConsistent) }
 
     func send(_ frame: ReplicationFrame, timeout: Duration?) throws(TransportError) {
@@ -104,6 +110,7 @@ final class StallableConnection: ReplicationConnection {
     }
 
     func limitIncomingPayloads(to bytes: Int) { inner.limitIncomingPayloads(to: bytes) }
+    var lastReceipt: ContinuousClock.Instant? { isStalled ? receiptAtStall.withLock { $0 } : inner.lastReceipt }
 }
 
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
@@ -176,6 +183,49 @@ struct BackupReconnectTests {
         #expect(dialer.connectionsMade >= 2, "it did not try fresh connections before promoting: \(dialer.connectionsMade)")
         #expect(backup.node.status.promotions == 1)
         #expect(try backup.database.get("before") == v("1"))
+    }
+
+    /// A frame that arrives a byte at a time, over longer than the heartbeat timeout (a large
+    /// frame on a slow link), from a stand-in primary: the backup neither drops the connection
+    /// nor promotes itself while its bytes keep coming, and takes the frame once it is whole.
+    @Test func aFrameStillArrivingIsNotSilence() async throws {
+        let network = InMemoryReplicationNetwork()
+        let listener = try network.makeListener(address: "p")
+        defer { listener.close() }
+        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = BackupReconnectTests.heartbeatTimeout }
+        let dialer = StallingDialer(network.makeDialer(address: "p"))
+        try backup.startBackup(dialer: dialer)
+        defer { backup.stop() }
+
+        let primary = try listener.accept()  // blocks only until the follower thread dials, at once
+        defer { primary.close() }
+        guard case .hello = try primary.receive(timeout: .seconds(5)) else {
+            Issue.record("no hello")
+            return
+        }
+        try primary.send(.welcome(Welcome(epoch: 0, lineage: .random(), history: [], mode: .stream)))
+        #expect(try await eventually { backup.followerView?.connected ?? false })
+        let position = ReplicationPosition(generation: 0, offset: 0)
+        let heartbeat = ReplicationFrameEncoder.encode(.heartbeat(epoch: 0, position: position))
+        let started = ContinuousClock.now
+        let pace = Duration.milliseconds(100)
+        #expect(pace * heartbeat.count > BackupReconnectTests.heartbeatTimeout * 1.2, "the frame must take longer than the timeout")
+        // The fault itself is a pace: one byte every 100 ms (a sleep as the fault, not as a wait).
+        let trickled = Atomic<Bool>(false)
+        let trickler = Thread { [primary] in
+            for byte in heartbeat {
+                try? (primary as? InMemoryReplicationConnection)?.sendRaw([byte])
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            trickled.store(true, ordering: .releasing)
+        }
+        trickler.start()
+        #expect(try await eventually(timeout: .seconds(30)) { backup.followerView?.primaryPosition != nil })
+        #expect(ContinuousClock.now - started > BackupReconnectTests.heartbeatTimeout)
+        #expect(backup.node.role == .backup)
+        #expect(backup.node.status.promotions == 0)
+        #expect(dialer.connectionsMade == 1, "the backup dropped a connection whose frame was still arriving")
+        #expect(try await eventually { trickled.load(ordering: .acquiring) })
     }
 
     @Test func theSilenceBeforeAReconnectLeavesRoomForFreshTriesBeforeThePromotion() {

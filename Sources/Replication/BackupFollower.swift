@@ -18,8 +18,10 @@ import WireProtocol
 /// 5. Loop: records → write them at their position, fdatasync, apply, ack the new end; a
 ///    segment start → start the same segment (mirroring the primary's checkpoint); a heartbeat →
 ///    note the primary's log end.
-/// Every wait for the primary in steps 0–5 is bounded by `silenceBeforeReconnect` (the handshake's
-/// also by `handshakeTimeout`): a connection on which not a byte arrives for that long is dropped
+/// Every wait for the primary is bounded: the connect by `connectTimeout` (2 s at most), each
+/// answer in the handshake by `handshakeWait` (the time left before a promotion, at least
+/// `silenceBeforeReconnect`, at most `handshakeTimeout`), each frame after the welcome by
+/// `silenceBeforeReconnect`: a connection on which not a byte arrives for that long is dropped
 /// (`nextFrame`: a large frame still arriving is not silence).
 ///
 /// Between sessions (`follow`), and why the silence of one connection is not the primary's:
@@ -389,8 +391,21 @@ final class BackupFollower: Sendable {
     private var connectTimeout: Duration { min(BackupFollower.maximumConnectTimeout, silenceBeforeReconnect) }
     static let maximumConnectTimeout: Duration = .seconds(2)
 
-    /// Each wait for the primary's answer during the handshake (authentication, welcome).
-    private var handshakeWait: Duration { min(node.configuration.handshakeTimeout, silenceBeforeReconnect) }
+    /// Each wait for the primary's answer during the handshake (authentication, welcome): at most
+    /// `handshakeTimeout`; once this backup has followed a primary (a promotion is counting), the
+    /// time left before it, but at least `silenceBeforeReconnect`. Not just the latter: a fresh
+    /// connection pays TCP's initial 1 s retransmission timeout for every lost segment of its
+    /// connect, hello and welcome, and dropping it then would only start that over (measured: on
+    /// the 25 %-loss link of the network fault tests a welcome took over 3.33 s to come, and a
+    /// backup that gave up on it at 3.33 s heard nothing more and promoted itself).
+    private var handshakeWait: Duration {
+        let configuration = node.configuration
+        guard configuration.heartbeatTimeout > .zero, let lastContact = view.lastContact else {
+            return configuration.handshakeTimeout
+        }
+        let untilPromotion = configuration.heartbeatTimeout - (ContinuousClock.now - lastContact)
+        return min(configuration.handshakeTimeout, max(silenceBeforeReconnect, untilPromotion))
+    }
 
     /// The longest pause between two tries: 1 s, or half of `silenceBeforeReconnect` if that is
     /// shorter, so that a short heartbeat timeout still leaves room for several tries.

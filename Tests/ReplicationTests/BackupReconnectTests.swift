@@ -228,6 +228,52 @@ struct BackupReconnectTests {
         #expect(try await eventually { trickled.load(ordering: .acquiring) })
     }
 
+    /// A fresh connection whose welcome comes later than `silenceBeforeReconnect` but before the
+    /// promotion is due (each lost segment of a new TCP connection costs its 1 s initial
+    /// retransmission timeout): the backup waits for it instead of starting over, and follows.
+    /// (On the network fault tests' lossy link, a backup that gave up on such a welcome promoted
+    /// itself.)
+    @Test func aFreshConnectionsSlowWelcomeIsAwaitedWhileTimeRemains() async throws {
+        let heartbeatTimeout = Duration.seconds(4)  // a reconnect after 1.33 s of silence
+        let network = InMemoryReplicationNetwork()
+        let listener = try network.makeListener(address: "p")
+        defer { listener.close() }
+        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = heartbeatTimeout }
+        let dialer = StallingDialer(network.makeDialer(address: "p"))
+        let lateWelcomeSent = Atomic<Bool>(false)
+        let stopped = Atomic<Bool>(false)
+        let lineage = Lineage.random()
+        let standIn = Thread {
+            // A primary that goes silent on the first connection and answers the second one's
+            // hello 2 s late (the pause is the fault), then sends heartbeats.
+            do throws(TransportError) {
+                let first = try listener.accept()
+                defer { first.close() }
+                guard case .hello = try first.receive(timeout: .seconds(10)) else { return }
+                try first.send(.welcome(Welcome(epoch: 0, lineage: lineage, history: [], mode: .stream)))
+                let second = try listener.accept()
+                defer { second.close() }
+                guard case .hello = try second.receive(timeout: .seconds(10)) else { return }
+                Thread.sleep(forTimeInterval: 2)
+                try second.send(.welcome(Welcome(epoch: 0, lineage: lineage, history: [], mode: .stream)))
+                lateWelcomeSent.store(true, ordering: .releasing)
+                while !stopped.load(ordering: .acquiring) {
+                    try second.send(.heartbeat(epoch: 0, position: ReplicationPosition(generation: 0, offset: 0)))
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+            } catch {}
+        }
+        defer { stopped.store(true, ordering: .releasing) }
+        try backup.startBackup(dialer: dialer)
+        defer { backup.stop() }
+        standIn.start()
+
+        #expect(try await eventually(timeout: .seconds(30)) { lateWelcomeSent.load(ordering: .acquiring) })
+        #expect(try await eventually { backup.followerView.map { $0.connected && $0.sessionsEnded == 1 } ?? false })
+        #expect(dialer.connectionsMade == 2, "the backup gave up on the fresh connection before its welcome came")
+        #expect(backup.node.role == .backup)
+    }
+
     @Test func theSilenceBeforeAReconnectLeavesRoomForFreshTriesBeforeThePromotion() {
         func limit(_ timeout: Duration, _ interval: Duration) -> Duration {
             BackupFollower.silenceBeforeReconnect(heartbeatTimeout: timeout, heartbeatInterval: interval)

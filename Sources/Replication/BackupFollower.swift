@@ -364,8 +364,8 @@ final class BackupFollower: Sendable {
     }
 
     /// How long any wait for the primary may last before this backup drops the connection and
-    /// dials a fresh one. With self-promotion: a third of the heartbeat timeout, so that two more
-    /// fresh connections can be tried before the promotion; but at least three heartbeat
+    /// dials a fresh one. With self-promotion: a third of the heartbeat timeout, so that fresh
+    /// connections have two thirds of it before the promotion; but at least three heartbeat
     /// intervals (this node's `-repl-heartbeat-interval`, taken as its primary's), so that an idle
     /// stream between two heartbeats is not mistaken for a stalled one; and at most half the
     /// timeout, so that one fresh try always remains. (-repl-heartbeat-timeout 5s and 1 s

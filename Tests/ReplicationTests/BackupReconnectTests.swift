@@ -189,39 +189,40 @@ struct BackupReconnectTests {
     /// frame on a slow link), from a stand-in primary: the backup neither drops the connection
     /// nor promotes itself while its bytes keep coming, and takes the frame once it is whole.
     @Test func aFrameStillArrivingIsNotSilence() async throws {
+        let heartbeatTimeout = Duration.seconds(4)  // a reconnect after 1.33 s without a byte
         let network = InMemoryReplicationNetwork()
         let listener = try network.makeListener(address: "p")
         defer { listener.close() }
-        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = BackupReconnectTests.heartbeatTimeout }
+        let backup = TestNode("b", network: network) { $0.heartbeatTimeout = heartbeatTimeout }
         let dialer = StallingDialer(network.makeDialer(address: "p"))
+        let heartbeat = ReplicationFrameEncoder.encode(.heartbeat(epoch: 0, position: ReplicationPosition(generation: 0, offset: 0)))
+        let pace = 0.2  // seconds per byte: the fault itself (a sleep as the fault, not as a wait)
+        #expect(Duration.seconds(pace * Double(heartbeat.count)) > heartbeatTimeout * 1.2, "the frame must take longer than the timeout")
+        let trickleStarted = Lock<ContinuousClock.Instant?>(nil)
+        let trickled = Atomic<Bool>(false)
+        let standIn = Thread {
+            // Welcome the backup, then send one heartbeat a byte at a time, at once (on this
+            // thread: the first byte must come well within the reconnect silence).
+            do throws(TransportError) {
+                let primary = try listener.accept()
+                defer { primary.close() }
+                guard case .hello = try primary.receive(timeout: .seconds(10)) else { return }
+                try primary.send(.welcome(Welcome(epoch: 0, lineage: .random(), history: [], mode: .stream)))
+                trickleStarted.withLock { $0 = .now }
+                for byte in heartbeat {
+                    try (primary as? InMemoryReplicationConnection)?.sendRaw([byte])
+                    Thread.sleep(forTimeInterval: pace)
+                }
+                trickled.store(true, ordering: .releasing)
+            } catch {}
+        }
         try backup.startBackup(dialer: dialer)
         defer { backup.stop() }
+        standIn.start()
 
-        let primary = try listener.accept()  // blocks only until the follower thread dials, at once
-        defer { primary.close() }
-        guard case .hello = try primary.receive(timeout: .seconds(5)) else {
-            Issue.record("no hello")
-            return
-        }
-        try primary.send(.welcome(Welcome(epoch: 0, lineage: .random(), history: [], mode: .stream)))
-        #expect(try await eventually { backup.followerView?.connected ?? false })
-        let position = ReplicationPosition(generation: 0, offset: 0)
-        let heartbeat = ReplicationFrameEncoder.encode(.heartbeat(epoch: 0, position: position))
-        let started = ContinuousClock.now
-        let pace = Duration.milliseconds(100)
-        #expect(pace * heartbeat.count > BackupReconnectTests.heartbeatTimeout * 1.2, "the frame must take longer than the timeout")
-        // The fault itself is a pace: one byte every 100 ms (a sleep as the fault, not as a wait).
-        let trickled = Atomic<Bool>(false)
-        let trickler = Thread { [primary] in
-            for byte in heartbeat {
-                try? (primary as? InMemoryReplicationConnection)?.sendRaw([byte])
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            trickled.store(true, ordering: .releasing)
-        }
-        trickler.start()
-        #expect(try await eventually(timeout: .seconds(30)) { backup.followerView?.primaryPosition != nil })
-        #expect(ContinuousClock.now - started > BackupReconnectTests.heartbeatTimeout)
+        #expect(try await eventually(timeout: .seconds(60)) { backup.followerView?.primaryPosition != nil })
+        let started = try #require(trickleStarted.withLock { $0 })
+        #expect(ContinuousClock.now - started > heartbeatTimeout)
         #expect(backup.node.role == .backup)
         #expect(backup.node.status.promotions == 0)
         #expect(dialer.connectionsMade == 1, "the backup dropped a connection whose frame was still arriving")

@@ -399,6 +399,10 @@ struct ReplicationNodeTests {
                 default: continue
                 }
             }
+            // The primary releases the one-at-a-time claim just after it sends snapshotEnd, and
+            // counts the resync just after that: wait for the count, or the next peer may meet the
+            // claim still held ("another snapshot is being sent") instead of the interval.
+            if refusals.isEmpty { #expect(try await eventually { primary.node.status.resyncs == 1 }) }
         }
         #expect(refusals.count == 5)
         #expect(refusals.allSatisfy { $0.code == .busy && $0.message.contains("-repl-snapshot-interval") })

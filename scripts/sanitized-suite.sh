@@ -3,7 +3,7 @@
 # any server process a test starts (docs/OPERATIONS.md §14 "Sanitizers").
 #
 #   scripts/sanitized-suite.sh thread    # ThreadSanitizer, about 10 min on 2 cores, plus the build
-#   scripts/sanitized-suite.sh address   # AddressSanitizer (with LeakSanitizer off: see below)
+#   scripts/sanitized-suite.sh address   # AddressSanitizer and LeakSanitizer
 #
 # Each sanitizer builds into its own scratch path (.build-tsan, .build-asan) so the normal build is
 # left alone. Reports go to files (log_path), one per process, so that a server's report, which
@@ -29,10 +29,9 @@ case "$sanitizer" in
             swift test --skip-build --sanitize=thread --scratch-path "$scratch" || status=$?
         ;;
     address)
-        # detect_leaks=0: LeakSanitizer reports the Swift runtime's and Foundation's process-lifetime
-        # caches (metadata, type caches) as leaks at exit; leaks of our own are found by the weak-
-        # reference tests and by the fuzz targets, which run with leak detection on.
-        ASAN_OPTIONS="detect_leaks=0 log_path=$reports/report" \
+        # LeakSanitizer runs too (at each process's exit); .ci/lsan-suppressions.txt says why each
+        # entry is not a leak of ours.
+        ASAN_OPTIONS="log_path=$reports/report" LSAN_OPTIONS="suppressions=$PWD/.ci/lsan-suppressions.txt" \
             swift test --skip-build --sanitize=address --scratch-path "$scratch" || status=$?
         ;;
 esac

@@ -410,11 +410,13 @@ struct ReplicationNodeTests {
         #expect(primary.node.status.resyncs == 1)
     }
 
-    @Test func beforeItsHelloAPeerCannotMakeThePrimaryBufferALargeFrame() async throws {
+    @Test(.timeLimit(.minutes(10)))
+    func beforeItsHelloAPeerCannotMakeThePrimaryBufferALargeFrame() async throws {
         let network = InMemoryReplicationNetwork()
         let logs = LogRecorder()
         let primary = TestNode("p", network: network) {
-            $0.handshakeTimeout = .seconds(120)  // far beyond the wait below: only the limit can end it
+            // Far beyond the wait below, even on a pool starved by a sanitizer: only the limit can end it.
+            $0.handshakeTimeout = .seconds(3600)
             $0.log = logs.log
         }
         try primary.startPrimary()
@@ -430,10 +432,15 @@ struct ReplicationNodeTests {
         #expect(logs.contains("exceeds the limit of \(ReplicationProtocol.maxPayloadSizeToPrimary)"))
     }
 
-    @Test func connectionsInTheirHandshakeAreCappedAndTheRestClosedAtAccept() async throws {
+    /// The handshakes must last until the test closes them: `handshaking == 2` is polled as a
+    /// state that lasts (with 120 s, a run under AddressSanitizer starved the poll for longer, the
+    /// handshakes timed out first and the test failed). The time limit keeps a regression from
+    /// waiting out the hour.
+    @Test(.timeLimit(.minutes(10)))
+    func connectionsInTheirHandshakeAreCappedAndTheRestClosedAtAccept() async throws {
         let network = InMemoryReplicationNetwork()
         let primary = TestNode("p", network: network) {
-            $0.handshakeTimeout = .seconds(120)
+            $0.handshakeTimeout = .seconds(3600)
             $0.maxHandshakingConnections = 2
         }
         try primary.startPrimary()

@@ -1,24 +1,32 @@
+#if SMALLDB_PTHREAD_LOCKS
 // Public: the inlinable lock calls reach pthread_mutex_t and its functions in the caller's module.
 public import Glibc
+#else
+public import Synchronization
+#endif
 
-/// A value guarded by a `pthread_mutex_t`: the project's one lock type.
+/// A value guarded by a lock: the project's one lock type, with `Synchronization.Mutex`'s shape
+/// (`withLock` lends the value `inout` while the lock is held).
 ///
-/// It has `Synchronization.Mutex`'s shape (`withLock` lends the value `inout` while the lock is
-/// held), and exists for one reason: ThreadSanitizer intercepts `pthread_mutex_lock`/`unlock` and
-/// so sees the happens-before edge each unlock→lock pair creates, whereas on Linux `Mutex` waits
-/// on a futex TSan knows nothing about, so every access it guards is reported as a race and a real
-/// race would drown among them (docs/OPERATIONS.md "How we test"). Uncontended, a pthread mutex is
-/// one atomic exchange each way, like `Mutex`; docs/PERFORMANCE.md has the A/B.
-///
-/// What must stay true:
-/// - The mutex and the value live in one heap block that never moves (a `pthread_mutex_t` must not
-///   be copied or moved once initialised); the struct is `~Copyable` and only holds its address.
-/// - The value is touched only between `pthread_mutex_lock` and `pthread_mutex_unlock`.
-/// - Debug builds use an error-checking mutex, so taking the lock again on the thread that holds it
-///   (a deadlock in release) traps with a message instead, as `Mutex` does.
+/// Two implementations, chosen when Platform is compiled (Package.swift):
+/// - **Debug builds** (what `swift test` builds, and so what the sanitizers run: docs/OPERATIONS.md
+///   §14) define `SMALLDB_PTHREAD_LOCKS` and use a `pthread_mutex_t`. ThreadSanitizer intercepts
+///   `pthread_mutex_lock`/`unlock` and so sees the happens-before edge of each unlock→lock pair;
+///   on Linux `Mutex` waits on a futex TSan knows nothing about, so every access it guards was
+///   reported as a race (419 reports) and a real race would drown among them. The mutex is an
+///   error-checking one, so taking the lock again on the thread that holds it traps with a message.
+/// - **Release builds** use `Synchronization.Mutex`, whose fast path is inlined: a pthread mutex is
+///   a call into glibc each way, which cost the engine's gets 5–14% in an A/B (docs/PERFORMANCE.md
+///   "Locks"). Both exclude the same way; only the sanitizers' view differs. (A release build
+///   under TSan would see Mutex again: build the sanitizers in debug, as the script does.)
 ///
 /// Everything is `@inlinable`: the engine takes a shard's lock on every get, and an opaque generic
 /// call from another module (value witnesses, an unspecialised closure) cost more than the lookup.
+#if SMALLDB_PTHREAD_LOCKS
+/// What must stay true (pthread form):
+/// - The mutex and the value live in one heap block that never moves (a `pthread_mutex_t` must not
+///   be copied or moved once initialised); the struct is `~Copyable` and only holds its address.
+/// - The value is touched only between `pthread_mutex_lock` and `pthread_mutex_unlock`.
 public struct Lock<Value: ~Copyable>: ~Copyable {
     @usableFromInline let block: UnsafeMutableRawPointer
 
@@ -29,9 +37,7 @@ public struct Lock<Value: ~Copyable>: ~Copyable {
         mutex.initialize(to: pthread_mutex_t())
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
-        #if DEBUG
         pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK))
-        #endif
         let status = pthread_mutex_init(mutex, &attributes)
         pthread_mutexattr_destroy(&attributes)
         precondition(status == 0, "pthread_mutex_init failed: \(status)")
@@ -86,6 +92,26 @@ public struct Lock<Value: ~Copyable>: ~Copyable {
     }
 }
 
-/// Like `Mutex`: the lock makes any value safe to share, since it is only reached under the lock and
+#else
+public struct Lock<Value: ~Copyable>: ~Copyable {
+    @usableFromInline let mutex: Mutex<Value>
+
+    @inlinable
+    public init(_ initialValue: consuming sending Value) {
+        mutex = Mutex(initialValue)
+    }
+
+    /// Runs `body` with the value while holding the lock, and returns what it returns.
+    /// `body` must not take this lock again.
+    @inlinable @inline(__always)
+    public borrowing func withLock<Result: ~Copyable, E: Error>(
+        _ body: (inout sending Value) throws(E) -> sending Result
+    ) throws(E) -> sending Result {
+        try mutex.withLock(body)
+    }
+}
+#endif
+
+/// As `Mutex`: the lock makes any value safe to share, since it is only reached under the lock and
 /// `sending` keeps callers from keeping a reference to it outside.
 extension Lock: @unchecked Sendable where Value: ~Copyable {}

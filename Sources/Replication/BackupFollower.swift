@@ -7,7 +7,7 @@ import WireProtocol
 /// primary sends one, then apply the stream and acknowledge each batch once it is durable.
 ///
 /// One session, in order (`followOnce`):
-/// 0. Connect, within `connectTimeout`. Until the welcome, accept frames of at most
+/// 0. Connect. Until the welcome, accept frames of at most
 ///    `ReplicationProtocol.maxPayloadSizeBeforeWelcome`. With a token, authenticate both ways
 ///    first (`ReplicationAuthentication`).
 /// 1. Send a hello with this log's end, the CRC of the segment up to it, the epoch and
@@ -17,29 +17,12 @@ import WireProtocol
 /// 4. Adopt the primary's lineage, epoch and history, durably.
 /// 5. Loop: records → write them at their position, fdatasync, apply, ack the new end; a
 ///    segment start → start the same segment (mirroring the primary's checkpoint); a heartbeat →
-///    note the primary's log end.
-/// Every wait for the primary is bounded: the connect by `connectTimeout` (2 s at most), each
-/// answer in the handshake by `handshakeWait` (the time left before a promotion, at least
-/// `silenceBeforeReconnect`, at most `handshakeTimeout`), each frame after the welcome by
-/// `silenceBeforeReconnect`: a connection on which not a byte arrives for that long is dropped
-/// (`nextFrame`: a large frame still arriving is not silence).
-///
-/// Between sessions (`follow`), and why the silence of one connection is not the primary's:
-/// - A connection can fall silent while the primary is alive and the network delivers: on a lossy
-///   link TCP's retransmission timeout doubles with each lost retransmission, so one connection
-///   may wait many seconds for a segment a fresh connection would carry at once. So this backup
-///   drops a connection silent for `silenceBeforeReconnect` (a third of the heartbeat timeout,
-///   at least three heartbeat intervals, at most half the timeout) and dials a fresh one, which
-///   resumes from this log's end (step 1).
-/// - It retries after 100 ms, doubling to `maximumRetryDelay` (1 s, or less for a short heartbeat
-///   timeout); a session that got as far as following starts the doubling over.
-/// - A monitor thread (`watchForSilence`) promotes this node when nothing has come from the
-///   primary on ANY connection for the heartbeat timeout (`View.lastContact`: the last frame
-///   received, the welcome included, or the last bytes of a frame still arriving after a
-///   welcome; a connect, a hello sent or a handshake's bytes are no contact). So reconnecting
-///   never postpones a promotion, and never makes it earlier. It promotes only once this backup
-///   has been welcomed by a primary at least once since it started: a backup that never reached
-///   its primary may hold nothing, and must not take over.
+///    note the primary's log end. Nothing from the primary for the heartbeat timeout ends the
+///    session.
+/// After any failure it reconnects (100 ms, doubling to 1 s). A monitor thread promotes this
+/// node when nothing has come from the primary for the heartbeat timeout, but only once this
+/// backup has been welcomed by a primary at least once since it started: a backup that never
+/// reached its primary may hold nothing, and must not take over.
 final class BackupFollower: Sendable {
     let dialer: any ReplicationDialer
     private unowned let node: ReplicationNode
@@ -61,9 +44,6 @@ final class BackupFollower: Sendable {
     private struct State {
         var view = View()
         var connection: (any ReplicationConnection)?
-        /// `connection` once the primary has welcomed this backup on it: the bytes arriving on it
-        /// are the primary's (`watchForSilence`).
-        var welcomedConnection: (any ReplicationConnection)?
         var isStopping = false
         var threads: [JoinableThread] = []
     }
@@ -131,20 +111,12 @@ final class BackupFollower: Sendable {
         var failuresInARow = 0
         while !isStopping {
             let outcome = followOnce()
-            let wasFollowing = state.withLock { state in
-                let was = state.view.connected
+            state.withLock { state in
                 state.view.connected = false
                 state.view.sessionsEnded += 1
                 state.connection = nil
-                state.welcomedConnection = nil
-                return was
             }
             if isStopping { return }
-            if wasFollowing {
-                // A session that worked: its end starts a new streak (logged, retried at once).
-                failuresInARow = 0
-                delay = .milliseconds(100)
-            }
             if case .failure(let reason) = outcome {
                 failuresInARow += 1
                 // The first failure of a streak, then every 10th: a primary that is down for a
@@ -161,7 +133,7 @@ final class BackupFollower: Sendable {
                 stopSignal.signal()
                 return
             }
-            delay = min(delay * 2, maximumRetryDelay)
+            delay = min(delay * 2, .seconds(1))
         }
     }
 
@@ -170,7 +142,7 @@ final class BackupFollower: Sendable {
         // Step 1.
         let connection: any ReplicationConnection
         do throws(TransportError) {
-            connection = try dialer.connect(timeout: connectTimeout)
+            connection = try dialer.connect(timeout: .seconds(2))
         } catch {
             return .failure(ReplicationFailure("connect failed: \(error)"))
         }
@@ -185,7 +157,7 @@ final class BackupFollower: Sendable {
         if let token = node.configuration.token {
             do throws(ReplicationFailure) {
                 try ReplicationAuthentication.authenticatePrimary(
-                    over: connection, token: token, timeout: handshakeWait)
+                    over: connection, token: token, timeout: node.configuration.handshakeTimeout)
             } catch {
                 return .failure(error)
             }
@@ -205,15 +177,12 @@ final class BackupFollower: Sendable {
                 epochStart: mine.flatMap { mine in mine.history.last { $0.epoch == mine.epoch }?.start })))
             // Step 2.
             let welcome: Welcome
-            switch try connection.receive(timeout: handshakeWait) {
+            switch try connection.receive(timeout: node.configuration.handshakeTimeout) {
             case .welcome(let received): welcome = received
             case .refuse(let refusal): return .failure(ReplicationFailure("the primary refused: \(refusal.message.sanitizedForLog)"))
             case let other: return .failure(ReplicationFailure("the primary sent \(other.kind) instead of a welcome"))
             }
-            state.withLock { state in
-                state.view.lastContact = .now
-                state.welcomedConnection = connection
-            }
+            noteContact()
             connection.limitIncomingPayloads(to: ReplicationProtocol.maxPayloadSize)
             // Epochs compare only within a lineage: a primary of another lineage may only
             // replace this directory whole, with a snapshot.
@@ -264,7 +233,7 @@ final class BackupFollower: Sendable {
         defer { receiver?.abandon() }  // after an install: nothing left to delete
         do throws(TransportError) {
             while true {
-                let frame = try nextFrame(from: connection)
+                let frame = try connection.receive(timeout: silenceLimit)
                 noteContact()
                 switch frame {
                 case .snapshotBegin(let begun, let total) where receiver == nil:
@@ -302,13 +271,11 @@ final class BackupFollower: Sendable {
         while true {
             let frame: ReplicationFrame
             do throws(TransportError) {
-                frame = try nextFrame(from: connection)
+                frame = try connection.receive(timeout: silenceLimit)
             } catch {
                 if isStopping { return .success(()) }
                 switch error {
-                case .timedOut:
-                    return .failure(ReplicationFailure(
-                        "nothing from the primary for \(silenceBeforeReconnect.logDescription) on this connection: dropping it for a fresh one"))
+                case .timedOut: return .failure(ReplicationFailure("nothing from the primary for \(silenceLimit.logDescription)"))
                 case .peerClosed: return .failure(ReplicationFailure("the primary closed the connection"))
                 default: return .failure(ReplicationFailure("receiving from the primary failed: \(error)"))
                 }
@@ -344,72 +311,16 @@ final class BackupFollower: Sendable {
         }
     }
 
-    /// The next frame from the primary (steps 3 and 5). Fails with `.timedOut` only once not a
-    /// byte has arrived on `connection` for `silenceBeforeReconnect`: part of a large frame (a
-    /// snapshot chunk, a catch-up read of up to `streamChunkSize`) arriving on a slow link is
-    /// progress, not silence, and dropping it would only start the frame over.
-    private func nextFrame(from connection: any ReplicationConnection) throws(TransportError) -> ReplicationFrame {
-        var waitStarted = ContinuousClock.now
-        var timeout = silenceBeforeReconnect
-        while true {
-            do throws(TransportError) {
-                return try connection.receive(timeout: timeout)
-            } catch {
-                guard error == .timedOut, let receipt = connection.lastReceipt, receipt > waitStarted else { throw error }
-                // Bytes came during the wait: the silence counts from the last of them.
-                waitStarted = receipt
-                timeout = max(.zero, receipt + silenceBeforeReconnect - .now)
-            }
-        }
-    }
-
-    /// How long any wait for the primary may last before this backup drops the connection and
-    /// dials a fresh one. With self-promotion: a third of the heartbeat timeout, so that fresh
-    /// connections have two thirds of it before the promotion; but at least three heartbeat
-    /// intervals (this node's `-repl-heartbeat-interval`, taken as its primary's), so that an idle
-    /// stream between two heartbeats is not mistaken for a stalled one; and at most half the
-    /// timeout, so that one fresh try always remains. (-repl-heartbeat-timeout 5s and 1 s
-    /// heartbeats, the defaults: 2.5 s; 10 s and 100 ms: 3.33 s; 2 s and 100 ms: 0.67 s.)
-    /// Without self-promotion: 30 s (a primary that vanished without closing the connection, its
-    /// machine dead or cut off, must not leave this backup waiting on a dead socket for ever).
-    var silenceBeforeReconnect: Duration {
-        BackupFollower.silenceBeforeReconnect(
-            heartbeatTimeout: node.configuration.heartbeatTimeout, heartbeatInterval: node.configuration.heartbeatInterval)
-    }
-
-    static func silenceBeforeReconnect(heartbeatTimeout: Duration, heartbeatInterval: Duration) -> Duration {
-        guard heartbeatTimeout > .zero else { return silenceLimitWithoutPromotion }
-        let limit = min(max(heartbeatTimeout / 3, heartbeatInterval * 3), heartbeatTimeout / 2)
-        assert(limit > .zero && limit < heartbeatTimeout)
-        return limit
+    /// How long to wait for the next frame before dropping the connection and reconnecting: the
+    /// heartbeat timeout, or 30 s when self-promotion is off (a primary that vanished without
+    /// closing the connection, its machine dead or cut off, must not leave this backup waiting
+    /// on a dead socket for ever).
+    private var silenceLimit: Duration {
+        let timeout = node.configuration.heartbeatTimeout
+        return timeout > .zero ? timeout : BackupFollower.silenceLimitWithoutPromotion
     }
 
     static let silenceLimitWithoutPromotion: Duration = .seconds(30)
-
-    /// One connect, at most: a lost SYN (TCP retries it after 1 s, then 3 s, 7 s…) must not eat
-    /// the time left before a promotion; a fresh connect sends a fresh SYN at once.
-    private var connectTimeout: Duration { min(BackupFollower.maximumConnectTimeout, silenceBeforeReconnect) }
-    static let maximumConnectTimeout: Duration = .seconds(2)
-
-    /// Each wait for the primary's answer during the handshake (authentication, welcome): at most
-    /// `handshakeTimeout`; once this backup has followed a primary (a promotion is counting), the
-    /// time left before it, but at least `silenceBeforeReconnect`. Not just the latter: a fresh
-    /// connection pays TCP's initial 1 s retransmission timeout for every lost segment of its
-    /// connect, hello and welcome, and dropping it then would only start that over (measured: on
-    /// the 25 %-loss link of the network fault tests a welcome took over 3.33 s to come, and a
-    /// backup that gave up on it at 3.33 s heard nothing more and promoted itself).
-    private var handshakeWait: Duration {
-        let configuration = node.configuration
-        guard configuration.heartbeatTimeout > .zero, let lastContact = view.lastContact else {
-            return configuration.handshakeTimeout
-        }
-        let untilPromotion = configuration.heartbeatTimeout - (ContinuousClock.now - lastContact)
-        return min(configuration.handshakeTimeout, max(silenceBeforeReconnect, untilPromotion))
-    }
-
-    /// The longest pause between two tries: 1 s, or half of `silenceBeforeReconnect` if that is
-    /// shorter, so that a short heartbeat timeout still leaves room for several tries.
-    private var maximumRetryDelay: Duration { min(.seconds(1), silenceBeforeReconnect / 2) }
 
     // MARK: Promotion on silence
 
@@ -422,11 +333,9 @@ final class BackupFollower: Sendable {
                 stopSignal.signal()
                 return
             }
-            let (view, receipt) = state.withLock { ($0.view, $0.welcomedConnection?.lastReceipt) }
+            let view = self.view
             let now = ContinuousClock.now
-            // The last frame, or the last bytes of one still arriving, on any connection.
-            let lastContact = [view.lastContact, receipt].compactMap { $0 }.max()
-            let silence = now - (lastContact ?? started)
+            let silence = now - (view.lastContact ?? started)
             if view.welcomed, !view.isApplying, silence > timeout {
                 node.promote(reason: "nothing from the primary \(dialer.target) for \(silence.logDescription), over -repl-heartbeat-timeout \(timeout.logDescription)")
                 return

@@ -78,7 +78,6 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
     private let sendTimeout: Duration
     /// The receiving side's decoder; the lock makes receivers take turns.
     private let decoder = Lock(ReplicationFrameDecoder())
-    private let receipt = Lock<ContinuousClock.Instant?>(nil)
 
     init(link: TransportMonitor<InMemoryLink>, end: Int, peer: String, network: InMemoryReplicationNetwork) {
         self.link = link
@@ -145,7 +144,6 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
                     return nil
                 }
                 guard let bytes else { throw .timedOut }
-                receipt.withLock { $0 = .now }
                 link.broadcast()  // room in the pipe for a waiting sender
                 decoder.append(bytes)
             }
@@ -157,8 +155,6 @@ public final class InMemoryReplicationConnection: ReplicationConnection {
         link.withLock { $0.closed[end] = true }
         link.broadcast()
     }
-
-    public var lastReceipt: ContinuousClock.Instant? { receipt.withLock { $0 } }
 
     public func limitIncomingPayloads(to bytes: Int) {
         decoder.withLock { $0.maxPayloadSize = min(bytes, ReplicationProtocol.maxPayloadSize) }

@@ -185,7 +185,6 @@ final class TCPReplicationConnection: ReplicationConnection {
 
     private let receiving = Lock(Receiving())
     private let blockedReceiverCount = Atomic<Int>(0)
-    private let receipt = Lock<ContinuousClock.Instant?>(nil)
     /// The encoding buffer, reused across sends; the lock also serialises the socket's writes.
     private let sending = Lock<[UInt8]>([])
 
@@ -272,7 +271,6 @@ final class TCPReplicationConnection: ReplicationConnection {
                     }
                     let count = state.scratch.withUnsafeMutableBytes { Glibc.recv(descriptor, $0.baseAddress, $0.count, 0) }
                     if count > 0 {
-                        receipt.withLock { $0 = .now }
                         state.scratch.withUnsafeBytes { state.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
                         continue
                     }
@@ -288,8 +286,6 @@ final class TCPReplicationConnection: ReplicationConnection {
     }
 
     func close() { socket.close() }
-
-    var lastReceipt: ContinuousClock.Instant? { receipt.withLock { $0 } }
 
     func limitIncomingPayloads(to bytes: Int) {
         receiving.withLock { $0.decoder.maxPayloadSize = min(bytes, ReplicationProtocol.maxPayloadSize) }

@@ -19,12 +19,8 @@ public protocol ReplicationConnection: AnyObject, Sendable {
     func send(encoded: UnsafeRawBufferPointer, timeout: Duration?) throws(TransportError)
     /// The next frame, waiting at most `timeout` (nil: forever). One receiving thread at a time
     /// (a second one waits for the first). After the peer closes, the frames it sent before are
-    /// returned first, then `.peerClosed`. A receive that times out keeps the part of a frame it
-    /// has taken: the next one goes on from there.
+    /// returned first, then `.peerClosed`.
     func receive(timeout: Duration?) throws(TransportError) -> ReplicationFrame
-    /// When bytes from the peer last arrived (nil: none yet): a large frame on a slow link is
-    /// progress before it is whole (`BackupFollower` does not take it for silence).
-    var lastReceipt: ContinuousClock.Instant? { get }
     /// Closes both directions. Idempotent; wakes blocked senders and receivers (they throw `.closed`).
     func close()
     /// From the next frame on, refuses (with `.frame(.payloadTooLarge)`) any frame whose payload

@@ -58,12 +58,8 @@ final class TestNode: @unchecked Sendable {
     }
 
     func startBackup(of primary: String) throws {
-        try startBackup(dialer: network.makeDialer(address: primary))
-    }
-
-    func startBackup(dialer: any ReplicationDialer) throws {
         try open()
-        try node.startAsBackup(database: database, dialer: dialer)
+        try node.startAsBackup(database: database, dialer: network.makeDialer(address: primary))
     }
 
     func stop() {

@@ -116,26 +116,6 @@ func waitUntil(_ condition: () -> Bool) -> Bool {
 // MARK: - Both transports
 
 @Suite struct TransportContractTests {
-    /// Part of a frame: the receive times out, `lastReceipt` says bytes came, and the next
-    /// receive goes on from them (what `BackupFollower` relies on to tell a slow frame from silence).
-    @Test(arguments: TransportKind.allCases)
-    func aReceiveThatTimesOutKeepsThePartOfAFrameItTookAndSaysWhen(_ kind: TransportKind) throws {
-        let harness = try TransportHarness(kind)
-        defer { harness.listener.close() }
-        let (client, server) = try harness.connectedPair()
-        defer { client.close(); server.close() }
-        #expect(client.lastReceipt == nil)
-        let encoded = ReplicationFrameEncoder.encode(hello)
-        let before = ContinuousClock.now
-        try sendEncoded(Array(encoded.prefix(encoded.count / 2)), on: server)
-        #expect(transportError { () throws(TransportError) in try client.receive(timeout: .milliseconds(200)) } == .timedOut)
-        let receipt = try #require(client.lastReceipt)
-        #expect(receipt >= before)
-        try sendEncoded(Array(encoded.dropFirst(encoded.count / 2)), on: server)
-        #expect(try client.receive(timeout: .seconds(5)) == hello)
-        #expect(try #require(client.lastReceipt) >= receipt)
-    }
-
     @Test(arguments: TransportKind.allCases)
     func framesGoBothWays(_ kind: TransportKind) throws {
         let harness = try TransportHarness(kind)

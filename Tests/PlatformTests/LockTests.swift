@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import Platform
 import Testing
 
@@ -49,9 +50,12 @@ struct LockTests {
 #if DEBUG
 extension LockTests {
     /// Debug builds use an error-checking mutex: taking the lock again on its own thread, which in
-    /// release deadlocks silently, stops the process with a message.
+    /// release deadlocks silently, stops the process with a trap (SIGILL, Swift's assertion
+    /// failure). Without the error check the child deadlocks; its alarm then ends it with SIGALRM,
+    /// which is not the expected exit, so the test fails instead of hanging.
     @Test func takingTheLockAgainOnItsOwnThreadTrapsInDebugBuilds() async {
-        await #expect(processExitsWith: .failure) {
+        await #expect(processExitsWith: .signal(SIGILL)) {
+            alarm(10)
             let lock = Lock(0)
             lock.withLock { _ in lock.withLock { $0 += 1 } }
         }

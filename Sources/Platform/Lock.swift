@@ -13,7 +13,7 @@ public import Synchronization
 ///   §14) define `SMALLDB_PTHREAD_LOCKS` and use a `pthread_mutex_t`. ThreadSanitizer intercepts
 ///   `pthread_mutex_lock`/`unlock` and so sees the happens-before edge of each unlock→lock pair;
 ///   on Linux `Mutex` waits on a futex TSan knows nothing about, so every access it guards was
-///   reported as a race (419 reports) and a real race would drown among them. The mutex is an
+///   reported as a race (419 reports by issue 10's count) and a real race would drown among them. The mutex is an
 ///   error-checking one, so taking the lock again on the thread that holds it traps with a message.
 /// - **Release builds** use `Synchronization.Mutex`, whose fast path is inlined: a pthread mutex is
 ///   a call into glibc each way, which cost the engine's gets 5–14% in an A/B (docs/PERFORMANCE.md

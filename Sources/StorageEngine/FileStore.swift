@@ -602,6 +602,10 @@ func writeAll(
 /// from several threads at once); fewer if it ends first.
 func readDescriptor(_ descriptor: Int32, size: Int, from offset: Int, maxBytes: Int, path: String) throws(DatabaseError) -> [UInt8] {
     let count = max(0, min(maxBytes, size - offset))
+    // Never `Array(unsafeUninitializedCapacity: 0)`: it stores the count into the shared empty
+    // array singleton, a write of 0 over 0 that TSan rightly reports when two threads do it
+    // (swiftlang/swift#27808 kept the other array paths from writing it; this one still does).
+    guard count > 0 else { return [] }
     var failure: Int32 = 0
     let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
         while initialized < count {

@@ -59,8 +59,16 @@ public enum Base64 {
 
     /// `decode(_:)` on contiguous bytes.
     private static func decodeContiguous(_ input: UnsafeBufferPointer<UInt8>) -> Result<[UInt8], Base64Error> {
+        let capacity = maximumDecodedCount(of: input.count)
+        // Never `Array(unsafeUninitializedCapacity: 0)`: it writes the shared empty array's
+        // count, which TSan reports when two threads do it (see `readDescriptor` in FileStore).
+        guard capacity > 0 else {
+            return Base64Tables.decoding.withUnsafeBufferPointer { table in
+                decode(input, into: UnsafeMutableBufferPointer(start: nil, count: 0), table: table).map { _ in [] }
+            }
+        }
         var failure: Base64Error?
-        let bytes = [UInt8](unsafeUninitializedCapacity: maximumDecodedCount(of: input.count)) { output, count in
+        let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { output, count in
             Base64Tables.decoding.withUnsafeBufferPointer { table in
                 switch decode(input, into: output, table: table) {
                 case .success(let written): count = written

@@ -357,7 +357,9 @@ private func merged(_ ranges: [Range<Int>]) -> [Range<Int>] {
 }
 
 private func readBytes(_ descriptor: Int32, _ range: Range<Int>) -> [UInt8] {
-    [UInt8](unsafeUninitializedCapacity: range.count) { buffer, initialized in
+    // Not with capacity 0: that writes the shared empty array's count (see `readDescriptor`).
+    guard !range.isEmpty else { return [] }
+    return [UInt8](unsafeUninitializedCapacity: range.count) { buffer, initialized in
         while initialized < range.count {
             let result = pread(descriptor, buffer.baseAddress! + initialized, range.count - initialized, off_t(range.lowerBound + initialized))
             guard result > 0 else { break }

@@ -128,16 +128,19 @@ struct NetworkFaultTests {
     /// 25 % of the packets lost each way and 20–100 ms of delay each way on the replication link
     /// for 30 s while writers PUT: nothing acknowledged is lost, and once the link is clean again
     /// the backup comes back in sync, both logs end at the same position and the two hold the same
-    /// keys and values. The backup does not promote itself (`-repl-heartbeat-timeout 0`): with a
-    /// 10 s timeout, one run in four or so saw TCP's retransmission backoff leave the link silent
-    /// for over 10 s, the backup promoted itself while the primary (`available`) went on alone,
-    /// and writes were lost, the split brain docs/OPERATIONS.md §13 admits (issue 10, left open).
+    /// keys and values, and the backup has not promoted itself. In the suite the backup runs with
+    /// `-repl-heartbeat-timeout 0` (no self-promotion), so that what this test asserts does not
+    /// depend on luck: with self-promotion and `available`, whether a lossy link ever leaves the
+    /// backup without a frame for the whole timeout is a probability (about one run in six with
+    /// 10 s), the split brain docs/OPERATIONS.md §14 "Network faults" admits;
+    /// `NETWORK_FAULTS_FLAKY_HEARTBEAT_TIMEOUT=10s` runs the test so, to measure it.
     @Test func flakyLinkLosesNothingAndTheBackupComesBackInSync() throws {
         let bed = try NetworkFaultBed()
         defer { bed.tearDown() }
         let a = try bed.startPrimary("a", in: bed.network.a, ["-repl-heartbeat-interval", "200ms"])
         let relay = try bed.network.b.relay(to: NamespacePair.addressA, port: 9090)
-        let b = try bed.startBackup("b", in: bed.network.b, of: "127.0.0.1:\(relay.port)", ["-repl-heartbeat-timeout", "0"])
+        let heartbeatTimeout = ProcessInfo.processInfo.environment["NETWORK_FAULTS_FLAKY_HEARTBEAT_TIMEOUT"] ?? "0"
+        let b = try bed.startBackup("b", in: bed.network.b, of: "127.0.0.1:\(relay.port)", ["-repl-heartbeat-timeout", heartbeatTimeout])
         #expect(a.waitForFigures { $0.connected && $0.inSync }.holds, "\(bed.logs)")
 
         let writers = RecordingWriters(prefix: "flaky")

@@ -156,7 +156,10 @@ struct DirectoryLockTests {
 /// The lock against another process: these tests spawn `flock` (util-linux). They run one at a time,
 /// and while none of the tests that open data directories runs (see `ChildProcessIsolation`).
 @Suite(
-    "One open database per data directory, across processes", .serialized, .spawnsChildProcesses, .timeLimit(.minutes(1)),
+    // The time limit guards against a hung child; it covers the wait for `.spawnsChildProcesses`
+    // too, which under a sanitizer lasts as long as the slowest data-directory test (minutes).
+    "One open database per data directory, across processes", .serialized, .spawnsChildProcesses,
+    .timeLimit(.minutes(Sanitizer.slowdown)),
     .enabled(if: FileManager.default.isExecutableFile(atPath: flockPath), "needs util-linux flock at /usr/bin/flock")
 )
 struct DirectoryLockAcrossProcessesTests {

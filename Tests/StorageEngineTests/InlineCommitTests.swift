@@ -9,12 +9,21 @@ private typealias TS = TestSupport
 
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 
+/// A database over `store` whose "fast sync" limit is 50 ms instead of 1 ms: these tests need
+/// rounds that count as fast (an in-memory store's, which a starved or sanitized run can make
+/// average over 1 ms) and, in one test, rounds that count as slow (200 ms, injected).
+private func openForInlineCommits(_ store: FaultInjectingStore) throws -> Database {
+    let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+    db.committer.fastSyncLimitNanoseconds.store(50_000_000, ordering: .relaxed)
+    return db
+}
+
 /// `submit(_:mayCommitOnCallingThread:completion:)`: a lone writer commits on its own thread.
 @Suite("Inline commits: a lone writer's round on its own thread")
 struct InlineCommitTests {
     @Test func aLoneSubmitCommitsOnTheCallingThreadBeforeItReturns() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+        let db = try openForInlineCommits(store)
         defer { db.close() }
         // Right after open the committer thread may not be asleep yet: then the write goes to it,
         // as without the option. Retry until a write finds it idle.
@@ -47,7 +56,7 @@ struct InlineCommitTests {
 
     @Test func concurrentSubmittersThatMayCommitInlineLoseNothing() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+        let db = try openForInlineCommits(store)
         let writers = 8
         let perWriter = 150
         let failures = Lock<[String]>([])
@@ -90,7 +99,7 @@ struct InlineCommitTests {
 
     @Test func closeWaitsForAnInlineRoundAndLaterSubmitsAreRefused() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+        let db = try openForInlineCommits(store)
         var batch = WriteBatch()
         batch.put("k", v("1"))
         let outcome = Lock<Result<Void, DatabaseError>?>(nil)
@@ -132,7 +141,7 @@ struct InlineCommitTests {
 
     @Test func aGroupIsOneRoundOnTheCallingThreadInOrderAndAnInvalidWriteFailsAlone() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+        let db = try openForInlineCommits(store)
         defer { db.close() }
         let tooLong = Key([UInt8](repeating: 0x6B, count: DatabaseOptions.Limits().maxKeySize + 1))
         let group: [(key: Key, value: [UInt8])] = [("a", v("1")), ("b", v("2")), (tooLong, v("x")), ("a", v("3"))]
@@ -163,9 +172,11 @@ struct InlineCommitTests {
     /// committer thread; once syncs are fast again, they commit inline again.
     @Test func afterSlowSyncsGroupsGoToTheCommitterThread() async throws {
         let store = FaultInjectingStore()
-        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+        let db = try openForInlineCommits(store)
         defer { db.close() }
-        store.inject(.logSync, times: 4, effect: .delay(.milliseconds(5)))
+        // Four rounds of 200 ms take the moving average (a step of 1/8 per round) from 0.1 ms to
+        // over 80 ms, above the 50 ms limit; about four fast rounds bring it back under.
+        store.inject(.logSync, times: 4, effect: .delay(.milliseconds(200)))
         for index in 0..<4 { try await db.put(Key("slow\(index)"), v("\(index)")) }
         // Idle: only the slow syncs keep the group off this thread.
         #expect(try await TS.eventually { db.committer.isIdle })

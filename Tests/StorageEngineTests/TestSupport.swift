@@ -4,6 +4,18 @@ import Testing
 @testable import StorageEngine
 import WireProtocol
 
+/// The sanitizer this test process runs under, if any (the same as HTTPFrontTests' `Sanitizer`,
+/// until the test-support product of issue 12 holds one for both): how many times longer a
+/// deadline that only guards against a hang must be. Windows in which something must not happen
+/// are never scaled.
+enum Sanitizer {
+    static let slowdown: Int = {
+        if dlsym(nil, "__tsan_init") != nil { return 10 }
+        if dlsym(nil, "__asan_init") != nil { return 3 }
+        return 1
+    }()
+}
+
 /// Helpers shared by the StorageEngine tests that run over the real `FileStore`: temporary data
 /// directories, the Go-written fixtures, hand-made directory states and byte-level file surgery.
 ///

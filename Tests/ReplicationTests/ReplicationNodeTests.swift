@@ -203,7 +203,8 @@ struct ReplicationNodeTests {
         try await primary.database.put("sync", v("point"))  // acknowledged: the backup has everything before it
         #expect(try again.database.get("b19") == v("2"))
         #expect(primary.node.status.resyncs == 0)
-        #expect(primary.node.status.detaches == 1)
+        // (Once 2 under ASan, with no log to say which session went and why: the logs are here now.)
+        #expect(primary.node.status.detaches == 1, "primary: \(primary.logs.all)\nbackup: \(again.logs.all)")
     }
 
     @Test func promoteTurnsABackupIntoAWritablePrimaryWithTheNextEpoch() async throws {

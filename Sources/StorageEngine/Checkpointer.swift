@@ -191,11 +191,13 @@ final class Checkpointer: Sendable {
         do throws(DatabaseError) {
             // Step 2.
             try snapshotStore.writeCheckpoint(target) { (write) throws(DatabaseError) in
-                var writer = CheckpointWriter(generation: target, entryCount: UInt64(rotation.snapshot.count))
-                for shard in rotation.snapshot.shards {
-                    for (key, value) in shard {
-                        key.withUnsafeBytes { key in
-                            value.withUnsafeBytes { value in writer.append(key: key, value: value) }
+                var writer = CheckpointWriter(
+                    generation: target, entryCount: UInt64(rotation.snapshot.count), revision: rotation.snapshot.revision)
+                for shard in rotation.snapshot.shards {  // in key order, as version 3 requires
+                    for entry in shard {
+                        let revisions = CheckpointRevisions(create: entry.createRevision, mod: entry.modRevision)
+                        entry.key.withUnsafeBytes { key in
+                            entry.value.withUnsafeBytes { value in writer.append(key: key, value: value, revisions: revisions) }
                         }
                         if writer.bufferedCount >= 1 << 20 { try write(writer.takeBuffered()) }
                     }

@@ -133,16 +133,21 @@ extension Database {
     /// batch), else on the committer thread.
     public func applyReplicated(
         _ records: [UInt8], at start: LogPosition,
-        completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
+        completion: @escaping @Sendable (Result<UInt64, DatabaseError>) -> Void
     ) {
         var batch = WriteBatch()
+        // Each record is one revision on the primary: the batch keeps where each ends, so that
+        // the backup numbers them alike (`WriteBatch.recordEnds`).
+        var recordEnds: [Int] = []
         let outcome = records.withUnsafeBytes { raw in
             WALSegmentReader.scan(raw) { record in
                 record.forEachEntry { opcode, key, value in
                     batch.append(opcode == .set ? .set(Key(bytes: key), StoredValue(value)) : .delete(Key(bytes: key)))
                 }
+                recordEnds.append(batch.count)
             }
         }
+        if recordEnds.count > 1 { batch.recordEnds = recordEnds }
         guard case .clean = outcome, !records.isEmpty else {
             return completion(.failure(.replicaMismatch("replicated records at \(start) do not decode (\(outcome))")))
         }
@@ -213,7 +218,7 @@ extension Database {
     /// `ReplicaSnapshotReceiver.install`'s steps 3–6 (see there), between two commit rounds and
     /// with no checkpoint running.
     func replaceState(
-        with temporary: any CheckpointTemporary, decoded: ShardedMap,
+        with temporary: any CheckpointTemporary, decoded: OrderedMap,
         completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
     ) {
         let generation = temporary.generation
@@ -391,7 +396,7 @@ public final class ReplicaSnapshotReceiver: @unchecked Sendable {
             return completion(.failure(.replicaMismatch(
                 "the snapshot arrived damaged (\(received) of \(totalBytes) bytes, CRC \(computed == crc32 ? "matches" : "mismatch"))")))
         }
-        let decoded: ShardedMap
+        let decoded: OrderedMap
         do throws(DatabaseError) {
             try temporary.sync()
             let file = try temporary.openForReading()

@@ -24,7 +24,7 @@ public final class Database: Sendable {
     /// What opening found and did (interrupted switches, torn tails, records replayed…).
     public let recovery: RecoveryReport
 
-    let map: ShardedMap
+    let map: OrderedMap
     let committer: GroupCommitter
     let checkpointer: Checkpointer
     let counters: EngineCounters
@@ -157,29 +157,81 @@ public final class Database: Sendable {
         return map.get(key)
     }
 
+    /// The value of `key` with its revisions, or nil. Never waits for disk.
+    public func entry(_ key: Key) throws(DatabaseError) -> KeyEntry? {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        counters.gets.add(1, ordering: .relaxed)
+        return map.entry(key).map {
+            KeyEntry(key: $0.key, value: $0.value.bytes, createRevision: $0.createRevision, modRevision: $0.modRevision)
+        }
+    }
+
+    /// `withValue`, with the key's mod revision (the HTTP front's ETag).
+    public func withEntry<R>(for key: Key, _ body: (UnsafeRawBufferPointer?, _ modRevision: UInt64) throws -> R) throws -> R {
+        guard !isClosed.load(ordering: .relaxed) else { throw DatabaseError.closed }
+        counters.gets.add(1, ordering: .relaxed)
+        guard let entry = map.entry(key) else { return try body(nil, 0) }
+        return try entry.value.withUnsafeBytes { try body($0, entry.modRevision) }
+    }
+
+    /// The store's revision: that of the last committed write (0 before any). Each committed
+    /// write (a put, a delete or a batch; on a backup, each of the primary's records) adds one.
+    public var revision: UInt64 { map.revision }
+
+    // MARK: Browsing
+
+    /// A page of the keys in `range`, ascending (or descending with `options.reverse`), read from
+    /// one consistent state. Continue with `options.after = page.cursor`: across pages, a key
+    /// present and unchanged during the whole listing is returned exactly once.
+    public func list(_ range: KeyRange, _ options: ListOptions = ListOptions()) throws(DatabaseError) -> ListPage {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        guard options.limit >= 1 else { throw .invalidLimit(options.limit) }
+        guard !range.isEmpty else { return ListPage(entries: [], more: false, revision: map.revision) }
+        let read = map.range(lower: range.start, upper: range.end, after: options.after, reverse: options.reverse, limit: options.limit)
+        let entries = read.entries.map { entry in
+            KeyEntry(
+                key: entry.key, value: options.keysOnly ? nil : entry.value.bytes,
+                createRevision: entry.createRevision, modRevision: entry.modRevision)
+        }
+        return ListPage(entries: entries, more: read.more, revision: read.revision)
+    }
+
+    /// The number of keys in `range`, and the store revision it was counted at.
+    public func count(_ range: KeyRange) throws(DatabaseError) -> (count: Int, revision: UInt64) {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        guard !range.isEmpty else { return (0, map.revision) }
+        return map.count(lower: range.start, upper: range.end)
+    }
+
     // MARK: Writes
 
-    /// Sets `key` to `value`; returns once the change is durable.
-    public func put(_ key: Key, _ value: [UInt8]) async throws(DatabaseError) {
+    /// Sets `key` to `value`; returns once the change is durable, with its revision.
+    @discardableResult
+    public func put(_ key: Key, _ value: [UInt8]) async throws(DatabaseError) -> UInt64 {
         var batch = WriteBatch()
         batch.put(key, value)
-        try await write(batch)
+        return try await write(batch)
     }
 
-    /// Removes `key` (a missing key is not an error); returns once the change is durable.
-    public func delete(_ key: Key) async throws(DatabaseError) {
+    /// Removes `key` (a missing key is not an error); returns once the change is durable, with
+    /// its revision.
+    @discardableResult
+    public func delete(_ key: Key) async throws(DatabaseError) -> UInt64 {
         var batch = WriteBatch()
         batch.delete(key)
-        try await write(batch)
+        return try await write(batch)
     }
 
-    /// Applies every change in `batch` atomically; returns once it is durable.
-    public func write(_ batch: WriteBatch) async throws(DatabaseError) {
+    /// Applies every change in `batch` atomically, if its conditions hold; returns once it is
+    /// durable, with the revision it committed at (a batch that writes nothing: the store's
+    /// revision). A failed condition throws `.conditionFailed` and writes nothing.
+    @discardableResult
+    public func write(_ batch: WriteBatch) async throws(DatabaseError) -> UInt64 {
         try batch.validate(options.limits)
-        let result: Result<Void, DatabaseError> = await withUnsafeContinuation { continuation in
+        let result: Result<UInt64, DatabaseError> = await withUnsafeContinuation { continuation in
             committer.enqueue(batch) { continuation.resume(returning: $0) }
         }
-        try result.get()
+        return try result.get()
     }
 
     /// The non-blocking form of `write`, for event loops: validates `batch` (throwing at once if it
@@ -194,7 +246,7 @@ public final class Database: Sendable {
     /// arrive meanwhile are committed together by the committer thread as usual.
     public func submit(
         _ batch: WriteBatch, mayCommitOnCallingThread: Bool = false,
-        completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void
+        completion: @escaping @Sendable (Result<UInt64, DatabaseError>) -> Void
     ) throws(DatabaseError) {
         try batch.validate(options.limits)
         if mayCommitOnCallingThread, committer.syncsAreFast, committer.commitInline(batch, completion: completion) { return }
@@ -204,9 +256,10 @@ public final class Database: Sendable {
     /// One write for `submit(_:mayCommitOnCallingThread:)`: a batch and its completion.
     public struct Submission: Sendable {
         public let batch: WriteBatch
-        public let completion: @Sendable (Result<Void, DatabaseError>) -> Void
+        /// Called with the revision the batch committed at, or why it failed.
+        public let completion: @Sendable (Result<UInt64, DatabaseError>) -> Void
 
-        public init(_ batch: WriteBatch, completion: @escaping @Sendable (Result<Void, DatabaseError>) -> Void) {
+        public init(_ batch: WriteBatch, completion: @escaping @Sendable (Result<UInt64, DatabaseError>) -> Void) {
             self.batch = batch
             self.completion = completion
         }

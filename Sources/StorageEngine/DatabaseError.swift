@@ -6,6 +6,13 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
     case keyTooLarge(size: Int, limit: Int)
     case valueTooLarge(size: Int, limit: Int)
     case batchTooLarge(size: Int, limit: Int)
+    /// A listing's limit below 1.
+    case invalidLimit(Int)
+
+    // Preconditions.
+    /// A condition of the batch did not hold when it reached the committer: nothing of the batch
+    /// was written. Each failure names the key, the condition and the key's revision then.
+    case conditionFailed([ConditionFailure])
 
     // State.
     /// The database was closed (or is closing).
@@ -51,6 +58,9 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
         case .keyTooLarge(let size, let limit): "key of \(size) bytes exceeds the limit of \(limit) bytes"
         case .valueTooLarge(let size, let limit): "value of \(size) bytes exceeds the limit of \(limit) bytes"
         case .batchTooLarge(let size, let limit): "batch of \(size) encoded bytes exceeds the limit of \(limit) bytes"
+        case .invalidLimit(let limit): "a listing's limit must be at least 1 (got \(limit))"
+        case .conditionFailed(let failures):
+            "precondition failed: " + failures.map(\.description).joined(separator: "; ")
         case .closed: "the database is closed"
         case .writesDisabled(let reason):
             "writes are disabled after an I/O failure (\(reason)); reopen the database to recover"

@@ -9,14 +9,17 @@ import WireProtocol
 /// 1. Gather briefly for the writers the last round answered (see `run`), then take everything
 ///    queued (writes and control requests) in one step. Writers that arrive from here on wait
 ///    for the next round: no fixed cap on a round's size.
-/// 2. Encode every write's record into one buffer.
+/// 2. Check each write's conditions against the state left by every earlier write (the map, and
+///    the round's earlier writes on top of it); a write whose condition fails is answered with
+///    `conditionFailed` and writes nothing. Number each remaining write with the next revision
+///    (a replicated write: one per record it holds) and encode its record into one buffer.
 /// 3. Append the buffer to the current segment with one write, then make it durable with one
 ///    fdatasync. (Between the two, the replication sink may start shipping the batch, so that
 ///    the replica's sync overlaps ours: `ReplicationSink.willSync`.)
 /// 4. Hand the records to the replication sink, if any (the output rule: it returns when the
 ///    batch may be acknowledged, or says it must not be).
-/// 5. Apply every change to the in-memory map, in queue order. Nothing is visible before it is
-///    durable.
+/// 5. Apply every change to the in-memory map, in queue order, each at its revision, as one step
+///    for readers of ranges (`OrderedMap.applying`). Nothing is visible before it is durable.
 /// 6. Complete every request (success).
 /// 7. Run control requests (segment rotation for a checkpoint) here, between two rounds, when no
 ///    write is in flight.
@@ -25,7 +28,9 @@ import WireProtocol
 /// write (`DatabaseError.writesDisabled`) until the database is reopened and recovery decides what
 /// the tail holds. Nothing unsynced is ever acknowledged.
 final class GroupCommitter: Sendable {
-    typealias Completion = @Sendable (Result<Void, DatabaseError>) -> Void
+    /// Called with the revision the write committed at (an empty batch: the store's revision
+    /// then), or why it failed.
+    typealias Completion = @Sendable (Result<UInt64, DatabaseError>) -> Void
 
     struct PendingWrite: Sendable {
         let batch: WriteBatch
@@ -111,7 +116,7 @@ final class GroupCommitter: Sendable {
     /// Signalled once when the committer thread has finished.
     private let finished = DispatchSemaphore(value: 0)
 
-    private let map: ShardedMap
+    private let map: OrderedMap
     private let logStore: any LogStore
     private let counters: EngineCounters
     private let sink: (any ReplicationSink)?
@@ -130,7 +135,7 @@ final class GroupCommitter: Sendable {
     private let position: Lock<LogPosition>
 
     init(
-        map: ShardedMap, logStore: any LogStore, segment: any LogSegmentWriter, counters: EngineCounters,
+        map: OrderedMap, logStore: any LogStore, segment: any LogSegmentWriter, counters: EngineCounters,
         sink: (any ReplicationSink)?, log: @escaping @Sendable (LogLevel, String) -> Void,
         afterRound: @escaping @Sendable () -> Void
     ) {
@@ -361,22 +366,44 @@ final class GroupCommitter: Sendable {
             for write in writes { write.completion(.failure(failure)) }
             return 0
         }
-        // Replicated writes whose position does not match the log's end (see `PendingWrite`).
-        var misplaced: [Int: DatabaseError] = [:]
+        // Writes that write nothing: replicated records whose position does not match the log's
+        // end (see `PendingWrite`), and writes whose condition failed.
+        var refused: [Int: DatabaseError] = [:]
+        // Each write's first revision (step 2); the round ends at `lastRevision`.
+        var firstRevisions = [UInt64](repeating: 0, count: writes.count)
+        var lastRevision = map.revision
         let outcome: Result<(start: LogPosition, end: Int, synced: Bool, verdict: ReplicationVerdict), DatabaseError> = state.withLock { state in
-            // Step 2: encode.
+            // Step 2: check conditions, number, encode.
             state.buffer.removeAll(keepingCapacity: true)
+            let lastConditional = writes.lastIndex { !$0.batch.conditions.isEmpty } ?? -1
+            var round = RoundOverlay()
             for (index, write) in writes.enumerated() {
                 if let replicated = write.replicated {
                     let here = LogPosition(generation: state.segment.generation, offset: state.segment.size + state.buffer.count)
                     guard replicated.start == here else {
-                        misplaced[index] = .replicaMismatch("records for \(replicated.start) arrived at the log's end \(here)")
+                        refused[index] = .replicaMismatch("records for \(replicated.start) arrived at the log's end \(here)")
                         continue
                     }
                     state.buffer.append(contentsOf: replicated.bytes)
-                } else if !write.batch.isEmpty {
+                    firstRevisions[index] = lastRevision + 1
+                    lastRevision += UInt64(write.batch.recordEnds?.count ?? 1)
+                } else {
+                    if !write.batch.conditions.isEmpty {
+                        let failures = round.failedConditions(of: write.batch, in: map)
+                        guard failures.isEmpty else {
+                            refused[index] = .conditionFailed(failures)
+                            continue
+                        }
+                    }
+                    guard !write.batch.isEmpty else {
+                        firstRevisions[index] = lastRevision  // writes nothing: the revision stays
+                        continue
+                    }
                     GroupCommitter.encode(write.batch, into: &state.buffer)
+                    lastRevision += 1
+                    firstRevisions[index] = lastRevision
                 }
+                if index < lastConditional { round.record(write.batch, at: firstRevisions[index]) }
             }
             // Step 3: one write, one sync (none for a round of empty batches: they write nothing).
             let start = LogPosition(generation: state.segment.generation, offset: state.segment.size)
@@ -408,47 +435,59 @@ final class GroupCommitter: Sendable {
             let failure = DatabaseError.writesDisabled(reason: error.description)
             queue.withLock { $0.failure = failure }
             log(.error, "write to the log failed, writes are disabled until reopen: \(error)")
-            for write in writes { write.completion(.failure(error)) }
+            for (index, write) in writes.enumerated() { write.completion(.failure(refused[index] ?? error)) }
             return 0
         case .success(let (_, end, synced, verdict)):
-            // Step 5: apply, in order.
+            // Step 5: apply, in order, each change at its revision.
             var puts = 0
             var deletes = 0
             var batches = 0
-            for (index, write) in writes.enumerated() where misplaced.isEmpty || misplaced[index] == nil {
-                if write.batch.count > 1 { batches += 1 }
-                for mutation in write.batch.mutations {
-                    switch mutation {
-                    case .set(let key, let value):
-                        map.set(key, value)
-                        puts += 1
-                    case .delete(let key):
-                        map.remove(key)
-                        deletes += 1
+            map.applying {
+                for (index, write) in writes.enumerated() where refused.isEmpty || refused[index] == nil {
+                    if write.batch.count > 1 { batches += 1 }
+                    var revision = firstRevisions[index]
+                    var recordEnds = (write.batch.recordEnds ?? []).makeIterator()
+                    var recordEnd = recordEnds.next() ?? Int.max
+                    for (position, mutation) in write.batch.mutations.enumerated() {
+                        while position >= recordEnd {
+                            revision += 1
+                            recordEnd = recordEnds.next() ?? Int.max
+                        }
+                        switch mutation {
+                        case .set(let key, let value):
+                            map.set(key, value, revision: revision)
+                            puts += 1
+                        case .delete(let key):
+                            map.remove(key)
+                            deletes += 1
+                        }
                     }
                 }
+                return lastRevision
             }
             position.withLock { $0.offset = end }
             counters.puts.add(puts, ordering: .relaxed)
             counters.deletes.add(deletes, ordering: .relaxed)
             counters.batches.add(batches, ordering: .relaxed)
-            counters.writes.add(writes.count - misplaced.count, ordering: .relaxed)
+            counters.writes.add(writes.count - refused.count, ordering: .relaxed)
             if synced {
                 counters.syncs.add(1, ordering: .relaxed)
                 counters.commitSizes.record(Double(writes.count))
             }
             // Step 6: answer.
             let queuedBeforeAnswering = queue.withLock { $0.writes.count }
-            let answer: Result<Void, DatabaseError>
-            switch verdict {
-            case .acknowledge: answer = .success(())
-            case .refuse(let reason): answer = .failure(.notReplicated(reason: reason))
-            }
             for (index, write) in writes.enumerated() {
-                if !misplaced.isEmpty, let error = misplaced[index] {
+                if !refused.isEmpty, let error = refused[index] {
                     write.completion(.failure(error))
-                } else {
-                    write.completion(answer)
+                    continue
+                }
+                switch verdict {
+                case .acknowledge:
+                    // A replicated write of several records: its last record's revision.
+                    let records = UInt64(write.batch.recordEnds?.count ?? 1)
+                    let committed = write.replicated != nil ? firstRevisions[index] + records - 1 : firstRevisions[index]
+                    write.completion(.success(committed))
+                case .refuse(let reason): write.completion(.failure(.notReplicated(reason: reason)))
                 }
             }
             afterRound()

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A key: arbitrary bytes (not necessarily UTF-8), compared and hashed byte for byte.
 ///
 /// A key of up to 15 bytes is stored inline in 16 bytes, with no heap allocation: the common case
@@ -110,11 +114,63 @@ public struct Key: Sendable, Hashable, Comparable {
         }
     }
 
-    /// Byte-wise lexicographic order (a prefix sorts first), as memcmp orders keys.
-    public static func < (lhs: Key, rhs: Key) -> Bool {
-        lhs.withUnsafeBytes { left in
-            rhs.withUnsafeBytes { right in left.lexicographicallyPrecedes(right) }
+    /// Byte-wise lexicographic order of unsigned bytes (a prefix sorts first), as memcmp, etcd
+    /// and bbolt order keys.
+    @inlinable
+    public static func < (lhs: Key, rhs: Key) -> Bool { lhs.compare(rhs) < 0 }
+
+    /// -1, 0 or 1 as `self` sorts before, equal to or after `other` (unsigned bytes, a prefix
+    /// first). Two inline keys compare as two big-endian words: their unused bytes are zero and
+    /// the 16th byte is the length, so "ab" (length 2) sorts before "ab\0" (length 3), as it must.
+    @inlinable
+    public func compare(_ other: Key) -> Int {
+        if case .inline(let left) = storage, case .inline(let right) = other.storage {
+            let (left0, left1) = left.words
+            let (right0, right1) = right.words
+            if left0 != right0 { return left0.bigEndian < right0.bigEndian ? -1 : 1 }
+            if left1 != right1 { return left1.bigEndian < right1.bigEndian ? -1 : 1 }
+            return 0
         }
+        return withUnsafeBytes { left in
+            other.withUnsafeBytes { right in
+                let common = min(left.count, right.count)
+                if common > 0 {
+                    let order = Key.compareBytes(left.baseAddress!, right.baseAddress!, common)
+                    if order != 0 { return order < 0 ? -1 : 1 }
+                }
+                return left.count == right.count ? 0 : (left.count < right.count ? -1 : 1)
+            }
+        }
+    }
+
+    /// memcmp, reachable from inlinable code.
+    @usableFromInline
+    static func compareBytes(_ left: UnsafeRawPointer, _ right: UnsafeRawPointer, _ count: Int) -> Int32 {
+        memcmp(left, right, count)
+    }
+
+    /// Whether the key starts with `prefix`'s bytes.
+    public func hasPrefix(_ prefix: Key) -> Bool {
+        withUnsafeBytes { bytes in
+            prefix.withUnsafeBytes { prefix in
+                bytes.count >= prefix.count && (prefix.count == 0 || memcmp(bytes.baseAddress!, prefix.baseAddress!, prefix.count) == 0)
+            }
+        }
+    }
+
+    /// The smallest key greater than every key that starts with this one (the end of a prefix
+    /// range, as etcd's `range_end` for a prefix): the last byte below 0xFF incremented, the bytes
+    /// after it dropped. Nil if every byte is 0xFF (or the key is empty): the range is unbounded.
+    public var prefixEnd: Key? {
+        var bytes = self.bytes
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return Key(bytes)
+            }
+            bytes.removeLast()
+        }
+        return nil
     }
 }
 

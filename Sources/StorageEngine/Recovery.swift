@@ -56,7 +56,7 @@ struct Recovery {
     let options: DatabaseOptions
 
     struct Result: Sendable {
-        let map: ShardedMap
+        let map: OrderedMap
         let segment: any LogSegmentWriter
         let generation: UInt64
         let retiredLogBytes: Int
@@ -88,7 +88,7 @@ struct Recovery {
         try refuseIncompleteResync()
         var candidate = try chooseGeneration(report: &report)
         var segments = try proveFilesPresent(candidate.generation)
-        let map: ShardedMap
+        let map: OrderedMap
         do {
             map = try loadCheckpoint(candidate.generation, report: &report)
         } catch {
@@ -206,12 +206,12 @@ struct Recovery {
     // MARK: Step 3
 
     /// Loads checkpoint.N into a new map (an empty map for generation 0 without one).
-    private func loadCheckpoint(_ generation: UInt64, report: inout RecoveryReport) throws(DatabaseError) -> ShardedMap {
+    private func loadCheckpoint(_ generation: UInt64, report: inout RecoveryReport) throws(DatabaseError) -> OrderedMap {
         guard try snapshotStore.checkpointGenerations().contains(generation) else {
             assert(generation == 0, "step 2 proved the checkpoint present")
             report.checkpointGeneration = nil
             report.checkpointEntries = 0
-            return ShardedMap()
+            return OrderedMap()  // revision 0: nothing written yet
         }
         let checkpoint = try snapshotStore.openCheckpoint(generation)
         defer { checkpoint.close() }
@@ -225,7 +225,7 @@ struct Recovery {
     // MARK: Step 4
 
     private func replayLog(
-        _ segments: [UInt64], into map: ShardedMap, report: inout RecoveryReport
+        _ segments: [UInt64], into map: OrderedMap, report: inout RecoveryReport
     ) throws(DatabaseError) -> Replayed {
         var replayed = Replayed(lastSegment: segments[segments.count - 1], lastSegmentSize: 0, retiredLogBytes: 0)
         for (index, segment) in segments.enumerated() {
@@ -236,16 +236,20 @@ struct Recovery {
                 try logStore.readLog(segment, from: offset, maxBytes: maxBytes)
             }
             // In bounded chunks (`WALChunkedScan`): the segment is never held whole.
+            // Each record is one revision, as the committer numbered it (docs/ARCHITECTURE.md).
+            var revision = map.revision
             let scan = try WALChunkedScan.scan(chunkSize: Recovery.readChunkSize, read: read) { (record) throws(DatabaseError) in
                 records += 1
+                revision += 1
                 record.forEachEntry { opcode, key, value in
                     if opcode == .set {
-                        map.set(Key(bytes: key), StoredValue(value))
+                        map.set(Key(bytes: key), StoredValue(value), revision: revision)
                     } else {
                         map.remove(Key(bytes: key))
                     }
                 }
             }
+            map.setRevision(revision)
             let outcome = scan.result
             report.segmentsReplayed.append(segment)
             report.recordsReplayed += records
@@ -335,7 +339,7 @@ struct Recovery {
     static func decodeCheckpoint(
         _ checkpoint: any CheckpointFile, generation: UInt64, file: String,
         startThread: (@escaping @Sendable () -> Void) throws(ThreadStartError) -> Void = tryStartDetachedThread
-    ) throws(DatabaseError) -> (map: ShardedMap, entries: Int) {
+    ) throws(DatabaseError) -> (map: OrderedMap, entries: Int) {
         let read: @Sendable (Int, Int) throws -> [UInt8] = { offset, maxBytes in
             try checkpoint.read(from: offset, maxBytes: maxBytes)
         }
@@ -363,11 +367,9 @@ struct Recovery {
             } else {
                 verify()
             }
-            let map = ShardedMap(expectedKeys: Int(clamping: min(header.entryCount, UInt64(checkpoint.size / 8))))
+            let map: OrderedMap
             do {
-                try CheckpointChunkedReader.forEachEntry(header: header, chunkSize: readChunkSize, read: read) { key, value in
-                    map.set(Key(bytes: key), StoredValue(value))
-                }
+                map = try loadEntries(header: header, read: read)
             } catch {
                 verified.wait()
                 throw error
@@ -382,5 +384,40 @@ struct Recovery {
         } catch {
             throw .corruptCheckpoint(file: file, reason: "\(error)")
         }
+    }
+
+    /// The revision a checkpoint without revisions (the Go version's, or this project's before
+    /// them) stands for: one write that created every key in it, or nothing if it holds none.
+    static func unrevisedCheckpointRevision(entries: UInt64) -> UInt64 { entries > 0 ? 1 : 0 }
+
+    /// The entries of a checkpoint, into a new map. Version 3 lists keys ascending with their
+    /// revisions, and loads straight into full shards; older versions list them in any order,
+    /// so they are sorted first (a key listed twice keeps its last value, as the old loaders did).
+    private static func loadEntries(header: CheckpointHeader, read: @escaping @Sendable (Int, Int) throws -> [UInt8]) throws -> OrderedMap {
+        if header.hasRevisions {
+            var loader = OrderedMap.Loader()
+            try CheckpointChunkedReader.forEachEntryWithRevisions(header: header, chunkSize: readChunkSize, read: read) { key, value, revisions in
+                loader.append(MapEntry(
+                    key: Key(bytes: key), value: StoredValue(value), createRevision: revisions.create, modRevision: revisions.mod))
+            }
+            return loader.finish(revision: header.revision)
+        }
+        let revision = unrevisedCheckpointRevision(entries: header.entryCount)
+        var entries: [MapEntry] = []
+        entries.reserveCapacity(Int(clamping: min(header.entryCount, 1 << 24)))
+        try CheckpointChunkedReader.forEachEntry(header: header, chunkSize: readChunkSize, read: read) { key, value in
+            entries.append(MapEntry(key: Key(bytes: key), value: StoredValue(value), createRevision: revision, modRevision: revision))
+        }
+        // A stable sort keeps a repeated key's entries in file order: the last one wins below.
+        let order = entries.indices.sorted { left, right in
+            let comparison = entries[left].key.compare(entries[right].key)
+            return comparison != 0 ? comparison < 0 : left < right
+        }
+        var loader = OrderedMap.Loader()
+        for (position, index) in order.enumerated() {
+            if position + 1 < order.count, entries[order[position + 1]].key == entries[index].key { continue }
+            loader.append(entries[index])
+        }
+        return loader.finish(revision: revision)
     }
 }

@@ -18,8 +18,24 @@ public struct WriteBatch: Sendable {
     }
 
     private(set) var mutations: [Mutation] = []
+    /// What must hold when the batch reaches the committer, checked in order (`require`).
+    private(set) var conditions: [(key: Key, condition: WriteCondition)] = []
+    /// On a backup: where each of the primary's records ends (mutation counts), when the batch
+    /// holds several records. Each record is one revision; nil means one record.
+    var recordEnds: [Int]? = nil
 
     public init() {}
+
+    /// Commits the batch only if `condition` holds for `key` at commit time, against the state
+    /// left by every write committed before it (including earlier writes of the same group
+    /// commit round). If any condition fails, nothing of the batch is written and the write
+    /// fails with `DatabaseError.conditionFailed`, naming every condition that failed.
+    public mutating func require(_ key: Key, _ condition: WriteCondition) {
+        conditions.append((key, condition))
+    }
+
+    /// The number of conditions (`require`).
+    public var conditionCount: Int { conditions.count }
 
     /// Sets `key` to `value` when the batch commits.
     public mutating func put(_ key: Key, _ value: [UInt8]) {
@@ -39,6 +55,7 @@ public struct WriteBatch: Sendable {
 
     /// The number of puts and deletes.
     public var count: Int { mutations.count }
+    /// True when the batch writes nothing (it may still carry conditions: then it only checks them).
     public var isEmpty: Bool { mutations.isEmpty }
 
     /// Checks every key and value against `limits`; the first violation is thrown.
@@ -55,6 +72,13 @@ public struct WriteBatch: Sendable {
                     throw .valueTooLarge(size: value.count, limit: limits.maxValueSize)
                 }
                 payloadSize += value.count
+            }
+        }
+        for (key, condition) in conditions {
+            guard !key.isEmpty else { throw .emptyKey }
+            guard key.count <= limits.maxKeySize else { throw .keyTooLarge(size: key.count, limit: limits.maxKeySize) }
+            if case .value(let bytes) = condition, bytes.count > limits.maxValueSize {
+                throw .valueTooLarge(size: bytes.count, limit: limits.maxValueSize)
             }
         }
         guard payloadSize <= limits.maxBatchSize else { throw .batchTooLarge(size: payloadSize, limit: limits.maxBatchSize) }

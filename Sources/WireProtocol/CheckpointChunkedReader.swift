@@ -19,11 +19,11 @@ public enum CheckpointChunkedReader {
         }
     }
 
-    /// Checks a version 2 file's CRC (version 1 has none: it always passes).
+    /// Checks a version 2 or 3 file's CRC (version 1 has none: it always passes).
     public static func verifyChecksum(
         header: CheckpointHeader, chunkSize: Int = 1 << 20, read: ByteWindow<any Error>.Read
     ) throws {
-        guard header.version == CheckpointFormat.currentVersion else { return }
+        guard header.hasChecksum else { return }
         var crc = CRC32()
         var offset = 0
         while offset < header.entriesLimit {
@@ -32,8 +32,8 @@ public enum CheckpointChunkedReader {
             crc.update(chunk)
             offset += chunk.count
         }
-        let trailer = try read(header.entriesLimit, CheckpointFormat.v2TrailerSize)
-        guard trailer.count == CheckpointFormat.v2TrailerSize else {
+        let trailer = try read(header.entriesLimit, CheckpointFormat.trailerSize)
+        guard trailer.count == CheckpointFormat.trailerSize else {
             throw CheckpointError.truncatedEntry(index: 0, offset: header.entriesLimit)
         }
         let stored = trailer.withUnsafeBytes { $0.loadLittleEndianUInt32(at: 0) }
@@ -46,27 +46,42 @@ public enum CheckpointChunkedReader {
         header: CheckpointHeader, chunkSize: Int = 1 << 20, read: @escaping ByteWindow<any Error>.Read,
         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
     ) throws {
+        try forEachEntryWithRevisions(header: header, chunkSize: chunkSize, read: read) { key, value, _ in try body(key, value) }
+    }
+
+    /// As `forEachEntry`, with each entry's revisions (zeros before version 3), checking version
+    /// 3's order and revision rules as `CheckpointReader.forEachEntryWithRevisions` does.
+    public static func forEachEntryWithRevisions(
+        header: CheckpointHeader, chunkSize: Int = 1 << 20, read: @escaping ByteWindow<any Error>.Read,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, CheckpointRevisions) throws -> Void
+    ) throws {
         var window = ByteWindow<any Error>(chunkSize: chunkSize, read: read)
         var offset = header.entriesStart
         let limit = header.entriesLimit
+        let entryHeaderSize = header.entryHeaderSize
         var index: UInt64 = 0
+        var previousKey: [UInt8] = []
         while index < header.entryCount {
-            guard limit - offset >= CheckpointFormat.entryHeaderSize else {
+            guard limit - offset >= entryHeaderSize else {
                 throw CheckpointError.truncatedEntry(index: index, offset: offset)
             }
-            try window.ensure(offset, CheckpointFormat.entryHeaderSize)
-            guard window.end - offset >= CheckpointFormat.entryHeaderSize else {
+            try window.ensure(offset, entryHeaderSize)
+            guard window.end - offset >= entryHeaderSize else {
                 throw CheckpointError.truncatedEntry(index: index, offset: offset)  // the file shrank
             }
-            let (keyLength, valueLength) = window.bytes.withUnsafeBytes { raw in
-                (Int(raw.loadLittleEndianUInt32(at: offset - window.start)),
-                 Int(raw.loadLittleEndianUInt32(at: offset - window.start + 4)))
+            let (keyLength, valueLength, revisions) = window.bytes.withUnsafeBytes { raw in
+                let at = offset - window.start
+                return (Int(raw.loadLittleEndianUInt32(at: at)), Int(raw.loadLittleEndianUInt32(at: at + 4)),
+                        header.hasRevisions
+                            ? CheckpointRevisions(create: raw.loadLittleEndianUInt64(at: at + 8), mod: raw.loadLittleEndianUInt64(at: at + 16))
+                            : CheckpointRevisions(create: 0, mod: 0))
             }
-            let keyStart = offset + CheckpointFormat.entryHeaderSize
+            if header.hasRevisions { try revisions.check(index: index, header: header) }
+            let keyStart = offset + entryHeaderSize
             guard keyLength <= limit - keyStart, valueLength <= limit - keyStart - keyLength else {
                 throw CheckpointError.truncatedEntry(index: index, offset: offset)
             }
-            let entrySize = CheckpointFormat.entryHeaderSize + keyLength + valueLength
+            let entrySize = entryHeaderSize + keyLength + valueLength
             try window.ensure(offset, entrySize)
             guard window.end - offset >= entrySize else {
                 throw CheckpointError.truncatedEntry(index: index, offset: offset)  // the file shrank
@@ -74,14 +89,21 @@ public enum CheckpointChunkedReader {
             try window.bytes.withUnsafeBytes { raw in
                 let keyAt = keyStart - window.start
                 let valueAt = keyAt + keyLength
-                try body(
-                    UnsafeRawBufferPointer(rebasing: raw[keyAt..<valueAt]),
-                    UnsafeRawBufferPointer(rebasing: raw[valueAt..<(valueAt + valueLength)]))
+                let key = UnsafeRawBufferPointer(rebasing: raw[keyAt..<valueAt])
+                if header.hasRevisions {
+                    if index > 0 {
+                        let ordered = previousKey.withUnsafeBytes { CheckpointRevisions.ascending($0, key) }
+                        guard ordered else { throw CheckpointError.keysOutOfOrder(index: index) }
+                    }
+                    previousKey.removeAll(keepingCapacity: true)
+                    previousKey.append(contentsOf: key)
+                }
+                try body(key, UnsafeRawBufferPointer(rebasing: raw[valueAt..<(valueAt + valueLength)]), revisions)
             }
             offset += entrySize
             index += 1
         }
-        if header.version == CheckpointFormat.currentVersion && offset != limit {
+        if header.hasChecksum && offset != limit {
             throw CheckpointError.trailingBytes(offset: offset)
         }
     }

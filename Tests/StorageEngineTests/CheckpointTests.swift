@@ -198,7 +198,7 @@ struct CheckpointTests {
 
     // MARK: What a checkpoint leaves on disk
 
-    @Test func checkpointFileHoldsExactlyTheStateInFormatVersion2() async throws {
+    @Test func checkpointFileHoldsExactlyTheStateInFormatVersion3() async throws {
         try await TS.withTemporaryDirectory { directory in
             let db = try Database.open(directory: directory, create: true, options: quietOptions())
             defer { db.close() }
@@ -214,10 +214,24 @@ struct CheckpointTests {
                 expected[[UInt8(index), 0x00, 0xFF]] = nil
             }
             let (contents, header) = try await TS.dumpThroughCheckpoint(db, directory: directory)
-            #expect(header.version == 2)
+            #expect(header.version == 3)
             #expect(header.generation == 1)
             #expect(header.entryCount == UInt64(expected.count))
+            #expect(header.revision == 38, "30 puts and 8 deletes")
             #expect(contents == expected)
+            // Version 3 lists the keys ascending, each with its revisions.
+            let bytes = try TS.readFile(directory + "/checkpoint.1")
+            var listed: [([UInt8], CheckpointRevisions)] = []
+            try bytes.withUnsafeBytes { raw in
+                try CheckpointReader.forEachEntryWithRevisions(of: raw, header: header) { key, _, revisions in
+                    listed.append((Array(key), revisions))
+                }
+            }
+            #expect(listed.map(\.0) == expected.keys.sorted { $0.lexicographicallyPrecedes($1) })
+            for (key, revisions) in listed {
+                let entry = try db.entry(Key(key))
+                #expect(revisions == CheckpointRevisions(create: entry!.createRevision, mod: entry!.modRevision))
+            }
         }
     }
 

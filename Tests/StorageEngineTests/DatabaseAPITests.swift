@@ -23,7 +23,7 @@ private func withNewDatabase<R>(
 }
 
 /// `submit` as an async call: the completion's result.
-private func submitAndWait(_ db: Database, _ batch: WriteBatch) async throws -> Result<Void, DatabaseError> {
+private func submitAndWait(_ db: Database, _ batch: WriteBatch) async throws -> Result<UInt64, DatabaseError> {
     try await withCheckedThrowingContinuation { continuation in
         do {
             try db.submit(batch) { continuation.resume(returning: $0) }
@@ -246,7 +246,7 @@ struct DatabaseAPITests {
             let seenInCompletion = Lock<[UInt8]?>(nil)
             var batch = WriteBatch()
             batch.put("submitted", v("value"))
-            let result: Result<Void, DatabaseError> = try await withCheckedThrowingContinuation { continuation in
+            let result: Result<UInt64, DatabaseError> = try await withCheckedThrowingContinuation { continuation in
                 do {
                     try db.submit(batch) { result in
                         calls.add(1, ordering: .relaxed)
@@ -408,7 +408,7 @@ struct DatabaseAPITests {
         try await TS.withTemporaryDirectory { directory in
             final class WeakReferences: @unchecked Sendable {
                 weak var database: Database?
-                weak var map: ShardedMap?
+                weak var map: OrderedMap?
                 weak var committer: GroupCommitter?
                 weak var checkpointer: Checkpointer?
                 weak var logStore: AnyObject?
@@ -444,7 +444,7 @@ struct DatabaseAPITests {
     @Test func closeFinishesEveryWriteAlreadySubmitted() async throws {
         try await TS.withTemporaryDirectory { directory in
             let db = try Database.open(directory: directory, create: true, options: .forTests)
-            let results = Lock<[Int: Result<Void, DatabaseError>]>([:])
+            let results = Lock<[Int: Result<UInt64, DatabaseError>]>([:])
             for index in 0..<200 {
                 var batch = WriteBatch()
                 batch.put(Key("k\(index)"), v("\(index)"))

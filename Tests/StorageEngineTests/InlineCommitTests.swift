@@ -102,13 +102,13 @@ struct InlineCommitTests {
         let db = try openForInlineCommits(store)
         var batch = WriteBatch()
         batch.put("k", v("1"))
-        let outcome = Lock<Result<Void, DatabaseError>?>(nil)
+        let outcome = Lock<Result<UInt64, DatabaseError>?>(nil)
         try db.submit(batch, mayCommitOnCallingThread: true) { result in outcome.withLock { $0 = result } }
         db.close()
         // Inline or queued, the write was answered, with success, before close returned.
         let answered = try #require(outcome.withLock { $0 }, "close returned before the write was answered")
         #expect(throws: Never.self) { try answered.get() }
-        let refused = Lock<Result<Void, DatabaseError>?>(nil)
+        let refused = Lock<Result<UInt64, DatabaseError>?>(nil)
         try db.submit(batch, mayCommitOnCallingThread: true) { result in refused.withLock { $0 = result } }
         guard case .failure(.closed) = refused.withLock({ $0 }) else {
             Issue.record("a submit after close gave \(String(describing: refused.withLock { $0 }))")
@@ -119,9 +119,9 @@ struct InlineCommitTests {
     /// completion ran on the calling thread before `submit` returned, and the results.
     private static func submitGroup(
         _ db: Database, _ group: [(key: Key, value: [UInt8])]
-    ) -> (inline: Bool, results: [Result<Void, DatabaseError>]) {
+    ) -> (inline: Bool, results: [Result<UInt64, DatabaseError>]) {
         let caller = pthread_self()
-        let results = Lock<[Int: (result: Result<Void, DatabaseError>, onCaller: Bool)]>([:])
+        let results = Lock<[Int: (result: Result<UInt64, DatabaseError>, onCaller: Bool)]>([:])
         let done = DispatchSemaphore(value: 0)
         let writes = group.enumerated().map { index, write in
             var batch = WriteBatch()
@@ -146,7 +146,7 @@ struct InlineCommitTests {
         let tooLong = Key([UInt8](repeating: 0x6B, count: DatabaseOptions.Limits().maxKeySize + 1))
         let group: [(key: Key, value: [UInt8])] = [("a", v("1")), ("b", v("2")), (tooLong, v("x")), ("a", v("3"))]
         var syncsBefore = 0
-        var outcome: (inline: Bool, results: [Result<Void, DatabaseError>]) = (false, [])
+        var outcome: (inline: Bool, results: [Result<UInt64, DatabaseError>]) = (false, [])
         // Right after open, or after a round, the committer thread may not be asleep yet; then
         // the group goes to it. Retry until a group finds it idle.
         let committedInline = try await TS.eventually {

@@ -46,7 +46,7 @@ private func replay(_ events: [RecordingSink.Event], on replica: Database) throw
     for event in events {
         switch event {
         case .records(let bytes, let start):
-            try wait { replica.applyReplicated(bytes, at: start, completion: $0) }.get()
+            _ = try wait { replica.applyReplicated(bytes, at: start, completion: $0) }.get()
         case .segment(let generation):
             try wait { replica.mirrorSegmentStart(generation, rotated: $0) }.get()
         }
@@ -105,7 +105,7 @@ struct ReplicaTests {
         #expect(replica.logPosition == LogPosition(generation: 0, offset: 0))
         #expect(try replica.get("k") == nil)
 
-        try wait { replica.applyReplicated(record, at: LogPosition(generation: 0, offset: 0), completion: $0) }.get()
+        _ = try wait { replica.applyReplicated(record, at: LogPosition(generation: 0, offset: 0), completion: $0) }.get()
         #expect(try replica.get("k") == v("v"))
         #expect(replica.logPosition.offset == record.count)
         // A replay of the same records (an overlap) is refused too.
@@ -254,7 +254,7 @@ struct ReplicaTests {
         // It goes on as a replica from (3, 0), and reopens to the same state.
         var record: [UInt8] = []
         WALEncoder.append([TS.set("next", "1")], to: &record)
-        try wait { replica.applyReplicated(record, at: LogPosition(generation: 3, offset: 0), completion: $0) }.get()
+        _ = try wait { replica.applyReplicated(record, at: LogPosition(generation: 3, offset: 0), completion: $0) }.get()
         replica.close()
         let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
         defer { reopened.close() }

@@ -169,9 +169,10 @@ enum TestSupport {
         return (starts, buffer.count)
     }
 
-    /// Writes checkpoint.`generation` (format version 2, as the engine writes it) holding `entries`.
+    /// Writes checkpoint.`generation` in format version 2 (this project's before revisions: any
+    /// key order, no revisions) holding `entries`.
     static func writeCheckpoint(_ directory: String, generation: UInt64, entries: [([UInt8], [UInt8])]) throws {
-        var writer = CheckpointWriter(generation: generation, entryCount: UInt64(entries.count))
+        var writer = CheckpointWriter(generation: generation, entryCount: UInt64(entries.count), layout: .unrevised)
         for (key, value) in entries {
             key.withUnsafeBytes { key in value.withUnsafeBytes { value in writer.append(key: key, value: value) } }
         }

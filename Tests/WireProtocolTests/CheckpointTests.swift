@@ -67,7 +67,7 @@ struct CheckpointRoundTripTests {
 
     @Test("takeBuffered empties the buffer and returns what was buffered")
     func takeBufferedEmptiesTheBuffer() {
-        var writer = CheckpointWriter(generation: 1, entryCount: 1)
+        var writer = CheckpointWriter(generation: 1, entryCount: 1, layout: .unrevised)
         #expect(writer.bufferedCount == 28)
         let header = writer.takeBuffered()
         #expect(header.count == 28)
@@ -176,8 +176,8 @@ struct CheckpointDamageTests {
         magic[0] ^= 0x20
         #expect(throws: CheckpointError.badMagic) { try CheckpointReader.readAll(magic) }
         var version = file
-        version[8] ^= 0x01
-        #expect(throws: CheckpointError.unsupportedVersion(3)) { try CheckpointReader.readAll(version) }
+        version[8] ^= 0x04
+        #expect(throws: CheckpointError.unsupportedVersion(6)) { try CheckpointReader.readAll(version) }
         var crc = file
         crc[file.count - 1] ^= 0x80
         let stored = readLE32(crc, at: file.count - 4)
@@ -260,7 +260,7 @@ struct CheckpointDamageTests {
         }
     }
 
-    @Test("a version other than 1 and 2 is refused as unsupported", arguments: [UInt32(0), 3, 0x0100_0000, 0xFFFF_FFFF])
+    @Test("a version other than 1, 2 and 3 is refused as unsupported", arguments: [UInt32(0), 4, 0x0100_0000, 0xFFFF_FFFF])
     func unsupportedVersion(version: UInt32) {
         var file = writeCheckpoint(generation: 1, entries: smallEntries)
         file.replaceSubrange(8..<12, with: le32(version))

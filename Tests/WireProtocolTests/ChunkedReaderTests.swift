@@ -104,7 +104,7 @@ struct ChunkedReaderTests {
     /// Every cut of a checkpoint, at chunk sizes around an entry's size: the same entries or the
     /// same error as the buffer reader.
     @Test func checkpointReadMatchesTheBufferReaderAtEveryCutAndChunkBoundary() {
-        var writer = CheckpointWriter(generation: 2, entryCount: 5)
+        var writer = CheckpointWriter(generation: 2, entryCount: 5, layout: .unrevised)
         for index in 0..<5 {
             let key = [UInt8(index), 1]
             let value = [UInt8](repeating: UInt8(index), count: 2 + 5 * index)
@@ -192,7 +192,7 @@ struct ChunkedReaderTests {
         for seed in UInt64(0)..<300 {
             var random = SplitMix64(seed: seed)
             let count = Int.random(in: 0...20, using: &random)
-            var writer = CheckpointWriter(generation: 4, entryCount: UInt64(count))
+            var writer = CheckpointWriter(generation: 4, entryCount: UInt64(count), layout: .unrevised)
             for _ in 0..<count {
                 let key = random.interestingBytes(maxCount: 10)
                 let value = random.interestingBytes(maxCount: Bool.random(using: &random) ? 10 : 5000)
@@ -214,7 +214,7 @@ struct ChunkedReaderTests {
     }
 
     @Test func checkpointWhoseGenerationFieldDisagreesIsRefused() {
-        var writer = CheckpointWriter(generation: 5, entryCount: 0)
+        var writer = CheckpointWriter(generation: 5, entryCount: 0, layout: .unrevised)
         let bytes = writer.finish()
         #expect(Self.readChunked(bytes, generation: 1, chunkSize: 8)
             == .failed(CheckpointError.generationMismatch(expected: 1, found: 5).description))

@@ -226,6 +226,22 @@ private func checkpointInvariantViolations(_ bytes: [UInt8]) -> [String] {
         if writeCheckpoint(generation: header.generation, entries: entries) != bytes {
             return ["an accepted version 2 file is not the canonical encoding of its entries"]
         }
+    case 3:
+        // A version 3 file that reads is exactly what the writer makes of its entries and revisions.
+        var writer = CheckpointWriter(generation: header.generation, entryCount: header.entryCount, revision: header.revision)
+        var encoded: [UInt8] = []
+        do {
+            try bytes.withUnsafeBytes { raw in
+                try CheckpointReader.forEachEntryWithRevisions(of: raw, header: header) { key, value, revisions in
+                    writer.append(key: key, value: value, revisions: revisions)
+                }
+            }
+        } catch {
+            return ["a version 3 file read by readAll is refused by forEachEntryWithRevisions: \(error)"]
+        }
+        encoded += writer.takeBuffered()
+        encoded += writer.finish()
+        if encoded != bytes { return ["an accepted version 3 file is not the canonical encoding of its entries"] }
     case 1:
         let canonical = handBuiltV1Checkpoint(generation: header.generation, entries: entries)
         if !bytes.starts(with: canonical) { return ["an accepted version 1 file does not start with its canonical encoding"] }

@@ -188,7 +188,7 @@ func readCheckpoint(
 /// Writes a version 2 checkpoint with `CheckpointWriter`, taking the buffer after each entry index
 /// in `takeAfter` (-1: right after the header), and returns the concatenated file.
 func writeCheckpoint(generation: UInt64, entries: [CheckpointEntry], takeAfter: Set<Int> = []) -> [UInt8] {
-    var writer = CheckpointWriter(generation: generation, entryCount: UInt64(entries.count), bufferCapacity: 64)
+    var writer = CheckpointWriter(generation: generation, entryCount: UInt64(entries.count), layout: .unrevised, bufferCapacity: 64)
     var file: [UInt8] = []
     if takeAfter.contains(-1) { file += writer.takeBuffered() }
     for (index, entry) in entries.enumerated() {

@@ -70,7 +70,7 @@ func forward(_ input: ByteReader) {
         entryBytes += keyLength + valueLength
     }
 
-    var writer = CheckpointWriter(generation: generation, entryCount: UInt64(entries.count), bufferCapacity: 64)
+    var writer = CheckpointWriter(generation: generation, entryCount: UInt64(entries.count), layout: .unrevised, bufferCapacity: 64)
     var file: [UInt8] = []
     for entry in entries {
         entry.key.withUnsafeBytes { key in
@@ -89,7 +89,7 @@ func forward(_ input: ByteReader) {
     } catch {
         preconditionFailure("the reader refuses what the writer wrote: \(error)")
     }
-    precondition(decoded.header.version == CheckpointFormat.currentVersion, "version \(decoded.header.version)")
+    precondition(decoded.header.version == CheckpointFormat.unrevisedVersion, "version \(decoded.header.version)")
     precondition(decoded.header.generation == generation, "generation \(decoded.header.generation) != \(generation)")
     precondition(decoded.header.entryCount == UInt64(entries.count), "count \(decoded.header.entryCount) != \(entries.count)")
     precondition(same(decoded.entries, entries), "decode(encode(x)) != x")
@@ -125,7 +125,7 @@ func reverse(_ file: [UInt8], chunkSize: Int) {
     precondition(accepted.header.entryCount == UInt64(accepted.entries.count), "count != entries read")
 
     var writer = CheckpointWriter(
-        generation: accepted.header.generation, entryCount: UInt64(accepted.entries.count), bufferCapacity: 64)
+        generation: accepted.header.generation, entryCount: UInt64(accepted.entries.count), layout: .unrevised, bufferCapacity: 64)
     var encoded: [UInt8] = []
     for entry in accepted.entries {
         entry.key.withUnsafeBytes { key in
@@ -134,7 +134,7 @@ func reverse(_ file: [UInt8], chunkSize: Int) {
     }
     encoded += writer.finish()
     switch accepted.header.version {
-    case CheckpointFormat.currentVersion:
+    case CheckpointFormat.unrevisedVersion:
         precondition(encoded == file, "an accepted version 2 file is not what the writer writes for its entries")
     case CheckpointFormat.goVersion:
         // Version 1: magic, version, generation, a u32 count, then the entries as version 2 lays

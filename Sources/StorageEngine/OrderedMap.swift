@@ -1,0 +1,462 @@
+import Platform
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One key's state as the map holds it: its value and the two revisions etcd calls
+/// create_revision (the write that created this incarnation of the key) and mod_revision (the
+/// write that last changed it). 40 bytes.
+struct MapEntry: Sendable {
+    let key: Key
+    var value: StoredValue
+    var createRevision: UInt64
+    var modRevision: UInt64
+}
+
+/// The in-memory state: keys in unsigned-byte order, split by key range into shards of at most
+/// `maxShardEntries`, each a sorted array behind its own lock (docs/ARCHITECTURE.md, decision 3).
+///
+/// - **Point reads** find the shard in a directory (the shards' lower bounds, sorted), then
+///   binary-search it: two lock acquisitions, neither shared between threads in the common case.
+///   The directory is held by `stripeCount` stripes, each behind its own lock; a thread always
+///   uses the stripe its thread id picks, so two reading threads do not bounce one lock's cache
+///   line between cores. Only a split or merge (rare, on the writer) takes every stripe.
+/// - **Ranges** are read shard after shard in key order. A page is one consistent state: the
+///   writer makes `sequence` odd while it applies a round and even again after, and a reader that
+///   sees it change retries (a seqlock); after `optimisticAttempts` it holds `applyLock`, which
+///   the writer holds while applying.
+/// - `snapshot()` copies every shard's array reference (O(shards)): the arrays are copy-on-write,
+///   so a shard is physically copied only when next written, and then only that shard. This is
+///   what lets a checkpoint start without stopping writers.
+///
+/// Lock order: stripe, then shard; `applyLock` before either. Only the group committer (and
+/// recovery, before the committer starts) calls the mutating methods.
+final class OrderedMap: Sendable {
+    /// A shard splits in two when it would exceed this. Small enough that an insert's memmove
+    /// (20 KB at most) and a shard's copy after a snapshot stay microseconds.
+    static let maxShardEntries = 512
+    /// Shards filled by a bulk load (a sorted checkpoint) hold this many, leaving room for inserts.
+    static let loadedShardEntries = 448
+    static let stripeCount = 16
+    static let optimisticAttempts = 4
+
+    /// One range of keys: its sorted entries.
+    final class Shard: Sendable {
+        let entries: Lock<[MapEntry]>
+        init(_ entries: [MapEntry]) { self.entries = Lock(entries) }
+    }
+
+    /// Shards in key order and their lower bounds: shard i holds keys k with
+    /// lowerBounds[i] <= k < lowerBounds[i+1]. lowerBounds[0] is the empty key (below all).
+    struct Directory: Sendable {
+        var lowerBounds: [Key]
+        var shards: [Shard]
+
+        /// The index of the shard that holds (or would hold) `key`.
+        @inline(__always)
+        func index(of key: Key) -> Int {
+            // The last lower bound <= key: binary search for the first bound > key, minus one.
+            var low = 1
+            var high = lowerBounds.count
+            while low < high {
+                let middle = (low + high) >> 1
+                if lowerBounds[middle].compare(key) <= 0 { low = middle + 1 } else { high = middle }
+            }
+            return low - 1
+        }
+    }
+
+    private final class Stripe: Sendable {
+        let directory: Lock<Directory>
+        init(_ directory: Directory) { self.directory = Lock(directory) }
+    }
+
+    private let stripes: [Stripe]
+    /// The writer's own copy of the directory (the stripes hold the same arrays).
+    private let writerDirectory: Lock<Directory>
+    /// Even while no round is being applied (see the type's comment).
+    private let sequence = Atomic<UInt64>(0)
+    private let applyLock = Lock(())
+    /// Keys and key+value bytes held, and the store revision: kept by the single writer, read by anyone.
+    private let keyCount = Atomic<Int>(0)
+    private let byteCount = Atomic<Int>(0)
+    private let revisionCounter = Atomic<UInt64>(0)
+
+    init() {
+        let directory = Directory(lowerBounds: [Key(bytes: UnsafeRawBufferPointer(start: nil, count: 0))], shards: [Shard([])])
+        stripes = (0..<OrderedMap.stripeCount).map { _ in Stripe(directory) }
+        writerDirectory = Lock(directory)
+    }
+
+    var count: Int { keyCount.load(ordering: .relaxed) }
+    var bytes: Int { byteCount.load(ordering: .relaxed) }
+    /// The revision of the last write applied (0 before any).
+    var revision: UInt64 { revisionCounter.load(ordering: .acquiring) }
+
+    /// The stripe of the calling thread: its pthread id, hashed (thread descriptors are spaced by
+    /// their stacks, so the low bits say little).
+    @inline(__always)
+    private var stripe: Stripe {
+        let id = UInt64(UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))))
+        return stripes[Int(truncatingIfNeeded: (id &* 0x9E37_79B9_7F4A_7C15) >> 60) & (OrderedMap.stripeCount - 1)]
+    }
+
+    // MARK: Point reads
+
+    func get(_ key: Key) -> StoredValue? {
+        entry(key)?.value
+    }
+
+    func entry(_ key: Key) -> MapEntry? {
+        stripe.directory.withLock { directory in
+            directory.shards[directory.index(of: key)].entries.withLock { entries in
+                let (index, found) = OrderedMap.search(entries, key)
+                return found ? entries[index] : nil
+            }
+        }
+    }
+
+    /// The position of `key` in `entries`, or where it would be inserted.
+    @inline(__always)
+    static func search(_ entries: [MapEntry], _ key: Key) -> (index: Int, found: Bool) {
+        var low = 0
+        var high = entries.count
+        while low < high {
+            let middle = (low + high) >> 1
+            let order = entries[middle].key.compare(key)
+            if order == 0 { return (middle, true) }
+            if order < 0 { low = middle + 1 } else { high = middle }
+        }
+        return (low, false)
+    }
+
+    // MARK: Writes (single writer)
+
+    /// Runs `body`, which applies a round's changes and returns the revision of its last write,
+    /// as one step for readers of ranges: they retry (or wait) until it is over, and the store's
+    /// revision moves to what `body` returned at its end.
+    func applying(_ body: () -> UInt64) {
+        applyLock.withLock { _ in
+            sequence.add(1, ordering: .acquiringAndReleasing)
+            let revision = body()
+            revisionCounter.store(revision, ordering: .releasing)
+            sequence.add(1, ordering: .releasing)
+        }
+    }
+
+    /// Sets `key` to `value` at `revision`: a new key is created there, an existing one keeps
+    /// its create revision.
+    func set(_ key: Key, _ value: StoredValue, revision: UInt64) {
+        let (shardIndex, shard) = writerDirectory.withLock { directory in
+            let index = directory.index(of: key)
+            return (index, directory.shards[index])
+        }
+        let (inserted, oldCount, size) = shard.entries.withLock { entries -> (Bool, Int, Int) in
+            let (index, found) = OrderedMap.search(entries, key)
+            if found {
+                let old = entries[index].value.count
+                entries[index].value = value
+                entries[index].modRevision = revision
+                return (false, old, entries.count)
+            }
+            entries.insert(MapEntry(key: key, value: value, createRevision: revision, modRevision: revision), at: index)
+            return (true, 0, entries.count)
+        }
+        if inserted {
+            keyCount.add(1, ordering: .relaxed)
+            byteCount.add(key.count + value.count, ordering: .relaxed)
+            if size > OrderedMap.maxShardEntries { split(shardIndex) }
+        } else {
+            byteCount.add(value.count - oldCount, ordering: .relaxed)
+        }
+    }
+
+    /// Removes `key`, if present.
+    func remove(_ key: Key) {
+        let (shardIndex, shard) = writerDirectory.withLock { directory in
+            let index = directory.index(of: key)
+            return (index, directory.shards[index])
+        }
+        let removed: (Int, Int)? = shard.entries.withLock { entries in
+            let (index, found) = OrderedMap.search(entries, key)
+            guard found else { return nil }
+            let old = entries.remove(at: index)
+            return (old.value.count, entries.count)
+        }
+        guard let (valueCount, remaining) = removed else { return }
+        keyCount.subtract(1, ordering: .relaxed)
+        byteCount.subtract(key.count + valueCount, ordering: .relaxed)
+        if remaining < OrderedMap.maxShardEntries / 8 { mergeIfSmall(shardIndex) }
+    }
+
+    /// Splits shard `index` in two halves (it holds more than `maxShardEntries`).
+    private func split(_ index: Int) {
+        republish { directory in
+            let shard = directory.shards[index]
+            let right: [MapEntry] = shard.entries.withLock { entries in
+                let middle = entries.count / 2
+                var right: [MapEntry] = []
+                right.reserveCapacity(OrderedMap.maxShardEntries)
+                right.append(contentsOf: entries[middle...])
+                var left: [MapEntry] = []
+                left.reserveCapacity(OrderedMap.maxShardEntries)
+                left.append(contentsOf: entries[..<middle])
+                entries = left
+                return right
+            }
+            directory.shards.insert(Shard(right), at: index + 1)
+            directory.lowerBounds.insert(right[0].key, at: index + 1)
+        }
+    }
+
+    /// Joins shard `index` with a neighbour when both together stay at half the maximum or less:
+    /// deletes never leave a directory of near-empty shards.
+    private func mergeIfSmall(_ index: Int) {
+        republish { directory in
+            guard directory.shards.count > 1 else { return }
+            let left = index == directory.shards.count - 1 ? index - 1 : index
+            let leftShard = directory.shards[left]
+            let rightShard = directory.shards[left + 1]
+            let rightEntries = rightShard.entries.withLock { $0 }
+            let merged = leftShard.entries.withLock { entries -> Bool in
+                guard entries.count + rightEntries.count <= OrderedMap.maxShardEntries / 2 else { return false }
+                entries.append(contentsOf: rightEntries)
+                return true
+            }
+            guard merged else { return }
+            // The right shard leaves the directory. Readers reach shards only through a stripe,
+            // and every stripe is held here, so none is inside it.
+            directory.shards.remove(at: left + 1)
+            directory.lowerBounds.remove(at: left + 1)
+        }
+    }
+
+    /// Changes the directory with every stripe held (in order), then gives every stripe the
+    /// new one: no reader is between a stripe and a shard while shards change.
+    private func republish(_ change: (inout Directory) -> Void) {
+        _ = holdingStripes(from: 0) {
+            writerDirectory.withLock { directory in
+                change(&directory)
+                return directory
+            }
+        }
+    }
+
+    /// Holds stripes `from`… (in order) while `body` runs, then stores its directory in each.
+    /// (`Lock` lends its value only inside a closure, so the stripes' closures nest.)
+    private func holdingStripes(from index: Int, _ body: () -> Directory) -> Directory {
+        guard index < stripes.count else { return body() }
+        return stripes[index].directory.withLock { held in
+            let directory = holdingStripes(from: index + 1, body)
+            held = directory
+            return directory
+        }
+    }
+
+    /// Replaces the whole content with `other`'s (a replica installing a snapshot). Single
+    /// writer only; `other` must not be used afterwards (its shards are adopted).
+    func replaceContents(with other: OrderedMap) {
+        let replacement = other.writerDirectory.withLock { $0 }
+        applying {
+            _ = holdingStripes(from: 0) {
+                writerDirectory.withLock { $0 = replacement }
+                return replacement
+            }
+            keyCount.store(other.count, ordering: .relaxed)
+            byteCount.store(other.bytes, ordering: .relaxed)
+            return other.revision
+        }
+    }
+
+    /// A consistent copy of the whole map, if no write runs concurrently (the committer calls it
+    /// between two rounds). O(shards): the arrays are shared until next written.
+    func snapshot() -> MapSnapshot {
+        let shards = writerDirectory.withLock { $0.shards }
+        return MapSnapshot(shards: shards.map { shard in shard.entries.withLock { $0 } }, count: count, revision: revision)
+    }
+
+    // MARK: Loading (recovery, before any reader)
+
+    /// Sets the revision recovery reached (the checkpoint's, then one per replayed record).
+    func setRevision(_ revision: UInt64) {
+        revisionCounter.store(revision, ordering: .releasing)
+    }
+
+    /// Builds a map from entries in strictly ascending key order (a version 3 checkpoint).
+    struct Loader: ~Copyable {
+        private var shards: [Shard] = []
+        private var lowerBounds: [Key] = []
+        private var current: [MapEntry] = []
+        private var count = 0
+        private var bytes = 0
+        private var last: Key?
+
+        init() { current.reserveCapacity(OrderedMap.loadedShardEntries) }
+
+        /// Whether `key` sorts after every key appended so far (the caller refuses the file if not).
+        func follows(_ key: Key) -> Bool {
+            guard let last else { return true }
+            return last.compare(key) < 0
+        }
+
+        mutating func append(_ entry: MapEntry) {
+            current.append(entry)
+            last = entry.key
+            count += 1
+            bytes += entry.key.count + entry.value.count
+            if current.count == OrderedMap.loadedShardEntries { flush() }
+        }
+
+        private mutating func flush() {
+            guard !current.isEmpty else { return }
+            lowerBounds.append(shards.isEmpty ? Key(bytes: UnsafeRawBufferPointer(start: nil, count: 0)) : current[0].key)
+            shards.append(Shard(current))
+            current = []
+            current.reserveCapacity(OrderedMap.loadedShardEntries)
+        }
+
+        consuming func finish(revision: UInt64) -> OrderedMap {
+            flush()
+            let map = OrderedMap()
+            if !shards.isEmpty {
+                let directory = Directory(lowerBounds: lowerBounds, shards: shards)
+                map.writerDirectory.withLock { $0 = directory }
+                for stripe in map.stripes { stripe.directory.withLock { $0 = directory } }
+            }
+            map.keyCount.store(count, ordering: .relaxed)
+            map.byteCount.store(bytes, ordering: .relaxed)
+            map.revisionCounter.store(revision, ordering: .releasing)
+            return map
+        }
+    }
+}
+
+/// A frozen copy of the map, for writing a checkpoint or bootstrapping a replica: the shards in
+/// key order, so a checkpoint lists keys ascending.
+struct MapSnapshot: Sendable {
+    let shards: [[MapEntry]]
+    let count: Int
+    let revision: UInt64
+}
+
+// MARK: Ranges
+
+extension OrderedMap {
+    /// What `range` found: entries in the order asked, whether more lie beyond the last one, and
+    /// the store revision they were read at.
+    struct RangeRead {
+        var entries: [MapEntry]
+        var more: Bool
+        var revision: UInt64
+    }
+
+    /// Up to `limit` entries with `lower <= key < upper` (nil: unbounded), ascending, or
+    /// descending if `reverse`, from one consistent state. `after` continues a listing: only keys
+    /// beyond it in the listing's direction are returned.
+    func range(lower: Key?, upper: Key?, after: Key?, reverse: Bool, limit: Int) -> RangeRead {
+        consistentRead { directory, revision in
+            var entries: [MapEntry] = []
+            entries.reserveCapacity(min(limit, 1024) + 1)
+            if reverse {
+                OrderedMap.collectDescending(directory, lower: lower, upper: upper, before: after, limit: limit + 1, into: &entries)
+            } else {
+                OrderedMap.collectAscending(directory, lower: lower, upper: upper, after: after, limit: limit + 1, into: &entries)
+            }
+            let more = entries.count > limit
+            if more { entries.removeLast() }
+            return RangeRead(entries: entries, more: more, revision: revision)
+        }
+    }
+
+    /// The number of keys with `lower <= key < upper`, and the revision it was counted at.
+    func count(lower: Key?, upper: Key?) -> (count: Int, revision: UInt64) {
+        consistentRead { directory, revision in
+            if lower == nil && upper == nil { return (keyCount.load(ordering: .relaxed), revision) }
+            let first = lower.map { directory.index(of: $0) } ?? 0
+            let last = upper.map { directory.index(of: $0) } ?? directory.shards.count - 1
+            var total = 0
+            for index in first...last {
+                total += directory.shards[index].entries.withLock { entries in
+                    let start = lower.map { OrderedMap.search(entries, $0).index } ?? 0
+                    let end = upper.map { OrderedMap.search(entries, $0).index } ?? entries.count
+                    return max(0, end - start)
+                }
+            }
+            return (total, revision)
+        }
+    }
+
+    /// Runs `body` on the directory so that every shard it reads is in one state: between two
+    /// rounds (see the type's comment). `body` may run more than once; its last result counts.
+    private func consistentRead<R>(_ body: (borrowing Directory, UInt64) -> R) -> R {
+        for _ in 0..<OrderedMap.optimisticAttempts {
+            let before = sequence.load(ordering: .acquiring)
+            guard before & 1 == 0 else { continue }
+            let result = stripe.directory.withLock { directory in
+                body(directory, revisionCounter.load(ordering: .acquiring))
+            }
+            if sequence.load(ordering: .acquiring) == before { return result }
+        }
+        return applyLock.withLock { _ in
+            stripe.directory.withLock { directory in body(directory, revisionCounter.load(ordering: .acquiring)) }
+        }
+    }
+
+    private static func collectAscending(
+        _ directory: borrowing Directory, lower: Key?, upper: Key?, after: Key?, limit: Int, into result: inout [MapEntry]
+    ) {
+        // The first key to consider, and whether it is itself excluded (a cursor).
+        var from = lower
+        var excludeFrom = false
+        if let after, from.map({ after.compare($0) >= 0 }) ?? true {
+            from = after
+            excludeFrom = true
+        }
+        var shardIndex = from.map { directory.index(of: $0) } ?? 0
+        while shardIndex < directory.shards.count && result.count < limit {
+            let finished = directory.shards[shardIndex].entries.withLock { entries -> Bool in
+                var index = 0
+                if let from {
+                    let (position, found) = OrderedMap.search(entries, from)
+                    index = found && excludeFrom ? position + 1 : position
+                }
+                while index < entries.count && result.count < limit {
+                    let entry = entries[index]
+                    if let upper, entry.key.compare(upper) >= 0 { return true }
+                    result.append(entry)
+                    index += 1
+                }
+                return false
+            }
+            if finished { break }
+            from = nil
+            shardIndex += 1
+        }
+    }
+
+    private static func collectDescending(
+        _ directory: borrowing Directory, lower: Key?, upper: Key?, before: Key?, limit: Int, into result: inout [MapEntry]
+    ) {
+        // The exclusive upper end: the range's end, or the cursor if it comes first.
+        var below = upper
+        if let before, below.map({ before.compare($0) < 0 }) ?? true { below = before }
+        var shardIndex = below.map { directory.index(of: $0) } ?? directory.shards.count - 1
+        while shardIndex >= 0 && result.count < limit {
+            let finished = directory.shards[shardIndex].entries.withLock { entries -> Bool in
+                var index = below.map { OrderedMap.search(entries, $0).index } ?? entries.count
+                while index > 0 && result.count < limit {
+                    index -= 1
+                    let entry = entries[index]
+                    if let lower, entry.key.compare(lower) < 0 { return true }
+                    result.append(entry)
+                }
+                return false
+            }
+            if finished { break }
+            below = nil
+            shardIndex -= 1
+        }
+    }
+}

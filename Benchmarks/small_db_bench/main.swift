@@ -7,7 +7,8 @@
 // with 1, 16, 64, 256 concurrent writers, 100-byte values), gets (1 and 2 threads),
 // checkpoint (write latency while a checkpoint of -keys keys runs), open (open time, resident
 // memory and peak resident memory for a -keys checkpoint plus a -keys-record WAL, measured in a
-// fresh child process; -probes runs other builds' probes on the same directory, interleaved).
+// fresh child process; -probes runs other builds' probes on the same directory, interleaved),
+// list (pages from random positions, a whole listing in pages of 1,000, counts, over -keys keys).
 // Never run in CI: the figures depend on the machine; docs/PERFORMANCE.md says how to read them.
 import Foundation
 import GoFlags
@@ -43,6 +44,7 @@ for name in flags.string("case").split(separator: ",").map(String.init) {
     case "gets": results += try await GetBench.run(context)
     case "checkpoint": results += try await CheckpointLatencyBench.run(context)
     case "open": results += try await OpenBench.run(context)
+    case "list": results += try await ListBench.run(context)
     default:
         FileHandle.standardError.write(Data("unknown case \(name)\n".utf8))
         exit(2)

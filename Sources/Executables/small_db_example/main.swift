@@ -33,6 +33,23 @@ func text(_ value: [UInt8]?) -> String {
     return String(validating: value, as: UTF8.self).map { "\"\($0)\"" } ?? "\(value.count) bytes"
 }
 
+/// Adds one to the decimal counter at `key` by compare-and-set: read it with its revision, write
+/// on the condition that it is still at that revision, and read again if another writer won.
+func increment(_ key: Key, in db: Database) async throws(DatabaseError) -> (count: Int, revision: UInt64) {
+    while true {
+        let current = try db.entry(key)
+        let count = current.flatMap { $0.value.flatMap { Int(String(decoding: $0, as: UTF8.self)) } } ?? 0
+        var update = WriteBatch()
+        update.require(key, current.map { .modRevision($0.modRevision) } ?? .absent)
+        update.put(key, Array("\(count + 1)".utf8))
+        do {
+            return (count + 1, try await db.write(update))
+        } catch {
+            guard case .conditionFailed = error else { throw error }  // someone else wrote first
+        }
+    }
+}
+
 var options = DatabaseOptions()
 options.checkpoints.enabled = flags.bool("background")
 options.checkpoints.updates = 200
@@ -58,6 +75,23 @@ do {
     batch.put("alpha", Array("first (again)".utf8))
     try await db.write(batch)
     show("delete and batch")
+
+    print("browsing every key in order, two per page (revision: each write adds one)")
+    var listing = ListOptions(limit: 2)
+    while true {
+        let page = try db.list(.all, listing)
+        for entry in page.entries {
+            print("  \(entry.key) = \(text(entry.value)) (created at \(entry.createRevision), modified at \(entry.modRevision))")
+        }
+        guard let cursor = page.cursor else { break }
+        listing.after = cursor
+    }
+
+    print("compare-and-set: incrementing visits, retrying if another writer got there first")
+    for _ in 0..<3 {
+        let (count, revision) = try await increment("visits", in: db)
+        print("  visits = \(count) at revision \(revision)")
+    }
 
     if flags.bool("background") {
         print("writing 250 more keys so that the background checkpoint (every 200 updates) runs")

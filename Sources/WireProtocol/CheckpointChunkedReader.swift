@@ -76,11 +76,12 @@ public enum CheckpointChunkedReader {
                             ? CheckpointRevisions(create: raw.loadLittleEndianUInt64(at: at + 8), mod: raw.loadLittleEndianUInt64(at: at + 16))
                             : CheckpointRevisions(create: 0, mod: 0))
             }
-            if header.hasRevisions { try revisions.check(index: index, header: header) }
             let keyStart = offset + entryHeaderSize
             guard keyLength <= limit - keyStart, valueLength <= limit - keyStart - keyLength else {
                 throw CheckpointError.truncatedEntry(index: index, offset: offset)
             }
+            // After the bounds, as `CheckpointReader` checks them: both readers give one error.
+            if header.hasRevisions { try revisions.check(index: index, header: header) }
             let entrySize = entryHeaderSize + keyLength + valueLength
             try window.ensure(offset, entrySize)
             guard window.end - offset >= entrySize else {

@@ -58,13 +58,16 @@ final class OrderedMap: Sendable {
         @inline(__always)
         func index(of key: Key) -> Int {
             // The last lower bound <= key: binary search for the first bound > key, minus one.
-            var low = 1
-            var high = lowerBounds.count
-            while low < high {
-                let middle = (low + high) >> 1
-                if lowerBounds[middle].compare(key) <= 0 { low = middle + 1 } else { high = middle }
+            // Through a buffer pointer: an array subscript would copy each probed key.
+            lowerBounds.withUnsafeBufferPointer { bounds in
+                var low = 1
+                var high = bounds.count
+                while low < high {
+                    let middle = (low + high) >> 1
+                    if bounds[middle].compare(key) <= 0 { low = middle + 1 } else { high = middle }
+                }
+                return low - 1
             }
-            return low - 1
         }
     }
 
@@ -121,15 +124,28 @@ final class OrderedMap: Sendable {
     /// The position of `key` in `entries`, or where it would be inserted.
     @inline(__always)
     static func search(_ entries: [MapEntry], _ key: Key) -> (index: Int, found: Bool) {
-        var low = 0
-        var high = entries.count
-        while low < high {
-            let middle = (low + high) >> 1
-            let order = entries[middle].key.compare(key)
-            if order == 0 { return (middle, true) }
-            if order < 0 { low = middle + 1 } else { high = middle }
+        // Through a buffer pointer, comparing each probed key in place: `entries[middle].key`
+        // copied the whole entry, retaining its value, which cost a cache miss on the value's
+        // object at every probe (a third of a get's time, measured with perf).
+        entries.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return (0, false) }
+            var low = 0
+            var high = buffer.count
+            while low < high {
+                let middle = (low + high) >> 1
+                let order = OrderedMap.compareKey(of: base + middle, with: key)
+                if order == 0 { return (middle, true) }
+                if order < 0 { low = middle + 1 } else { high = middle }
+            }
+            return (low, false)
         }
-        return (low, false)
+    }
+
+    /// The order of the entry's key against `key`, reading only the key's bytes in place.
+    @inline(__always)
+    private static func compareKey(of entry: UnsafePointer<MapEntry>, with key: Key) -> Int {
+        let keyOffset = MemoryLayout<MapEntry>.offset(of: \MapEntry.key)!
+        return UnsafeRawPointer(entry).advanced(by: keyOffset).assumingMemoryBound(to: Key.self).pointee.compare(key)
     }
 
     // MARK: Writes (single writer)

@@ -196,6 +196,20 @@ public final class Database: Sendable {
         return ListPage(entries: entries, more: read.more, revision: read.revision)
     }
 
+    /// `list` without copying values: each value is a retained reference to the map's immutable
+    /// bytes (as `storedValue(for:)` returns), for servers that encode a page straight into a
+    /// response and stop it at a size. `options.keysOnly` is ignored. (Without it, a page of 1000
+    /// values of 16 MiB would be copied whole before a byte of it could be encoded.)
+    public func listStored(
+        _ range: KeyRange, _ options: ListOptions = ListOptions()
+    ) throws(DatabaseError) -> (entries: [(key: Key, value: StoredValue, createRevision: UInt64, modRevision: UInt64)], more: Bool, revision: UInt64) {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        guard options.limit >= 1 else { throw .invalidLimit(options.limit) }
+        guard !range.isEmpty else { return ([], false, map.revision) }
+        let read = map.range(lower: range.start, upper: range.end, after: options.after, reverse: options.reverse, limit: options.limit)
+        return (read.entries.map { ($0.key, $0.value, $0.createRevision, $0.modRevision) }, read.more, read.revision)
+    }
+
     /// The number of keys in `range`, and the store revision it was counted at.
     public func count(_ range: KeyRange) throws(DatabaseError) -> (count: Int, revision: UInt64) {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }

@@ -3,6 +3,10 @@ import WireProtocol
 
 /// GET, PUT, DELETE /v1/kv/{key} and POST /v1/checkpoint.
 ///
+/// A GET answers `ETag: "<mod revision>"`; a PUT or DELETE may carry If-Match or If-None-Match
+/// (`ConditionalHeaders`: 412 when it does not hold, `PreconditionAnswer`), and its 200 carries
+/// `X-Revision: <revision>` (a PUT also `ETag`). The bodies are the Go server's, unchanged.
+///
 /// Reads answer on the loop's thread (a shard lock, never the disk). Writes are handed to the
 /// engine with `Database.submit`, which never blocks; the engine calls back once the write is
 /// durable, and the response goes out then: every 200 to a PUT or DELETE is durable.
@@ -35,8 +39,8 @@ struct KeyValueHandlers: Sendable {
                 return responder.send(KeyValueHandlers.failure(.keyTooLarge(size: keyBytes.count, limit: maxKeySize)), route: .kv)
             }
             get(key, keyBytes: keyBytes, responder)
-        case "PUT": put(key, body: request.body, responder)
-        default: delete(key, responder)
+        case "PUT": put(key, request, responder)
+        default: delete(key, request, responder)
         }
     }
 
@@ -46,7 +50,7 @@ struct KeyValueHandlers: Sendable {
 
     private func get(_ key: Key, keyBytes: [UInt8], _ responder: Responder) {
         do {
-            let response: HTTPResponse? = try database.withValue(for: key) { value in
+            let response: HTTPResponse? = try database.withEntry(for: key) { value, modRevision in
                 guard let value else {
                     return .json(status: 404, errorBytes: Array("key not found: ".utf8) + keyBytes)
                 }
@@ -59,7 +63,7 @@ struct KeyValueHandlers: Sendable {
                 Base64.encode(value, to: &body)
                 body.append(contentsOf: Array(#"","encoding":"base64"}"#.utf8))
                 body.append(0x0A)
-                return .json(status: 200, body: body)
+                return .json(status: 200, body: body, headers: [KeyValueHandlers.etag(modRevision)])
             }
             guard let response else { return try streamGet(key, keyBytes: keyBytes, responder) }
             responder.send(response, route: .kv)
@@ -70,23 +74,47 @@ struct KeyValueHandlers: Sendable {
 
     /// A GET of a value over `streamedValueThreshold`: the same answer, byte for byte, sent a
     /// chunk at a time from a reference to the stored bytes. (A second lookup: the key may have
-    /// been written since `withValue`; then this answers with what it finds now, as a GET a
-    /// moment later would.)
+    /// been written since `withEntry`; then this answers with what it finds now, as a GET a
+    /// moment later would. It is a one-key listing, [key, key + 0x00), because that returns the
+    /// stored value with its mod revision from one state: the ETag is that of these bytes.)
     private func streamGet(_ key: Key, keyBytes: [UInt8], _ responder: Responder) throws {
-        guard let value = try database.storedValue(for: key) else {
+        let read = try database.listStored(KeyRange(start: key, end: Key(keyBytes + [0])), ListOptions(limit: 1))
+        guard let entry = read.entries.first else {
             return responder.send(.json(status: 404, errorBytes: Array("key not found: ".utf8) + keyBytes), route: .kv)
         }
+        let value = entry.value
         var bodyStart: [UInt8] = Array(#"{"key":"#.utf8)
         keyBytes.withUnsafeBytes { JSONWriter.appendString($0, to: &bodyStart) }
         bodyStart.append(contentsOf: Array(#","value":""#.utf8))
-        responder.sendStreamed(.json(status: 200, body: []), bodyStart: bodyStart, value: value, route: .kv)
+        responder.sendStreamed(
+            .json(status: 200, body: [], headers: [KeyValueHandlers.etag(entry.modRevision)]), bodyStart: bodyStart, value: value,
+            route: .kv)
     }
 
-    private func put(_ key: Key, body: [UInt8], _ responder: Responder) {
+    /// `"<revision>"`: the strong entity tag of a key last modified at `revision`.
+    static func etag(_ revision: UInt64) -> (name: String, value: String) {
+        ("ETag", "\"" + String(revision) + "\"")
+    }
+
+    /// The condition of a write's If-Match / If-None-Match; nil in `refused` after answering its 400.
+    private func condition(_ request: HTTPRequest, _ responder: Responder, refused: inout Bool) -> WriteCondition? {
+        do {
+            return try ConditionalHeaders.condition(request.headers)
+        } catch {
+            responder.send(.json(status: 400, error: error.message), route: .kv)
+            refused = true
+            return nil
+        }
+    }
+
+    private func put(_ key: Key, _ request: HTTPRequest, _ responder: Responder) {
         if let refusal = role.writeRefusal { return responder.send(KeyValueHandlers.refused(refusal), route: .kv) }
+        var refused = false
+        let condition = condition(request, responder, refused: &refused)
+        if refused { return }
         let decoded: PutRequestBody
         do {
-            decoded = try PutRequestBodyDecoder.decode(body)
+            decoded = try PutRequestBodyDecoder.decode(request.body)
         } catch {
             return responder.send(.json(status: 400, error: "invalid JSON body: \(error)"), route: .kv)
         }
@@ -114,21 +142,26 @@ struct KeyValueHandlers: Sendable {
                 .json(status: 400, error: "unknown encoding \"\(other)\": use base64 (the default) or utf-8"), route: .kv)
         }
         var batch = WriteBatch()
+        if let condition { batch.require(key, condition) }
         batch.put(key, value)
-        submit(batch, responder)
+        submit(batch, key: key, etag: true, responder)
     }
 
-    private func delete(_ key: Key, _ responder: Responder) {
+    private func delete(_ key: Key, _ request: HTTPRequest, _ responder: Responder) {
         if let refusal = role.writeRefusal { return responder.send(KeyValueHandlers.refused(refusal), route: .kv) }
+        var refused = false
+        let condition = condition(request, responder, refused: &refused)
+        if refused { return }
         var batch = WriteBatch()
+        if let condition { batch.require(key, condition) }
         batch.delete(key)
-        submit(batch, responder)
+        submit(batch, key: key, etag: false, responder)
     }
 
     /// A write is checked against the limits at once (a 400 right away), then handed to the
     /// engine at the end of the loop's iteration with the other writes read in it
     /// (`LoopServer.submitQueuedWrites`); it is answered once durable.
-    private func submit(_ batch: WriteBatch, _ responder: Responder) {
+    private func submit(_ batch: WriteBatch, key: Key, etag: Bool, _ responder: Responder) {
         do {
             try database.validate(batch)
         } catch {
@@ -136,7 +169,8 @@ struct KeyValueHandlers: Sendable {
         }
         responder.connection.submitAtIterationEnd(Database.Submission(batch) { result in
             switch result {
-            case .success: responder.sendOK(route: .kv)
+            case .success(let revision): responder.sendWritten(revision: revision, etag: etag, route: .kv)
+            case .failure(.conditionFailed(let failures)): responder.send(PreconditionAnswer.singleKey(failures, key: key), route: .kv)
             case .failure(let error): responder.send(KeyValueHandlers.failure(error), route: .kv)
             }
         })
@@ -153,6 +187,14 @@ struct KeyValueHandlers: Sendable {
     }
 
     static let ok = HTTPResponse.json(status: 200, body: Array("{\"ok\":true}\n".utf8))
+
+    /// `ok` for a write of one key that committed at `revision` (`Responder.sendWritten`).
+    static func written(revision: UInt64, etag: Bool) -> HTTPResponse {
+        var response = ok
+        if etag { response.headers.append(KeyValueHandlers.etag(revision)) }
+        response.headers.append(("X-Revision", String(revision)))
+        return response
+    }
     static let readOnly = refused(.backup)
 
     /// The answer to a write the role refuses: 403 on a backup or a fenced primary, 503 while no
@@ -161,14 +203,16 @@ struct KeyValueHandlers: Sendable {
         .json(status: refusal.httpStatus, error: refusal.description)
     }
 
-    /// The status for an engine error: the client's fault (limits) is 400, a backup 403, the
+    /// The status for an engine error: the client's fault (limits) is 400, a failed condition
+    /// 412 (the single-key routes answer theirs before this, naming the key), a backup 403, the
     /// errors of opening a directory (which a running server does not expect) 500, and everything
     /// else 503: an engine that cannot write (closed, an I/O failure now or earlier) and any error
     /// this switch does not name, such as a write that is durable here but that the backup did not
     /// confirm under -repl-sync=required (`.notReplicated` → 503, through `default`).
     static func failure(_ error: DatabaseError) -> HTTPResponse {
         switch error {
-        case .emptyKey, .keyTooLarge, .valueTooLarge, .batchTooLarge: .json(status: 400, error: error.description)
+        case .emptyKey, .keyTooLarge, .valueTooLarge, .batchTooLarge, .invalidLimit: .json(status: 400, error: error.description)
+        case .conditionFailed(let failures): PreconditionAnswer.transaction(failures)
         case .readOnly: readOnly
         case .directoryMissing, .directoryLocked, .corruptLog, .corruptCheckpoint, .inconsistentDirectory:
             .json(status: 500, error: error.description)

@@ -6,14 +6,17 @@ import WireProtocol
 ///     GET|HEAD        /v1/health        {"ok":true}
 ///     GET|HEAD        /v1/role          {"role":"primary"|"backup","writable":true|false}
 ///     GET|HEAD        /v1/writable      200 {"writable":true}; 503 {"writable":false,"error":…}
-///     GET|HEAD|PUT|DELETE /v1/kv/{key}  the key is the percent-decoded rest of the path, as bytes
+///     GET|HEAD|PUT|DELETE /v1/kv/{key}  the key is the percent-decoded rest of the path, as bytes;
+///                                       GET answers ETag, PUT/DELETE take If-Match/If-None-Match
+///     GET|HEAD        /v1/kv?…          a page of keys in order, or their count (ListHandler)
+///     POST            /v1/txn           conditions, puts and deletes, all or nothing (TransactionHandler)
 ///     POST            /v1/checkpoint    {"ok":true} once the checkpoint is durable
 ///     POST            /v1/promote       {"role":"primary","epoch":N}; 409 {"error":…} if refused
 ///     GET|HEAD        /v1/replication   the replication figures (ReplicationStatus), or
 ///                                       {"role":"primary","replication":"off"} without replication
 ///     GET|HEAD        /metrics          Prometheus text
 ///
-/// PUT, DELETE and POST /v1/checkpoint are refused while `role.writeRefusal` says so (403 or 503);
+/// PUT, DELETE, POST /v1/txn and POST /v1/checkpoint are refused while `role.writeRefusal` says so (403 or 503);
 /// `writable` in /v1/role and /v1/replication, and /v1/writable's status, say the same (a fenced
 /// primary still says "primary", as the Go server would, but not writable).
 /// Wrong method: 405 with Allow. Unknown path: 404. With an auth token configured, every route
@@ -27,6 +30,8 @@ struct Router: Sendable {
     let authToken: [UInt8]?
     let metrics: ServerMetrics
     let kv: KeyValueHandlers
+    let list: ListHandler
+    let transaction: TransactionHandler
     let replication: ReplicationHandlers
 
     init(database: Database, role: any ServerRole, configuration: HTTPServerConfiguration, metrics: ServerMetrics) {
@@ -35,6 +40,8 @@ struct Router: Sendable {
         self.authToken = configuration.authToken
         self.metrics = metrics
         self.kv = KeyValueHandlers(database: database, role: role)
+        self.list = ListHandler(database: database)
+        self.transaction = TransactionHandler(database: database, role: role)
         self.replication = ReplicationHandlers(role: role)
     }
 
@@ -57,6 +64,10 @@ struct Router: Sendable {
         let route: RouteName
         if path.starts(with: Router.kvPrefix) {
             route = .kv
+        } else if path.elementsEqual("/v1/kv".utf8) {
+            route = .kvList
+        } else if path.elementsEqual("/v1/txn".utf8) {
+            route = .txn
         } else if path.elementsEqual("/v1/role".utf8) {
             route = .role
         } else if path.elementsEqual("/v1/checkpoint".utf8) {
@@ -79,6 +90,12 @@ struct Router: Sendable {
         case .kv:
             guard allow(request, Router.keyMethods, allowHeader: "GET, PUT, DELETE", route: .kv, responder) else { return }
             kv.handle(request, key: path.dropFirst(Router.kvPrefix.count), responder)
+        case .kvList:
+            guard allow(request, Router.readMethods, route: .kvList, responder) else { return }
+            list.handle(request, responder)
+        case .txn:
+            guard allow(request, Router.postMethod, route: .txn, responder) else { return }
+            transaction.handle(request, responder)
         case .role:
             guard allow(request, Router.readMethods, route: .role, responder) else { return }
             var body = Array(#"{"role":"#.utf8)

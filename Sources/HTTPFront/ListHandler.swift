@@ -24,9 +24,14 @@ struct ListHandler: Sendable {
     /// reading requests (`HTTPConnection`'s back-pressure), so one page is about one such budget.
     static let maxPageBodyBytes = 4 << 20
 
+    /// What the items may take: the bound less room for the page's end (count, more, a token
+    /// of the longest key, revision), so that a whole page of several items fits the bound.
+    let itemBudget: Int
+
     init(database: Database) {
         self.database = database
         self.maxKeySize = database.options.limits.maxKeySize
+        self.itemBudget = ListHandler.maxPageBodyBytes - 160 - Base64.encodedCount(of: maxKeySize + 2)
     }
 
     func handle(_ request: HTTPRequest, _ responder: Responder) {
@@ -76,7 +81,7 @@ struct ListHandler: Sendable {
                 // Checked before encoding with what is known exactly (the value's base64), and
                 // after it with the key's escaped length too.
                 let valueBytes = query.keysOnly ? 0 : Base64.encodedCount(of: entry.value.count)
-                if itemStart + 96 + entry.key.count + valueBytes > ListHandler.maxPageBodyBytes {
+                if itemStart + 96 + entry.key.count + valueBytes > itemBudget {
                     stoppedEarly = true
                     break
                 }
@@ -94,7 +99,7 @@ struct ListHandler: Sendable {
             body.append(contentsOf: ListHandler.modRevisionName)
             DecimalText.append(entry.modRevision, to: &body)
             body.append(UInt8(ascii: "}"))
-            if count > 0, body.count > ListHandler.maxPageBodyBytes {
+            if count > 0, body.count > itemBudget {
                 body.removeSubrange(itemStart...)
                 stoppedEarly = true
                 break

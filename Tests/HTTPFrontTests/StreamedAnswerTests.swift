@@ -29,11 +29,14 @@ struct StreamedAnswerTests {
     /// The answer to a GET (or the head alone, for a HEAD) of `key` holding `value`, encoded
     /// whole, as the server built every GET answer before streaming: the JSON body (key escaped
     /// by JSONWriter, value in base64 by Foundation), framed by HTTPResponseEncoder.
-    static func wholeAnswer(key: [UInt8], value: [UInt8], head: Bool = false, close: Bool = false, http10KeepAlive: Bool = false) -> [UInt8] {
+    /// `modRevision` is the key's, which the answer carries as its ETag.
+    static func wholeAnswer(
+        key: [UInt8], value: [UInt8], modRevision: UInt64, head: Bool = false, close: Bool = false, http10KeepAlive: Bool = false
+    ) -> [UInt8] {
         var body: [UInt8] = Array(#"{"key":"#.utf8)
         key.withUnsafeBytes { JSONWriter.appendString($0, to: &body) }
         body += Array(#","value":""#.utf8) + Array(base64(value).utf8) + Array(#"","encoding":"base64"}"#.utf8) + [0x0A]
-        var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
+        var headers: [(name: String, value: String)] = [("Content-Type", "application/json"), ("ETag", "\"\(modRevision)\"")]
         if http10KeepAlive { headers.append(("Connection", "keep-alive")) }
         var bytes: [UInt8] = []
         HTTPResponseEncoder.encode(HTTPResponse(status: 200, headers: headers, body: body), headOnly: head, closeConnection: close, to: &bytes)
@@ -71,11 +74,12 @@ struct StreamedAnswerTests {
             var expected: [UInt8] = []
             func get(_ index: Int, head: Bool = false) {
                 requests += RawRequest.make(head ? "HEAD" : "GET", StreamedAnswerTests.target(keys[index]))
-                expected += StreamedAnswerTests.wholeAnswer(key: keys[index], value: values[index], head: head)
+                // The keys were put one by one, in order, from revision 1.
+                expected += StreamedAnswerTests.wholeAnswer(key: keys[index], value: values[index], modRevision: UInt64(index + 1), head: head)
             }
             get(0); get(1); get(4); get(1, head: true); get(2); get(3); get(0); get(3); get(1, head: true)
             requests += RawRequest.make("GET", "/v1/kv/text")
-            expected += StreamedAnswerTests.wholeAnswer(key: textKey, value: Array(text.utf8))
+            expected += StreamedAnswerTests.wholeAnswer(key: textKey, value: Array(text.utf8), modRevision: UInt64(keys.count + 1))
             requests += RawRequest.make("GET", "/v1/kv/missing")
             var missing: [UInt8] = []
             HTTPResponseEncoder.encode(
@@ -83,9 +87,9 @@ struct StreamedAnswerTests {
                 headOnly: false, closeConnection: false, to: &missing)
             expected += missing
             requests += RawRequest.make("GET", StreamedAnswerTests.target(keys[1]), headers: ["Connection: keep-alive"], version: "HTTP/1.0")
-            expected += StreamedAnswerTests.wholeAnswer(key: keys[1], value: values[1], http10KeepAlive: true)
+            expected += StreamedAnswerTests.wholeAnswer(key: keys[1], value: values[1], modRevision: 2, http10KeepAlive: true)
             requests += RawRequest.make("GET", StreamedAnswerTests.target(keys[3]), headers: ["Connection: close"])
-            expected += StreamedAnswerTests.wholeAnswer(key: keys[3], value: values[3], close: true)
+            expected += StreamedAnswerTests.wholeAnswer(key: keys[3], value: values[3], modRevision: 4, close: true)
 
             let client = try server.connect()
             try client.send(requests)

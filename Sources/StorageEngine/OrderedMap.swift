@@ -44,8 +44,9 @@ final class OrderedMap: Sendable {
 
     /// One range of keys: its sorted entries.
     final class Shard: Sendable {
-        let entries: Lock<[MapEntry]>
-        init(_ entries: [MapEntry]) { self.entries = Lock(entries) }
+        let contents: Lock<ShardContents>
+        init(_ contents: ShardContents) { self.contents = Lock(contents) }
+        convenience init(_ entries: [MapEntry]) { self.init(ShardContents(entries)) }
     }
 
     /// Shards in key order and their lower bounds: shard i holds keys k with
@@ -114,9 +115,8 @@ final class OrderedMap: Sendable {
 
     func entry(_ key: Key) -> MapEntry? {
         stripe.directory.withLock { directory in
-            directory.shards[directory.index(of: key)].entries.withLock { entries in
-                let (index, found) = OrderedMap.search(entries, key)
-                return found ? entries[index] : nil
+            directory.shards[directory.index(of: key)].contents.withLock { contents in
+                contents.find(key).map { contents.entries[$0] }
             }
         }
     }
@@ -169,16 +169,15 @@ final class OrderedMap: Sendable {
             let index = directory.index(of: key)
             return (index, directory.shards[index])
         }
-        let (inserted, oldCount, size) = shard.entries.withLock { entries -> (Bool, Int, Int) in
-            let (index, found) = OrderedMap.search(entries, key)
-            if found {
-                let old = entries[index].value.count
-                entries[index].value = value
-                entries[index].modRevision = revision
-                return (false, old, entries.count)
+        let (inserted, oldCount, size) = shard.contents.withLock { contents -> (Bool, Int, Int) in
+            if let position = contents.find(key) {
+                let old = contents.entries[position].value.count
+                contents.update(at: position, value: value, revision: revision)
+                return (false, old, contents.count)
             }
-            entries.insert(MapEntry(key: key, value: value, createRevision: revision, modRevision: revision), at: index)
-            return (true, 0, entries.count)
+            let position = contents.search(key).index
+            contents.insert(MapEntry(key: key, value: value, createRevision: revision, modRevision: revision), at: position)
+            return (true, 0, contents.count)
         }
         if inserted {
             keyCount.add(1, ordering: .relaxed)
@@ -195,11 +194,10 @@ final class OrderedMap: Sendable {
             let index = directory.index(of: key)
             return (index, directory.shards[index])
         }
-        let removed: (Int, Int)? = shard.entries.withLock { entries in
-            let (index, found) = OrderedMap.search(entries, key)
-            guard found else { return nil }
-            let old = entries.remove(at: index)
-            return (old.value.count, entries.count)
+        let removed: (Int, Int)? = shard.contents.withLock { contents in
+            guard let position = contents.find(key) else { return nil }
+            let old = contents.remove(at: position)
+            return (old.value.count, contents.count)
         }
         guard let (valueCount, remaining) = removed else { return }
         keyCount.subtract(1, ordering: .relaxed)
@@ -211,19 +209,9 @@ final class OrderedMap: Sendable {
     private func split(_ index: Int) {
         republish { directory in
             let shard = directory.shards[index]
-            let right: [MapEntry] = shard.entries.withLock { entries in
-                let middle = entries.count / 2
-                var right: [MapEntry] = []
-                right.reserveCapacity(OrderedMap.maxShardEntries)
-                right.append(contentsOf: entries[middle...])
-                var left: [MapEntry] = []
-                left.reserveCapacity(OrderedMap.maxShardEntries)
-                left.append(contentsOf: entries[..<middle])
-                entries = left
-                return right
-            }
+            let right = shard.contents.withLock { $0.splitOffUpperHalf() }
             directory.shards.insert(Shard(right), at: index + 1)
-            directory.lowerBounds.insert(right[0].key, at: index + 1)
+            directory.lowerBounds.insert(right.entries[0].key, at: index + 1)
         }
     }
 
@@ -235,10 +223,10 @@ final class OrderedMap: Sendable {
             let left = index == directory.shards.count - 1 ? index - 1 : index
             let leftShard = directory.shards[left]
             let rightShard = directory.shards[left + 1]
-            let rightEntries = rightShard.entries.withLock { $0 }
-            let merged = leftShard.entries.withLock { entries -> Bool in
-                guard entries.count + rightEntries.count <= OrderedMap.maxShardEntries / 2 else { return false }
-                entries.append(contentsOf: rightEntries)
+            let rightContents = rightShard.contents.withLock { $0 }
+            let merged = leftShard.contents.withLock { contents -> Bool in
+                guard contents.count + rightContents.count <= OrderedMap.maxShardEntries / 2 else { return false }
+                contents.append(rightContents)
                 return true
             }
             guard merged else { return }
@@ -290,7 +278,7 @@ final class OrderedMap: Sendable {
     /// between two rounds). O(shards): the arrays are shared until next written.
     func snapshot() -> MapSnapshot {
         let shards = writerDirectory.withLock { $0.shards }
-        return MapSnapshot(shards: shards.map { shard in shard.entries.withLock { $0 } }, count: count, revision: revision)
+        return MapSnapshot(shards: shards.map { shard in shard.contents.withLock { $0.entries } }, count: count, revision: revision)
     }
 
     // MARK: Loading (recovery, before any reader)
@@ -394,7 +382,8 @@ extension OrderedMap {
             let last = upper.map { directory.index(of: $0) } ?? directory.shards.count - 1
             var total = 0
             for index in first...last {
-                total += directory.shards[index].entries.withLock { entries in
+                total += directory.shards[index].contents.withLock { contents in
+                    let entries = contents.entries
                     let start = lower.map { OrderedMap.search(entries, $0).index } ?? 0
                     let end = upper.map { OrderedMap.search(entries, $0).index } ?? entries.count
                     return max(0, end - start)
@@ -432,7 +421,8 @@ extension OrderedMap {
         }
         var shardIndex = from.map { directory.index(of: $0) } ?? 0
         while shardIndex < directory.shards.count && result.count < limit {
-            let finished = directory.shards[shardIndex].entries.withLock { entries -> Bool in
+            let finished = directory.shards[shardIndex].contents.withLock { contents -> Bool in
+                let entries = contents.entries
                 var index = 0
                 if let from {
                     let (position, found) = OrderedMap.search(entries, from)
@@ -460,7 +450,8 @@ extension OrderedMap {
         if let before, below.map({ before.compare($0) < 0 }) ?? true { below = before }
         var shardIndex = below.map { directory.index(of: $0) } ?? directory.shards.count - 1
         while shardIndex >= 0 && result.count < limit {
-            let finished = directory.shards[shardIndex].entries.withLock { entries -> Bool in
+            let finished = directory.shards[shardIndex].contents.withLock { contents -> Bool in
+                let entries = contents.entries
                 var index = below.map { OrderedMap.search(entries, $0).index } ?? entries.count
                 while index > 0 && result.count < limit {
                     index -= 1

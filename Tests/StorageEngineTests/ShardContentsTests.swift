@@ -1,0 +1,71 @@
+import Testing
+@testable import StorageEngine
+
+/// The shard's hash index of positions (`ShardContents`) against a sorted model, through random
+/// inserts and removes at every position, splits and merges: every present key is found at its
+/// position, absent keys are not found, and the full invariant check holds.
+@Suite("Shard contents: the hash index of positions")
+struct ShardContentsTests {
+    private func entry(_ key: Key, _ revision: UInt64) -> MapEntry {
+        MapEntry(key: key, value: StoredValue([UInt8(truncatingIfNeeded: revision)]), createRevision: revision, modRevision: revision)
+    }
+
+    private func expectMatches(_ contents: ShardContents, _ model: [Key], absent: [Key], _ context: String) {
+        #expect(contents.entries.map(\.key) == model, "\(context): order")
+        for (position, key) in model.enumerated() {
+            #expect(contents.find(key) == position, "\(context): \(key)")
+        }
+        for key in absent where !model.contains(key) {
+            #expect(contents.find(key) == nil, "\(context): \(key) found but absent")
+        }
+        contents.checkInvariants(full: true)
+    }
+
+    @Test func randomInsertsAndRemovesKeepEveryPositionReachable() {
+        var generator = SystemRandomNumberGenerator()
+        for trial in 0..<20 {
+            var contents = ShardContents([])
+            var model: [Key] = []
+            let universe = (0..<2000).map { Key("k\($0)") }
+            for step in 0..<1500 {
+                let key = universe.randomElement(using: &generator)!
+                if let position = contents.find(key) {
+                    _ = contents.remove(at: position)
+                    model.removeAll { $0 == key }
+                } else if contents.count < OrderedMap.maxShardEntries {
+                    contents.insert(entry(key, UInt64(step + 1)), at: contents.search(key).index)
+                    model.append(key)
+                    model.sort()
+                }
+                if step % 100 == 99 { expectMatches(contents, model, absent: Array(universe.prefix(50)), "trial \(trial), step \(step)") }
+            }
+            // Split and merge back.
+            let right = contents.splitOffUpperHalf()
+            let middle = model.count / 2
+            expectMatches(contents, Array(model[..<middle]), absent: [], "left half")
+            expectMatches(right, Array(model[middle...]), absent: [], "right half")
+            contents.append(right)
+            expectMatches(contents, model, absent: Array(universe.suffix(50)), "merged")
+        }
+    }
+
+    /// Keys whose home slots collide (one key's probe run wraps past the last slot): removal's
+    /// backward shift must keep the wrapped members reachable.
+    @Test func aFullShardOfCollidingKeysStaysReachableThroughRemovals() {
+        var contents = ShardContents([])
+        var model: [Key] = []
+        for index in 0..<(OrderedMap.maxShardEntries + 1) {
+            let key = Key("collide-\(index)")
+            contents.insert(entry(key, UInt64(index + 1)), at: contents.search(key).index)
+            model.append(key)
+        }
+        model.sort()
+        expectMatches(contents, model, absent: [Key("missing")], "full")
+        while !model.isEmpty {
+            let key = model.remove(at: model.count / 3)
+            _ = contents.remove(at: contents.find(key)!)
+            if model.count % 64 == 0 { expectMatches(contents, model, absent: [key], "\(model.count) left") }
+        }
+        #expect(contents.count == 0)
+    }
+}

@@ -135,7 +135,7 @@ public final class Database: Sendable {
     public func get(_ key: Key) throws(DatabaseError) -> [UInt8]? {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }
         counters.gets.add(1, ordering: .relaxed)
-        return map.get(key)?.bytes
+        return map.withEntry(key) { entry in entry?.value.bytes }
     }
 
     /// Calls `body` with the value of `key` (nil if missing) without copying it: for servers that

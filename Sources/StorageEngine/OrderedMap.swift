@@ -114,9 +114,18 @@ final class OrderedMap: Sendable {
     }
 
     func entry(_ key: Key) -> MapEntry? {
+        withEntry(key) { $0 }
+    }
+
+    /// Calls `body` with `key`'s entry (nil if absent) while its shard is locked: a reader that
+    /// copies the value's bytes there needs no retain of the value (an atomic increment and
+    /// decrement per get).
+    @inline(__always)
+    func withEntry<R: Sendable>(_ key: Key, _ body: (borrowing MapEntry?) -> R) -> R {
         stripe.directory.withLock { directory in
             directory.shards[directory.index(of: key)].contents.withLock { contents in
-                contents.find(key).map { contents.entries[$0] }
+                guard let position = contents.find(key) else { return body(nil) }
+                return contents.entries.withUnsafeBufferPointer { entries in body(entries[position]) }
             }
         }
     }
@@ -169,20 +178,26 @@ final class OrderedMap: Sendable {
             let index = directory.index(of: key)
             return (index, directory.shards[index])
         }
-        let (inserted, oldCount, size) = shard.contents.withLock { contents -> (Bool, Int, Int) in
+        let (inserted, oldCount, size, position) = shard.contents.withLock { contents -> (Bool, Int, Int, Int) in
             if let position = contents.find(key) {
                 let old = contents.entries[position].value.count
                 contents.update(at: position, value: value, revision: revision)
-                return (false, old, contents.count)
+                return (false, old, contents.count, position)
             }
             let position = contents.search(key).index
             contents.insert(MapEntry(key: key, value: value, createRevision: revision, modRevision: revision), at: position)
-            return (true, 0, contents.count)
+            return (true, 0, contents.count, position)
         }
         if inserted {
             keyCount.add(1, ordering: .relaxed)
             byteCount.add(key.count + value.count, ordering: .relaxed)
-            if size > OrderedMap.maxShardEntries { split(shardIndex) }
+            if size > OrderedMap.maxShardEntries {
+                // Keys written in ascending (or descending) order land at a shard's end: split
+                // there, leaving a full shard behind, as B-trees do, instead of two half-empty
+                // ones forever (an ascending load would otherwise fill shards to half).
+                let at = position == size - 1 ? size - 1 : (position == 0 ? 1 : size / 2)
+                split(shardIndex, at: at)
+            }
         } else {
             byteCount.add(value.count - oldCount, ordering: .relaxed)
         }
@@ -205,11 +220,11 @@ final class OrderedMap: Sendable {
         if remaining < OrderedMap.maxShardEntries / 8 { mergeIfSmall(shardIndex) }
     }
 
-    /// Splits shard `index` in two halves (it holds more than `maxShardEntries`).
-    private func split(_ index: Int) {
+    /// Splits shard `index` (it holds more than `maxShardEntries`) before position `at`.
+    private func split(_ index: Int, at: Int) {
         republish { directory in
             let shard = directory.shards[index]
-            let right = shard.contents.withLock { $0.splitOffUpperHalf() }
+            let right = shard.contents.withLock { $0.splitOff(from: at) }
             directory.shards.insert(Shard(right), at: index + 1)
             directory.lowerBounds.insert(right.entries[0].key, at: index + 1)
         }

@@ -109,7 +109,13 @@ struct ShardContents: Sendable {
 
     /// Moves the upper half of the entries to a new shard's contents and returns them.
     mutating func splitOffUpperHalf() -> ShardContents {
-        let middle = entries.count / 2
+        splitOff(from: entries.count / 2)
+    }
+
+    /// Moves the entries from position `middle` on (0 < middle < count) to a new shard's
+    /// contents and returns them.
+    mutating func splitOff(from middle: Int) -> ShardContents {
+        precondition(middle > 0 && middle < entries.count, "a split at \(middle) of \(entries.count)")
         var right: [MapEntry] = []
         right.reserveCapacity(OrderedMap.maxShardEntries)
         right.append(contentsOf: entries[middle...])

@@ -69,9 +69,7 @@ struct ShardContents: Sendable {
         entries.insert(entry, at: position)
         // Every position from `position` on moved up by one.
         let moved = UInt16(position + 1)
-        slots.withUnsafeMutableBufferPointer { slots in
-            for slot in slots.indices where slots[slot] >= moved { slots[slot] += 1 }
-        }
+        shiftSlots(from: moved, by: 1)
         var slot = ShardContents.home(of: entry.key)
         while slots[slot] != 0 { slot = (slot + 1) & ShardContents.slotMask }
         slots[slot] = moved
@@ -100,11 +98,24 @@ struct ShardContents: Sendable {
         }
         slots[hole] = 0
         let removed = entries.remove(at: position)
-        slots.withUnsafeMutableBufferPointer { slots in
-            for slot in slots.indices where slots[slot] > value { slots[slot] -= 1 }
-        }
+        shiftSlots(from: value + 1, by: -1)
         checkInvariants()
         return removed
+    }
+
+    /// Adds `delta` (1 or −1) to every slot holding `threshold` or more (positions that moved).
+    /// Written as a select with wrapping arithmetic so that the compiler vectorizes it: a loop
+    /// with a branch and a checked add per slot was a fifth of the committer's time at 256
+    /// writers (perf), and `SIMD.replacing(with:where:)` compiled to a lane-by-lane loop. Empty
+    /// slots (0) are below any threshold and stay empty.
+    private mutating func shiftSlots(from threshold: UInt16, by delta: Int) {
+        let step: UInt16 = delta > 0 ? 1 : UInt16.max  // + 1, or − 1 in wrapping arithmetic
+        slots.withUnsafeMutableBufferPointer { slots in
+            for index in 0..<slots.count {
+                let value = slots[index]
+                slots[index] = value >= threshold ? value &+ step : value
+            }
+        }
     }
 
     /// Moves the upper half of the entries to a new shard's contents and returns them.

@@ -254,12 +254,31 @@ private func checkpointInvariantViolations(_ bytes: [UInt8]) -> [String] {
 /// Offsets of the length fields of a checkpoint: the count, and each entry's key and value length.
 private func checkpointLengthFields(_ entries: [CheckpointEntry], version: UInt32) -> [Int] {
     var fields = [20, 24]
-    var offset = version == 2 ? 28 : 24
+    var offset = version == 3 ? 36 : (version == 2 ? 28 : 24)
     for entry in entries {
         fields += [offset, offset + 4]
-        offset += 8 + entry.key.count + entry.value.count
+        if version == 3 { fields += [offset + 8, offset + 16] }  // the revisions
+        offset += (version == 3 ? 24 : 8) + entry.key.count + entry.value.count
     }
     return fields
+}
+
+/// A version 3 checkpoint of `entries` (sorted and made unique, as the format requires), with
+/// revisions between 1 and the store's revision 9.
+private func revisedCheckpoint(generation: UInt64, entries: [CheckpointEntry]) -> (bytes: [UInt8], entries: [CheckpointEntry]) {
+    var unique: [CheckpointEntry] = []
+    for entry in entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) where unique.last?.key != entry.key {
+        unique.append(entry)
+    }
+    var writer = CheckpointWriter(generation: generation, entryCount: UInt64(unique.count), revision: 9)
+    for (index, entry) in unique.enumerated() {
+        entry.key.withUnsafeBytes { key in
+            entry.value.withUnsafeBytes { value in
+                writer.append(key: key, value: value, revisions: CheckpointRevisions(create: UInt64(1 + index % 4), mod: UInt64(5 + index % 5)))
+            }
+        }
+    }
+    return (writer.takeBuffered() + writer.finish(), unique)
 }
 
 @Suite("Robustness: checkpoints")
@@ -285,18 +304,22 @@ struct CheckpointRobustnessTests {
         }
     }
 
-    @Test("randomly damaged checkpoints of both versions never trap; damaged version 2 files are always refused", arguments: [UInt64(0x5EED_0111), 0x5EED_0112])
+    @Test("randomly damaged checkpoints of every version never trap; damaged version 2 and 3 files are always refused", arguments: [UInt64(0x5EED_0111), 0x5EED_0112])
     func damagedCheckpoints(seed: UInt64) {
         var random = SplitMix64(seed: seed)
         for trial in 0..<1500 {
             let entries = (0..<Int.random(in: 0...6, using: &random)).map { _ in
                 CheckpointEntry(random.interestingBytes(maxCount: 8), random.interestingBytes(maxCount: 24))
             }
-            let version: UInt32 = Bool.random(using: &random) ? 2 : 1
-            let original = version == 2
-                ? writeCheckpoint(generation: random.next(), entries: entries)
-                : handBuiltV1Checkpoint(generation: random.next(), entries: entries)
-            let fields = checkpointLengthFields(entries, version: version)
+            let version = UInt32.random(in: 1...3, using: &random)
+            var written = entries
+            let original: [UInt8]
+            switch version {
+            case 3: (original, written) = revisedCheckpoint(generation: random.next(), entries: entries)
+            case 2: original = writeCheckpoint(generation: random.next(), entries: entries)
+            default: original = handBuiltV1Checkpoint(generation: random.next(), entries: entries)
+            }
+            let fields = checkpointLengthFields(written, version: version)
             var bytes = original
             var steps: [String] = []
             for _ in 0..<Int.random(in: 1...3, using: &random) {
@@ -304,7 +327,7 @@ struct CheckpointRobustnessTests {
             }
             let problems = checkpointInvariantViolations(bytes)
             #expect(problems.isEmpty, "seed \(seed), trial \(trial), v\(version), \(steps): \(problems)")
-            if version == 2 && bytes != original {
+            if version >= 2 && bytes != original {
                 #expect(throws: CheckpointError.self, "seed \(seed), trial \(trial), \(steps) loaded silently") {
                     try CheckpointReader.readAll(bytes)
                 }

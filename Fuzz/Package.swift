@@ -14,6 +14,7 @@ let fuzzTargets = [
     "fuzz_checkpoint_roundtrip",
     "fuzz_http_request",
     "fuzz_json_body",
+    "fuzz_txn_body",
     "fuzz_base64",
     "fuzz_percent_decoding",
     "fuzz_repl_frame_to_primary",

@@ -143,6 +143,23 @@ public struct Key: Sendable, Hashable, Comparable {
         }
     }
 
+    /// The key's first 16 bytes, zero-padded, as two big-endian words: when two keys' prefixes
+    /// differ, they order the keys as `compare` does (a key that ends early pads with zeros, and
+    /// a zero pad sorts below any byte but zero, which makes the prefixes equal); when they are
+    /// equal, only `compare` can tell. For searches over many keys that rarely share 16 bytes.
+    @inlinable
+    var sortPrefix: KeyPrefix {
+        switch storage {
+        case .inline(let inline):
+            let (word0, word1) = inline.words
+            return KeyPrefix(high: word0.bigEndian, low: word1.bigEndian & ~0xFF)  // the 16th byte is the length
+        case .heap(let heap):
+            return heap.bytes.withUnsafeBytes { raw in
+                KeyPrefix(high: raw.loadUnaligned(as: UInt64.self).bigEndian, low: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self).bigEndian)
+            }
+        }
+    }
+
     /// memcmp, reachable from inlinable code.
     @usableFromInline
     static func compareBytes(_ left: UnsafeRawPointer, _ right: UnsafeRawPointer, _ count: Int) -> Int32 {
@@ -171,6 +188,27 @@ public struct Key: Sendable, Hashable, Comparable {
             bytes.removeLast()
         }
         return nil
+    }
+}
+
+/// A key's first 16 bytes as two big-endian words (`Key.sortPrefix`).
+@usableFromInline
+struct KeyPrefix: Sendable, Equatable {
+    @usableFromInline var high: UInt64
+    @usableFromInline var low: UInt64
+
+    @inlinable
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// -1, 0 or 1 (0: equal prefixes, which decides nothing about the keys).
+    @inlinable
+    func compare(_ other: KeyPrefix) -> Int {
+        if high != other.high { return high < other.high ? -1 : 1 }
+        if low != other.low { return low < other.low ? -1 : 1 }
+        return 0
     }
 }
 

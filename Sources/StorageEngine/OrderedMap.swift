@@ -51,23 +51,49 @@ final class OrderedMap: Sendable {
 
     /// Shards in key order and their lower bounds: shard i holds keys k with
     /// lowerBounds[i] <= k < lowerBounds[i+1]. lowerBounds[0] is the empty key (below all).
+    /// `prefixes[i]` is `lowerBounds[i].sortPrefix`: the search compares two words per probe and
+    /// looks at the keys only when the prefixes are equal.
     struct Directory: Sendable {
-        var lowerBounds: [Key]
+        private(set) var lowerBounds: [Key]
+        private var prefixes: [KeyPrefix]
         var shards: [Shard]
+
+        init(lowerBounds: [Key], shards: [Shard]) {
+            self.lowerBounds = lowerBounds
+            self.prefixes = lowerBounds.map(\.sortPrefix)
+            self.shards = shards
+        }
+
+        mutating func insert(_ shard: Shard, lowerBound: Key, at index: Int) {
+            shards.insert(shard, at: index)
+            lowerBounds.insert(lowerBound, at: index)
+            prefixes.insert(lowerBound.sortPrefix, at: index)
+        }
+
+        mutating func remove(at index: Int) {
+            shards.remove(at: index)
+            lowerBounds.remove(at: index)
+            prefixes.remove(at: index)
+        }
 
         /// The index of the shard that holds (or would hold) `key`.
         @inline(__always)
         func index(of key: Key) -> Int {
             // The last lower bound <= key: binary search for the first bound > key, minus one.
-            // Through a buffer pointer: an array subscript would copy each probed key.
-            lowerBounds.withUnsafeBufferPointer { bounds in
-                var low = 1
-                var high = bounds.count
-                while low < high {
-                    let middle = (low + high) >> 1
-                    if bounds[middle].compare(key) <= 0 { low = middle + 1 } else { high = middle }
+            // Through buffer pointers: an array subscript would copy each probed key.
+            let prefix = key.sortPrefix
+            return prefixes.withUnsafeBufferPointer { prefixes in
+                lowerBounds.withUnsafeBufferPointer { bounds in
+                    var low = 1
+                    var high = bounds.count
+                    while low < high {
+                        let middle = (low + high) >> 1
+                        var order = prefixes[middle].compare(prefix)
+                        if order == 0 { order = bounds[middle].compare(key) }
+                        if order <= 0 { low = middle + 1 } else { high = middle }
+                    }
+                    return low - 1
                 }
-                return low - 1
             }
         }
     }
@@ -225,8 +251,7 @@ final class OrderedMap: Sendable {
         republish { directory in
             let shard = directory.shards[index]
             let right = shard.contents.withLock { $0.splitOff(from: at) }
-            directory.shards.insert(Shard(right), at: index + 1)
-            directory.lowerBounds.insert(right.entries[0].key, at: index + 1)
+            directory.insert(Shard(right), lowerBound: right.entries[0].key, at: index + 1)
         }
     }
 
@@ -247,8 +272,7 @@ final class OrderedMap: Sendable {
             guard merged else { return }
             // The right shard leaves the directory. Readers reach shards only through a stripe,
             // and every stripe is held here, so none is inside it.
-            directory.shards.remove(at: left + 1)
-            directory.lowerBounds.remove(at: left + 1)
+            directory.remove(at: left + 1)
         }
     }
 

@@ -69,3 +69,25 @@ struct ShardContentsTests {
         #expect(contents.count == 0)
     }
 }
+
+@Suite("Key prefixes for searching")
+struct KeyPrefixTests {
+    /// When two keys' 16-byte prefixes differ, they order the keys exactly as `compare` does;
+    /// the directory's search relies on it. Short, long, zero-padded and 0xFF-heavy keys.
+    @Test func differingPrefixesOrderKeysAsCompareDoes() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = [0x00, 0x01, 0x61, 0x7F, 0x80, 0xFE, 0xFF]
+        var decided = 0
+        for _ in 0..<20_000 {
+            let left = Key((0..<Int.random(in: 0...20, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })
+            let right = Key((0..<Int.random(in: 0...20, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })
+            let byPrefix = left.sortPrefix.compare(right.sortPrefix)
+            if byPrefix != 0 {
+                #expect(byPrefix == left.compare(right), "\(left) vs \(right)")
+                decided += 1
+            }
+            #expect(left.compare(right) == (left.bytes.lexicographicallyPrecedes(right.bytes) ? -1 : (left.bytes == right.bytes ? 0 : 1)))
+        }
+        #expect(decided > 10_000)
+    }
+}

@@ -15,11 +15,14 @@
 //   `length(_:)`: small lengths, and the edges 0, 1, 8, 255, 256, 1023…1025, 4095…4097, 16 KiB),
 //   then that many key and value bytes, taken from the input (zero-filled when it runs out).
 //   Keys may repeat and may be empty: the writer writes what it is given, and so must the readers.
+//   The same entries, sorted with each key once and given revisions, are then written as version 3
+//   and read back, revisions included (`forwardRevised`).
 // - Reverse (bit 0 set): the rest of the input is a checkpoint file; with bit 1 set, its last 4
 //   bytes are first replaced by the CRC of the bytes before them (so the fuzzer reaches files
 //   whose checksum holds). If the whole-file reader accepts it (header, CRC, every entry), the
 //   chunked reader must accept it with the same entries, and re-encoding the entries must give the
-//   file back: for version 2, `CheckpointWriter` reproduces the accepted bytes exactly (the format
+//   file back: for versions 2 and 3 (with its revisions, through both readers), `CheckpointWriter`
+//   reproduces the accepted bytes exactly (the format
 //   has one encoding per checkpoint). Accepted but not canonical, and so checked differently (see
 //   docs/FORMAT.md, "What a reader accepts"): a version 1 (Go) file, which this project never
 //   writes. Its entries must be exactly the bytes the writer lays out for them, contiguous from
@@ -111,6 +114,76 @@ func forward(_ input: ByteReader) {
         precondition(chunked.header == decoded.header, "chunk \(size): header \(chunked.header) != \(decoded.header)")
         precondition(same(chunked.entries, entries), "chunk \(size): decode(encode(x)) != x")
     }
+    forwardRevised(entries, generation: generation, chunkSize: small, flushEvery: flushEvery)
+}
+
+/// Version 3, what the engine writes: the same entries sorted by key with each key once (the last
+/// of a repeated key, as recovery keeps it), with revisions derived from their positions, written
+/// and read back by both readers with their revisions.
+func forwardRevised(_ entries: [Entry], generation: UInt64, chunkSize: Int, flushEvery: Int) {
+    var unique: [Entry] = []
+    for entry in entries.enumerated().sorted(by: { left, right in
+        left.element.key == right.element.key ? left.offset < right.offset : left.element.key.lexicographicallyPrecedes(right.element.key)
+    }).map(\.element) {
+        if unique.last?.key == entry.key { unique[unique.count - 1] = entry } else { unique.append(entry) }
+    }
+    let revisions = unique.indices.map { index in
+        CheckpointRevisions(create: 1 + UInt64(index % 5), mod: 1 + UInt64(index % 5) + UInt64(index % 3))
+    }
+    let storeRevision: UInt64 = 8
+    var writer = CheckpointWriter(generation: generation, entryCount: UInt64(unique.count), revision: storeRevision, bufferCapacity: 64)
+    var file: [UInt8] = []
+    for (entry, revision) in zip(unique, revisions) {
+        entry.key.withUnsafeBytes { key in
+            entry.value.withUnsafeBytes { value in writer.append(key: key, value: value, revisions: revision) }
+        }
+        if writer.bufferedCount >= flushEvery { file += writer.takeBuffered() }
+    }
+    file += writer.finish()
+    let expectedSize = 8 + 4 + 8 + 8 + 8 + unique.reduce(0) { $0 + 24 + $1.key.count + $1.value.count } + 4
+    precondition(file.count == expectedSize, "version 3: encoded \(file.count) bytes, the format says \(expectedSize)")
+    guard case .success(let whole) = readWithRevisions(file), whole.header.version == CheckpointFormat.currentVersion,
+          whole.header.revision == storeRevision, same(whole.entries.map(\.entry), unique), whole.entries.map(\.revisions) == revisions
+    else { preconditionFailure("version 3: the reader does not read back what the writer wrote: \(readWithRevisions(file))") }
+    for size in [chunkSize, 4096, file.count + 1] {
+        guard case .success(let chunked) = readChunkedWithRevisions(file, chunkSize: size), chunked.header == whole.header,
+              same(chunked.entries.map(\.entry), unique), chunked.entries.map(\.revisions) == revisions
+        else { preconditionFailure("version 3, chunk \(size): the chunked reader does not read back what the writer wrote") }
+    }
+}
+
+typealias RevisedEntry = (entry: Entry, revisions: CheckpointRevisions)
+
+/// Header, checksum and every entry with its revisions, through `CheckpointReader`.
+func readWithRevisions(_ file: [UInt8]) -> Result<(header: CheckpointHeader, entries: [RevisedEntry]), any Error> {
+    Result {
+        try file.withUnsafeBytes { raw in
+            let header = try CheckpointReader.header(of: raw, expectedGeneration: nil)
+            try CheckpointReader.verifyChecksum(of: raw, header: header)
+            var entries: [RevisedEntry] = []
+            try CheckpointReader.forEachEntryWithRevisions(of: raw, header: header) { key, value, revisions in
+                entries.append(((Array(key), Array(value)), revisions))
+            }
+            return (header, entries)
+        }
+    }
+}
+
+/// The same through `CheckpointChunkedReader`.
+func readChunkedWithRevisions(_ file: [UInt8], chunkSize: Int) -> Result<(header: CheckpointHeader, entries: [RevisedEntry]), any Error> {
+    let read: ByteWindow<any Error>.Read = { offset, maxBytes in
+        precondition(offset >= 0 && maxBytes >= 0 && offset <= file.count, "read outside the file")
+        return Array(file[offset..<min(file.count, offset + maxBytes)])
+    }
+    return Result {
+        let header = try CheckpointChunkedReader.header(fileSize: file.count, expectedGeneration: nil, read: read)
+        try CheckpointChunkedReader.verifyChecksum(header: header, chunkSize: chunkSize, read: read)
+        var entries: [RevisedEntry] = []
+        try CheckpointChunkedReader.forEachEntryWithRevisions(header: header, chunkSize: chunkSize, read: read) { key, value, revisions in
+            entries.append(((Array(key), Array(value)), revisions))
+        }
+        return (header, entries)
+    }
 }
 
 /// A file the whole-file reader accepts is accepted by the chunked reader with the same entries,
@@ -149,6 +222,23 @@ func reverse(_ file: [UInt8], chunkSize: Int) {
         guard let reread = try? CheckpointReader.readAll(encoded),
               reread.header.generation == accepted.header.generation, same(reread.entries, accepted.entries)
         else { preconditionFailure("a version 1 file re-encoded as version 2 does not read back the same") }
+    case CheckpointFormat.currentVersion:
+        // Version 3: the revisions too, through both readers, and the writer reproduces the file.
+        guard case .success(let whole) = readWithRevisions(file),
+              case .success(let chunkedWhole) = readChunkedWithRevisions(file, chunkSize: chunkSize),
+              chunkedWhole.header == whole.header, same(chunkedWhole.entries.map(\.entry), whole.entries.map(\.entry)),
+              chunkedWhole.entries.map(\.revisions) == whole.entries.map(\.revisions)
+        else { preconditionFailure("an accepted version 3 file reads differently with its revisions") }
+        var revised = CheckpointWriter(
+            generation: whole.header.generation, entryCount: whole.header.entryCount, revision: whole.header.revision, bufferCapacity: 64)
+        var reencoded: [UInt8] = []
+        for (entry, revisions) in whole.entries {
+            entry.key.withUnsafeBytes { key in
+                entry.value.withUnsafeBytes { value in revised.append(key: key, value: value, revisions: revisions) }
+            }
+        }
+        reencoded += revised.finish()
+        precondition(reencoded == file, "an accepted version 3 file is not what the writer writes for its entries")
     default:
         preconditionFailure("accepted version \(accepted.header.version)")
     }

@@ -210,7 +210,7 @@ final class OrderedMap: Sendable {
                 contents.update(at: position, value: value, revision: revision)
                 return (false, old, contents.count, position)
             }
-            let position = contents.search(key).index
+            let position = contents.insertionPoint(key)
             contents.insert(MapEntry(key: key, value: value, createRevision: revision, modRevision: revision), at: position)
             return (true, 0, contents.count, position)
         }

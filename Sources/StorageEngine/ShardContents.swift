@@ -15,6 +15,9 @@
 struct ShardContents: Sendable {
     private(set) var entries: [MapEntry]
     private var slots: [UInt16]
+    /// Where the last insert went: keys written in ascending runs (a writer's sequence numbers)
+    /// usually belong right after it, which two comparisons confirm without a binary search.
+    private var lastInsert = 0
 
     static let slotCount = 1024
     private static let slotMask = slotCount - 1
@@ -56,6 +59,16 @@ struct ShardContents: Sendable {
         OrderedMap.search(entries, key)
     }
 
+    /// Where an absent `key` belongs: just after the last insert if it fits there (checked by
+    /// comparing with both neighbours), else by binary search.
+    func insertionPoint(_ key: Key) -> Int {
+        let hint = lastInsert + 1
+        if hint <= entries.count, entries[hint - 1].key < key, hint == entries.count || key < entries[hint].key {
+            return hint
+        }
+        return search(key).index
+    }
+
     // MARK: Writes (single writer)
 
     /// Gives the entry at `position` a new value, modified at `revision`.
@@ -67,6 +80,7 @@ struct ShardContents: Sendable {
     /// Inserts `entry` at `position` (where `search` said it belongs).
     mutating func insert(_ entry: MapEntry, at position: Int) {
         entries.insert(entry, at: position)
+        lastInsert = position
         // Every position from `position` on moved up by one.
         let moved = UInt16(position + 1)
         shiftSlots(from: moved, by: 1)

@@ -33,7 +33,9 @@ struct ShardContentsTests {
                     _ = contents.remove(at: position)
                     model.removeAll { $0 == key }
                 } else if contents.count < OrderedMap.maxShardEntries {
-                    contents.insert(entry(key, UInt64(step + 1)), at: contents.search(key).index)
+                    let position = contents.insertionPoint(key)
+                    #expect(position == contents.search(key).index, "the insert hint chose another position")
+                    contents.insert(entry(key, UInt64(step + 1)), at: position)
                     model.append(key)
                     model.sort()
                 }
@@ -46,6 +48,29 @@ struct ShardContentsTests {
             expectMatches(right, Array(model[middle...]), absent: [], "right half")
             contents.append(right)
             expectMatches(contents, model, absent: Array(universe.suffix(50)), "merged")
+        }
+    }
+
+    /// Ascending runs interleaved with others (as several writers' sequence numbers are): the
+    /// insert hint must choose the binary search's position every time, hit or miss.
+    @Test func theInsertHintAgreesWithTheBinarySearch() {
+        var contents = ShardContents([])
+        var model: [Key] = []
+        for step in 0..<OrderedMap.maxShardEntries {
+            let run = step % 3  // three interleaved ascending runs
+            let key = Key("run\(run)-" + String(repeating: "0", count: 4 - String(step).count) + String(step))
+            let position = contents.insertionPoint(key)
+            #expect(position == contents.search(key).index, "step \(step)")
+            contents.insert(entry(key, UInt64(step + 1)), at: position)
+            model.append(key)
+            model.sort()
+        }
+        expectMatches(contents, model, absent: [Key("run9")], "interleaved runs")
+        var ascending = ShardContents([])
+        for step in 0..<100 {
+            let key = Key(String(format: "a%04d", step))
+            #expect(ascending.insertionPoint(key) == step)
+            ascending.insert(entry(key, UInt64(step + 1)), at: step)
         }
     }
 

@@ -246,19 +246,7 @@ func reverse(_ file: [UInt8], chunkSize: Int) {
 
 /// Header, checksum and every entry through `CheckpointChunkedReader`, as recovery reads them.
 func readChunked(_ file: [UInt8], chunkSize: Int) -> Result<(header: CheckpointHeader, entries: [Entry]), any Error> {
-    let read: ByteWindow<any Error>.Read = { offset, maxBytes in
-        precondition(offset >= 0 && maxBytes >= 0 && offset <= file.count, "read outside the file")
-        return Array(file[offset..<min(file.count, offset + maxBytes)])
-    }
-    return Result {
-        let header = try CheckpointChunkedReader.header(fileSize: file.count, expectedGeneration: nil, read: read)
-        try CheckpointChunkedReader.verifyChecksum(header: header, chunkSize: chunkSize, read: read)
-        var entries: [Entry] = []
-        try CheckpointChunkedReader.forEachEntry(header: header, chunkSize: chunkSize, read: read) { key, value in
-            entries.append((Array(key), Array(value)))
-        }
-        return (header, entries)
-    }
+    readChunkedWithRevisions(file, chunkSize: chunkSize).map { ($0.header, $0.entries.map(\.entry)) }
 }
 
 /// A length from one grammar byte: mostly small, sometimes an edge (empty, a byte's range, around

@@ -377,8 +377,10 @@ final class GroupCommitter: Sendable {
             state.buffer.removeAll(keepingCapacity: true)
             let lastConditional = writes.lastIndex { !$0.batch.conditions.isEmpty } ?? -1
             var round = RoundOverlay()
-            for (index, write) in writes.enumerated() {
-                if let replicated = write.replicated {
+            // By index, not `for write in writes`: that copied each write (its batch's arrays and
+            // its completion retained and released) in each of the round's three passes.
+            for index in writes.indices {
+                if let replicated = writes[index].replicated {
                     let here = LogPosition(generation: state.segment.generation, offset: state.segment.size + state.buffer.count)
                     guard replicated.start == here else {
                         refused[index] = .replicaMismatch("records for \(replicated.start) arrived at the log's end \(here)")
@@ -386,24 +388,24 @@ final class GroupCommitter: Sendable {
                     }
                     state.buffer.append(contentsOf: replicated.bytes)
                     firstRevisions[index] = lastRevision + 1
-                    lastRevision += UInt64(write.batch.recordEnds?.count ?? 1)
+                    lastRevision += UInt64(writes[index].batch.recordEnds?.count ?? 1)
                 } else {
-                    if !write.batch.conditions.isEmpty {
-                        let failures = round.failedConditions(of: write.batch, in: map)
+                    if !writes[index].batch.conditions.isEmpty {
+                        let failures = round.failedConditions(of: writes[index].batch, in: map)
                         guard failures.isEmpty else {
                             refused[index] = .conditionFailed(failures)
                             continue
                         }
                     }
-                    guard !write.batch.isEmpty else {
+                    guard !writes[index].batch.isEmpty else {
                         firstRevisions[index] = lastRevision  // writes nothing: the revision stays
                         continue
                     }
-                    GroupCommitter.encode(write.batch, into: &state.buffer)
+                    GroupCommitter.encode(writes[index].batch, into: &state.buffer)
                     lastRevision += 1
                     firstRevisions[index] = lastRevision
                 }
-                if index < lastConditional { round.record(write.batch, at: firstRevisions[index]) }
+                if index < lastConditional { round.record(writes[index].batch, at: firstRevisions[index]) }
             }
             // Step 3: one write, one sync (none for a round of empty batches: they write nothing).
             let start = LogPosition(generation: state.segment.generation, offset: state.segment.size)
@@ -443,25 +445,11 @@ final class GroupCommitter: Sendable {
             var deletes = 0
             var batches = 0
             map.applying {
-                for (index, write) in writes.enumerated() where refused.isEmpty || refused[index] == nil {
-                    if write.batch.count > 1 { batches += 1 }
-                    var revision = firstRevisions[index]
-                    var recordEnds = (write.batch.recordEnds ?? []).makeIterator()
-                    var recordEnd = recordEnds.next() ?? Int.max
-                    for (position, mutation) in write.batch.mutations.enumerated() {
-                        while position >= recordEnd {
-                            revision += 1
-                            recordEnd = recordEnds.next() ?? Int.max
-                        }
-                        switch mutation {
-                        case .set(let key, let value):
-                            map.set(key, value, revision: revision)
-                            puts += 1
-                        case .delete(let key):
-                            map.remove(key)
-                            deletes += 1
-                        }
-                    }
+                for index in writes.indices where refused.isEmpty || refused[index] == nil {
+                    let (batchPuts, batchDeletes) = apply(writes[index].batch, from: firstRevisions[index])
+                    puts += batchPuts
+                    deletes += batchDeletes
+                    if batchPuts + batchDeletes > 1 { batches += 1 }
                 }
                 return lastRevision
             }
@@ -476,23 +464,49 @@ final class GroupCommitter: Sendable {
             }
             // Step 6: answer.
             let queuedBeforeAnswering = queue.withLock { $0.writes.count }
-            for (index, write) in writes.enumerated() {
+            for index in writes.indices {
                 if !refused.isEmpty, let error = refused[index] {
-                    write.completion(.failure(error))
+                    writes[index].completion(.failure(error))
                     continue
                 }
                 switch verdict {
                 case .acknowledge:
                     // A replicated write of several records: its last record's revision.
-                    let records = UInt64(write.batch.recordEnds?.count ?? 1)
-                    let committed = write.replicated != nil ? firstRevisions[index] + records - 1 : firstRevisions[index]
-                    write.completion(.success(committed))
-                case .refuse(let reason): write.completion(.failure(.notReplicated(reason: reason)))
+                    let records = UInt64(writes[index].batch.recordEnds?.count ?? 1)
+                    let committed = writes[index].replicated != nil ? firstRevisions[index] + records - 1 : firstRevisions[index]
+                    writes[index].completion(.success(committed))
+                case .refuse(let reason): writes[index].completion(.failure(.notReplicated(reason: reason)))
                 }
             }
             afterRound()
             return queuedBeforeAnswering
         }
+    }
+
+    /// Step 5 for one write: applies `batch`'s mutations to the map in order, each at its
+    /// revision (from `first` on, one more at each of a backup's record boundaries), and returns
+    /// how many were puts and deletes.
+    private func apply(_ batch: borrowing WriteBatch, from first: UInt64) -> (puts: Int, deletes: Int) {
+        var puts = 0
+        var deletes = 0
+        var revision = first
+        var recordEnds = (batch.recordEnds ?? []).makeIterator()
+        var recordEnd = recordEnds.next() ?? Int.max
+        for (position, mutation) in batch.mutations.enumerated() {
+            while position >= recordEnd {
+                revision += 1
+                recordEnd = recordEnds.next() ?? Int.max
+            }
+            switch mutation {
+            case .set(let key, let value):
+                map.set(key, value, revision: revision)
+                puts += 1
+            case .delete(let key):
+                map.remove(key)
+                deletes += 1
+            }
+        }
+        return (puts, deletes)
     }
 
     static func encode(_ batch: WriteBatch, into buffer: inout [UInt8]) {

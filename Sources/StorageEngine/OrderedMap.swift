@@ -35,66 +35,99 @@ struct MapEntry: Sendable {
 /// recovery, before the committer starts) calls the mutating methods.
 final class OrderedMap: Sendable {
     /// A shard splits in two when it would exceed this. Small enough that an insert's memmove
-    /// (20 KB at most) and a shard's copy after a snapshot stay microseconds.
-    static let maxShardEntries = 512
+    /// (10 KB at most) and a shard's copy after a snapshot stay microseconds, and that a position
+    /// + 1 fits in one of `ShardContents`' one-byte slots.
+    static let maxShardEntries = 254
     /// Shards filled by a bulk load (a sorted checkpoint) hold this many, leaving room for inserts.
-    static let loadedShardEntries = 448
+    static let loadedShardEntries = 224
     static let stripeCount = 16
     static let optimisticAttempts = 4
 
-    /// One range of keys: its sorted entries.
+    /// One range of keys: its sorted entries, and the least key it may hold, which is fixed for
+    /// the shard's life (a split gives the new right shard its own; a merge keeps the left's).
     final class Shard: Sendable {
+        let lowerBound: Key
         let contents: Lock<ShardContents>
-        init(_ contents: ShardContents) { self.contents = Lock(contents) }
-        convenience init(_ entries: [MapEntry]) { self.init(ShardContents(entries)) }
+        init(lowerBound: Key, _ contents: ShardContents) {
+            self.lowerBound = lowerBound
+            self.contents = Lock(contents)
+        }
+        convenience init(lowerBound: Key, _ entries: [MapEntry]) { self.init(lowerBound: lowerBound, ShardContents(entries)) }
     }
 
-    /// Shards in key order and their lower bounds: shard i holds keys k with
-    /// lowerBounds[i] <= k < lowerBounds[i+1]. lowerBounds[0] is the empty key (below all).
-    /// `prefixes[i]` is `lowerBounds[i].sortPrefix`: the search compares two words per probe and
-    /// looks at the keys only when the prefixes are equal.
+    /// What readers search: the shards in key order, shard i holding keys k with
+    /// lowerBound(i) <= k < lowerBound(i+1); shard 0's bound is the empty key (below all).
+    /// `prefixes[i]` is shard i's bound's `sortPrefix`: the search compares two words per probe
+    /// and reads a bound only when the prefixes are equal.
+    ///
+    /// Both arrays hold plain words (no references), so that the copy a split or merge makes
+    /// (the stripes share the arrays) is a memcpy: with `[Key]` and `[Shard]` it retained and
+    /// later released every shard and bound, a quarter of the committer's map time at 256
+    /// writers (perf). The references are unowned: `OrderedMap.owners` keeps the shards alive,
+    /// and a shard leaves it only while every stripe is held (`republish`), so no reader is
+    /// between a stripe and that shard.
     struct Directory: Sendable {
-        private(set) var lowerBounds: [Key]
         private var prefixes: [KeyPrefix]
-        var shards: [Shard]
+        private var shardReferences: [Unmanaged<Shard>]
 
-        init(lowerBounds: [Key], shards: [Shard]) {
-            self.lowerBounds = lowerBounds
-            self.prefixes = lowerBounds.map(\.sortPrefix)
-            self.shards = shards
+        init(_ shards: [Shard]) {
+            prefixes = shards.map(\.lowerBound.sortPrefix)
+            shardReferences = shards.map { Unmanaged.passUnretained($0) }
         }
 
-        mutating func insert(_ shard: Shard, lowerBound: Key, at index: Int) {
-            shards.insert(shard, at: index)
-            lowerBounds.insert(lowerBound, at: index)
-            prefixes.insert(lowerBound.sortPrefix, at: index)
+        var count: Int { shardReferences.count }
+
+        /// Shard `index`, valid while the directory is (for a reader: while it holds its stripe).
+        @inline(__always)
+        func withShard<R>(_ index: Int, _ body: (Shard) throws -> R) rethrows -> R {
+            try shardReferences[index]._withUnsafeGuaranteedRef(body)
+        }
+
+        /// Runs `body` on shard `index`'s contents, locked.
+        @inline(__always)
+        func withLockedContents<R: Sendable>(_ index: Int, _ body: (inout ShardContents) -> R) -> R {
+            withShard(index) { shard in shard.contents.withLock { contents in body(&contents) } }
+        }
+
+        mutating func insert(_ shard: Shard, at index: Int) {
+            prefixes.insert(shard.lowerBound.sortPrefix, at: index)
+            shardReferences.insert(Unmanaged.passUnretained(shard), at: index)
         }
 
         mutating func remove(at index: Int) {
-            shards.remove(at: index)
-            lowerBounds.remove(at: index)
             prefixes.remove(at: index)
+            shardReferences.remove(at: index)
         }
 
         /// The index of the shard that holds (or would hold) `key`.
         @inline(__always)
         func index(of key: Key) -> Int {
             // The last lower bound <= key: binary search for the first bound > key, minus one.
-            // Through buffer pointers: an array subscript would copy each probed key.
             let prefix = key.sortPrefix
             return prefixes.withUnsafeBufferPointer { prefixes in
-                lowerBounds.withUnsafeBufferPointer { bounds in
-                    var low = 1
-                    var high = bounds.count
-                    while low < high {
-                        let middle = (low + high) >> 1
-                        var order = prefixes[middle].compare(prefix)
-                        if order == 0 { order = bounds[middle].compare(key) }
-                        if order <= 0 { low = middle + 1 } else { high = middle }
-                    }
-                    return low - 1
+                var low = 1
+                var high = prefixes.count
+                while low < high {
+                    let middle = (low + high) >> 1
+                    var order = prefixes[middle].compare(prefix)
+                    if order == 0 { order = withShard(middle) { $0.lowerBound.compare(key) } }
+                    if order <= 0 { low = middle + 1 } else { high = middle }
                 }
+                return low - 1
             }
+        }
+    }
+
+    /// The writer's view: the readers' directory, and the shards it refers to, which this array
+    /// owns (in the same order). Only the writer changes it; it is not shared, so an insert
+    /// into it moves references without retaining them.
+    struct Owned: Sendable {
+        var directory: Directory
+        var shards: [Shard]
+
+        init(_ shards: [Shard]) {
+            self.directory = Directory(shards)
+            self.shards = shards
         }
     }
 
@@ -104,8 +137,8 @@ final class OrderedMap: Sendable {
     }
 
     private let stripes: [Stripe]
-    /// The writer's own copy of the directory (the stripes hold the same arrays).
-    private let writerDirectory: Lock<Directory>
+    /// The writer's directory (the stripes hold the same arrays) and the shards' owners.
+    private let owners: Lock<Owned>
     /// Even while no round is being applied (see the type's comment).
     private let sequence = Atomic<UInt64>(0)
     private let applyLock = Lock(())
@@ -115,9 +148,9 @@ final class OrderedMap: Sendable {
     private let revisionCounter = Atomic<UInt64>(0)
 
     init() {
-        let directory = Directory(lowerBounds: [Key(bytes: UnsafeRawBufferPointer(start: nil, count: 0))], shards: [Shard([])])
-        stripes = (0..<OrderedMap.stripeCount).map { _ in Stripe(directory) }
-        writerDirectory = Lock(directory)
+        let owned = Owned([Shard(lowerBound: Key(bytes: UnsafeRawBufferPointer(start: nil, count: 0)), [])])
+        stripes = (0..<OrderedMap.stripeCount).map { _ in Stripe(owned.directory) }
+        owners = Lock(owned)
     }
 
     var count: Int { keyCount.load(ordering: .relaxed) }
@@ -149,9 +182,11 @@ final class OrderedMap: Sendable {
     @inline(__always)
     func withEntry<R: Sendable>(_ key: Key, _ body: (borrowing MapEntry?) -> R) -> R {
         stripe.directory.withLock { directory in
-            directory.shards[directory.index(of: key)].contents.withLock { contents in
-                guard let position = contents.find(key) else { return body(nil) }
-                return contents.entries.withUnsafeBufferPointer { entries in body(entries[position]) }
+            directory.withShard(directory.index(of: key)) { shard in
+                shard.contents.withLock { contents in
+                    guard let position = contents.find(key) else { return body(nil) }
+                    return contents.entries.withUnsafeBufferPointer { entries in body(entries[position]) }
+                }
             }
         }
     }
@@ -200,9 +235,9 @@ final class OrderedMap: Sendable {
     /// Sets `key` to `value` at `revision`: a new key is created there, an existing one keeps
     /// its create revision.
     func set(_ key: Key, _ value: StoredValue, revision: UInt64) {
-        let (shardIndex, shard) = writerDirectory.withLock { directory in
-            let index = directory.index(of: key)
-            return (index, directory.shards[index])
+        let (shardIndex, shard) = owners.withLock { owned in
+            let index = owned.directory.index(of: key)
+            return (index, owned.shards[index])
         }
         let (inserted, oldCount, size, position) = shard.contents.withLock { contents -> (Bool, Int, Int, Int) in
             if let position = contents.find(key) {
@@ -231,9 +266,9 @@ final class OrderedMap: Sendable {
 
     /// Removes `key`, if present.
     func remove(_ key: Key) {
-        let (shardIndex, shard) = writerDirectory.withLock { directory in
-            let index = directory.index(of: key)
-            return (index, directory.shards[index])
+        let (shardIndex, shard) = owners.withLock { owned in
+            let index = owned.directory.index(of: key)
+            return (index, owned.shards[index])
         }
         let removed: (Int, Int)? = shard.contents.withLock { contents in
             guard let position = contents.find(key) else { return nil }
@@ -248,21 +283,22 @@ final class OrderedMap: Sendable {
 
     /// Splits shard `index` (it holds more than `maxShardEntries`) before position `at`.
     private func split(_ index: Int, at: Int) {
-        republish { directory in
-            let shard = directory.shards[index]
-            let right = shard.contents.withLock { $0.splitOff(from: at) }
-            directory.insert(Shard(right), lowerBound: right.entries[0].key, at: index + 1)
+        republish { owned in
+            let right = owned.shards[index].contents.withLock { $0.splitOff(from: at) }
+            let shard = Shard(lowerBound: right.entries[0].key, right)
+            owned.shards.insert(shard, at: index + 1)
+            owned.directory.insert(shard, at: index + 1)
         }
     }
 
     /// Joins shard `index` with a neighbour when both together stay at half the maximum or less:
     /// deletes never leave a directory of near-empty shards.
     private func mergeIfSmall(_ index: Int) {
-        republish { directory in
-            guard directory.shards.count > 1 else { return }
-            let left = index == directory.shards.count - 1 ? index - 1 : index
-            let leftShard = directory.shards[left]
-            let rightShard = directory.shards[left + 1]
+        republish { owned in
+            guard owned.shards.count > 1 else { return }
+            let left = index == owned.shards.count - 1 ? index - 1 : index
+            let leftShard = owned.shards[left]
+            let rightShard = owned.shards[left + 1]
             let rightContents = rightShard.contents.withLock { $0 }
             let merged = leftShard.contents.withLock { contents -> Bool in
                 guard contents.count + rightContents.count <= OrderedMap.maxShardEntries / 2 else { return false }
@@ -270,19 +306,20 @@ final class OrderedMap: Sendable {
                 return true
             }
             guard merged else { return }
-            // The right shard leaves the directory. Readers reach shards only through a stripe,
-            // and every stripe is held here, so none is inside it.
-            directory.remove(at: left + 1)
+            // The right shard leaves the directory, and is freed. Readers reach shards only
+            // through a stripe, and every stripe is held here, so none is inside it.
+            owned.directory.remove(at: left + 1)
+            owned.shards.remove(at: left + 1)
         }
     }
 
     /// Changes the directory with every stripe held (in order), then gives every stripe the
     /// new one: no reader is between a stripe and a shard while shards change.
-    private func republish(_ change: (inout Directory) -> Void) {
+    private func republish(_ change: (inout Owned) -> Void) {
         _ = holdingStripes(from: 0) {
-            writerDirectory.withLock { directory in
-                change(&directory)
-                return directory
+            owners.withLock { owned in
+                change(&owned)
+                return owned.directory
             }
         }
     }
@@ -301,11 +338,11 @@ final class OrderedMap: Sendable {
     /// Replaces the whole content with `other`'s (a replica installing a snapshot). Single
     /// writer only; `other` must not be used afterwards (its shards are adopted).
     func replaceContents(with other: OrderedMap) {
-        let replacement = other.writerDirectory.withLock { $0 }
+        let replacement = other.owners.withLock { $0 }
         applying {
             _ = holdingStripes(from: 0) {
-                writerDirectory.withLock { $0 = replacement }
-                return replacement
+                owners.withLock { $0 = replacement }
+                return replacement.directory
             }
             keyCount.store(other.count, ordering: .relaxed)
             byteCount.store(other.bytes, ordering: .relaxed)
@@ -316,7 +353,7 @@ final class OrderedMap: Sendable {
     /// A consistent copy of the whole map, if no write runs concurrently (the committer calls it
     /// between two rounds). O(shards): the arrays are shared until next written.
     func snapshot() -> MapSnapshot {
-        let shards = writerDirectory.withLock { $0.shards }
+        let shards = owners.withLock { $0.shards }
         return MapSnapshot(shards: shards.map { shard in shard.contents.withLock { $0.entries } }, count: count, revision: revision)
     }
 
@@ -330,7 +367,6 @@ final class OrderedMap: Sendable {
     /// Builds a map from entries in strictly ascending key order (a version 3 checkpoint).
     struct Loader: ~Copyable {
         private var shards: [Shard] = []
-        private var lowerBounds: [Key] = []
         private var current: [MapEntry] = []
         private var count = 0
         private var bytes = 0
@@ -354,8 +390,8 @@ final class OrderedMap: Sendable {
 
         private mutating func flush() {
             guard !current.isEmpty else { return }
-            lowerBounds.append(shards.isEmpty ? Key(bytes: UnsafeRawBufferPointer(start: nil, count: 0)) : current[0].key)
-            shards.append(Shard(current))
+            let lowerBound = shards.isEmpty ? Key(bytes: UnsafeRawBufferPointer(start: nil, count: 0)) : current[0].key
+            shards.append(Shard(lowerBound: lowerBound, current))
             current = []
             current.reserveCapacity(OrderedMap.loadedShardEntries)
         }
@@ -364,9 +400,9 @@ final class OrderedMap: Sendable {
             flush()
             let map = OrderedMap()
             if !shards.isEmpty {
-                let directory = Directory(lowerBounds: lowerBounds, shards: shards)
-                map.writerDirectory.withLock { $0 = directory }
-                for stripe in map.stripes { stripe.directory.withLock { $0 = directory } }
+                let owned = Owned(shards)
+                map.owners.withLock { $0 = owned }
+                for stripe in map.stripes { stripe.directory.withLock { $0 = owned.directory } }
             }
             map.keyCount.store(count, ordering: .relaxed)
             map.byteCount.store(bytes, ordering: .relaxed)
@@ -418,10 +454,10 @@ extension OrderedMap {
         consistentRead { directory, revision in
             if lower == nil && upper == nil { return (keyCount.load(ordering: .relaxed), revision) }
             let first = lower.map { directory.index(of: $0) } ?? 0
-            let last = upper.map { directory.index(of: $0) } ?? directory.shards.count - 1
+            let last = upper.map { directory.index(of: $0) } ?? directory.count - 1
             var total = 0
             for index in first...last {
-                total += directory.shards[index].contents.withLock { contents in
+                total += directory.withLockedContents(index) { contents in
                     let entries = contents.entries
                     let start = lower.map { OrderedMap.search(entries, $0).index } ?? 0
                     let end = upper.map { OrderedMap.search(entries, $0).index } ?? entries.count
@@ -459,8 +495,8 @@ extension OrderedMap {
             excludeFrom = true
         }
         var shardIndex = from.map { directory.index(of: $0) } ?? 0
-        while shardIndex < directory.shards.count && result.count < limit {
-            let finished = directory.shards[shardIndex].contents.withLock { contents -> Bool in
+        while shardIndex < directory.count && result.count < limit {
+            let finished = directory.withLockedContents(shardIndex) { contents -> Bool in
                 let entries = contents.entries
                 var index = 0
                 if let from {
@@ -487,9 +523,9 @@ extension OrderedMap {
         // The exclusive upper end: the range's end, or the cursor if it comes first.
         var below = upper
         if let before, below.map({ before.compare($0) < 0 }) ?? true { below = before }
-        var shardIndex = below.map { directory.index(of: $0) } ?? directory.shards.count - 1
+        var shardIndex = below.map { directory.index(of: $0) } ?? directory.count - 1
         while shardIndex >= 0 && result.count < limit {
-            let finished = directory.shards[shardIndex].contents.withLock { contents -> Bool in
+            let finished = directory.withLockedContents(shardIndex) { contents -> Bool in
                 let entries = contents.entries
                 var index = below.map { OrderedMap.search(entries, $0).index } ?? entries.count
                 while index > 0 && result.count < limit {

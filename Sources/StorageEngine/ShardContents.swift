@@ -5,35 +5,57 @@
 /// it touches two: the slot and the entry. Ranges still binary-search (`search`), because they
 /// need the position of keys that are absent.
 ///
-/// The index is open addressing with linear probing over `slotCount` 16-bit slots (2 KB), each 0
-/// (empty) or an entry's position + 1. `slotCount` is at least twice the most a shard holds
-/// (`OrderedMap.maxShardEntries` + 1, just before it splits), so the load stays at or below 1/2.
+/// The index is open addressing with linear probing over `slotCount` 16-bit slots (1 KB). A
+/// slot's low byte is 0 (empty) or an entry's position + 1; its high byte is that entry's key's
+/// fingerprint (8 more bits of its hash), so a probe past another key's slot rarely reads that
+/// key: an insert, whose key is absent, would otherwise miss the cache on a neighbour's entry at
+/// most probes (perf: a third of the committer's map time). `slotCount` is at least twice the
+/// most a shard holds (`OrderedMap.maxShardEntries` + 1, just before it splits), so the load stays
+/// at or below 1/2, and that most + 1 fits in the low byte.
 ///
 /// What must stay true (checked by `checkInvariants` in debug builds and by the tests): every
-/// entry's position is in exactly one slot, reachable from its key's home slot without crossing
-/// an empty slot; no slot holds anything else; entries are strictly ascending.
+/// entry's position is in exactly one slot, with its key's fingerprint, reachable from its key's
+/// home slot without crossing an empty slot; no slot holds anything else; entries are strictly
+/// ascending.
 struct ShardContents: Sendable {
     private(set) var entries: [MapEntry]
-    private var slots: [UInt16]
+    private var slots: [Slot]
     /// Where the last insert went: keys written in ascending runs (a writer's sequence numbers)
     /// usually belong right after it, which two comparisons confirm without a binary search.
     private var lastInsert = 0
 
-    static let slotCount = 1024
+    /// A slot: fingerprint << 8 | (position + 1), or 0 in the low byte if empty. 512 of them
+    /// (1 KB) index a shard of at most 255 entries: half the 2 KB of 1,024 slots for 513 entries
+    /// that shards of 512 needed, so more of them stay cached between reads (the slot's miss was
+    /// a tenth of a point read's time), and an insert shifts half as many positions.
+    typealias Slot = UInt16
+    static let slotCount = 512
     private static let slotMask = slotCount - 1
+    private static let positionMask: Slot = 0xFF
+    private static let homeShift = UInt64(64 - slotCount.trailingZeroBitCount)
 
     init(_ entries: [MapEntry]) {
         precondition(entries.count <= OrderedMap.maxShardEntries + 1, "a shard of \(entries.count) entries")
+        assert(OrderedMap.maxShardEntries + 1 <= Int(ShardContents.positionMask) && 2 * (OrderedMap.maxShardEntries + 1) <= ShardContents.slotCount,
+               "a shard's most entries must fit in a slot, at a load of 1/2 or less")
         self.entries = entries
-        slots = [UInt16](repeating: 0, count: ShardContents.slotCount)
+        slots = [Slot](repeating: 0, count: ShardContents.slotCount)
         rebuildIndex()
     }
 
     var count: Int { entries.count }
 
+    /// Where `key`'s probe starts (the hash's top bits), and its fingerprint (the next 8 bits),
+    /// already in a slot's high byte (bits 47 to 54 of the hash, below the 9 of the home slot).
     @inline(__always)
-    private static func home(of key: Key) -> Int {
-        Int(truncatingIfNeeded: key.shardHash >> 54) & slotMask
+    private static func home(of key: Key) -> (slot: Int, fingerprint: Slot) {
+        let hash = key.shardHash
+        return (Int(truncatingIfNeeded: hash >> homeShift) & slotMask, Slot(truncatingIfNeeded: hash >> (homeShift - 16)) & 0xFF00)
+    }
+
+    @inline(__always)
+    private static func slot(position: Int, fingerprint: Slot) -> Slot {
+        fingerprint | Slot(position + 1)
     }
 
     // MARK: Reads
@@ -43,11 +65,12 @@ struct ShardContents: Sendable {
     func find(_ key: Key) -> Int? {
         slots.withUnsafeBufferPointer { slots in
             entries.withUnsafeBufferPointer { entries in
-                var slot = ShardContents.home(of: key)
+                var (slot, fingerprint) = ShardContents.home(of: key)
                 while true {
-                    let value = Int(slots[slot])
-                    if value == 0 { return nil }
-                    if entries[value - 1].key == key { return value - 1 }
+                    let value = slots[slot]
+                    let position = Int(value & ShardContents.positionMask)
+                    if position == 0 { return nil }
+                    if value & ~ShardContents.positionMask == fingerprint && entries[position - 1].key == key { return position - 1 }
                     slot = (slot + 1) & ShardContents.slotMask
                 }
             }
@@ -82,28 +105,28 @@ struct ShardContents: Sendable {
         entries.insert(entry, at: position)
         lastInsert = position
         // Every position from `position` on moved up by one.
-        let moved = UInt16(position + 1)
-        shiftSlots(from: moved, by: 1)
-        var slot = ShardContents.home(of: entry.key)
-        while slots[slot] != 0 { slot = (slot + 1) & ShardContents.slotMask }
-        slots[slot] = moved
+        shiftSlots(from: Slot(position + 1), by: 1)
+        var (slot, fingerprint) = ShardContents.home(of: entry.key)
+        while slots[slot] & ShardContents.positionMask != 0 { slot = (slot + 1) & ShardContents.slotMask }
+        slots[slot] = ShardContents.slot(position: position, fingerprint: fingerprint)
         checkInvariants()
         assert(find(entry.key) == position)
     }
 
     /// Removes the entry at `position` and returns it.
     mutating func remove(at position: Int) -> MapEntry {
-        let value = UInt16(position + 1)
-        var hole = ShardContents.home(of: entries[position].key)
-        while slots[hole] != value { hole = (hole + 1) & ShardContents.slotMask }
+        let value = Slot(position + 1)
+        var hole = ShardContents.home(of: entries[position].key).slot
+        while slots[hole] & ShardContents.positionMask != value { hole = (hole + 1) & ShardContents.slotMask }
         // Backward-shift deletion: move later members of the probe run into the hole when their
         // home slot does not lie cyclically in (hole, here], so every one stays reachable.
         var here = hole
         while true {
             here = (here + 1) & ShardContents.slotMask
             let occupant = slots[here]
-            if occupant == 0 { break }
-            let home = ShardContents.home(of: entries[Int(occupant) - 1].key)
+            let occupantPosition = Int(occupant & ShardContents.positionMask)
+            if occupantPosition == 0 { break }
+            let home = ShardContents.home(of: entries[occupantPosition - 1].key).slot
             let reachableFromHole = hole <= here ? (home > hole && home <= here) : (home > hole || home <= here)
             if !reachableFromHole {
                 slots[hole] = occupant
@@ -117,17 +140,18 @@ struct ShardContents: Sendable {
         return removed
     }
 
-    /// Adds `delta` (1 or −1) to every slot holding `threshold` or more (positions that moved).
-    /// Written as a select with wrapping arithmetic so that the compiler vectorizes it: a loop
-    /// with a branch and a checked add per slot was a fifth of the committer's time at 256
-    /// writers (perf), and `SIMD.replacing(with:where:)` compiled to a lane-by-lane loop. Empty
-    /// slots (0) are below any threshold and stay empty.
-    private mutating func shiftSlots(from threshold: UInt16, by delta: Int) {
-        let step: UInt16 = delta > 0 ? 1 : UInt16.max  // + 1, or − 1 in wrapping arithmetic
+    /// Adds `delta` (1 or −1) to every slot whose position + 1 is `threshold` or more (positions
+    /// that moved). Written as a select with wrapping arithmetic so that the compiler vectorizes
+    /// it: a loop with a branch and a checked add per slot was a fifth of the committer's time at
+    /// 256 writers (perf), and `SIMD.replacing(with:where:)` compiled to a lane-by-lane loop.
+    /// Empty slots (0 in the low byte) are below any threshold and stay empty; the low byte
+    /// never carries into the fingerprint or borrows from it (it stays between 1 and 255).
+    private mutating func shiftSlots(from threshold: Slot, by delta: Int) {
+        let step: Slot = delta > 0 ? 1 : Slot.max  // + 1, or − 1 in wrapping arithmetic
         slots.withUnsafeMutableBufferPointer { slots in
             for index in 0..<slots.count {
                 let value = slots[index]
-                slots[index] = value >= threshold ? value &+ step : value
+                slots[index] = value & ShardContents.positionMask >= threshold ? value &+ step : value
             }
         }
     }
@@ -139,17 +163,31 @@ struct ShardContents: Sendable {
 
     /// Moves the entries from position `middle` on (0 < middle < count) to a new shard's
     /// contents and returns them.
+    ///
+    /// The entries are moved, not copied: a copy retained each moved entry's value and the old
+    /// array's release then released it, a cache miss on every value's object twice (perf: most
+    /// of a split's time, and splits were a tenth of the committer's map time at 256 writers).
+    /// The vacated tail is refilled with one shared placeholder (its object is hot) so that the
+    /// array can drop it normally.
     mutating func splitOff(from middle: Int) -> ShardContents {
         precondition(middle > 0 && middle < entries.count, "a split at \(middle) of \(entries.count)")
-        var right: [MapEntry] = []
-        right.reserveCapacity(OrderedMap.maxShardEntries)
-        right.append(contentsOf: entries[middle...])
-        var left: [MapEntry] = []
-        left.reserveCapacity(OrderedMap.maxShardEntries)
-        left.append(contentsOf: entries[..<middle])
-        self = ShardContents(left)
+        let moving = entries.count - middle
+        let right = [MapEntry](unsafeUninitializedCapacity: OrderedMap.maxShardEntries + 1) { buffer, initialized in
+            entries.withUnsafeMutableBufferPointer { entries in
+                let tail = entries.baseAddress! + middle
+                buffer.baseAddress!.moveInitialize(from: tail, count: moving)
+                tail.initialize(repeating: ShardContents.placeholder, count: moving)
+            }
+            initialized = moving
+        }
+        entries.removeLast(moving)
+        rebuildIndex()
         return ShardContents(right)
     }
+
+    /// What `splitOff` leaves in the slots it vacated, for an instant.
+    private static let placeholder = MapEntry(
+        key: Key(bytes: UnsafeRawBufferPointer(start: nil, count: 0)), value: StoredValue([]), createRevision: 0, modRevision: 0)
 
     /// Appends every entry of `other` (whose keys all sort after these).
     mutating func append(_ other: ShardContents) {
@@ -158,12 +196,13 @@ struct ShardContents: Sendable {
     }
 
     private mutating func rebuildIndex() {
+        lastInsert = 0
         slots.withUnsafeMutableBufferPointer { slots in
             slots.update(repeating: 0)
             for (position, entry) in entries.enumerated() {
-                var slot = ShardContents.home(of: entry.key)
-                while slots[slot] != 0 { slot = (slot + 1) & ShardContents.slotMask }
-                slots[slot] = UInt16(position + 1)
+                var (slot, fingerprint) = ShardContents.home(of: entry.key)
+                while slots[slot] & ShardContents.positionMask != 0 { slot = (slot + 1) & ShardContents.slotMask }
+                slots[slot] = ShardContents.slot(position: position, fingerprint: fingerprint)
             }
         }
         checkInvariants(full: true)
@@ -175,9 +214,11 @@ struct ShardContents: Sendable {
     func checkInvariants(full: Bool = false) {
         #if DEBUG
         var seen = [Bool](repeating: false, count: entries.count)
-        for value in slots where value != 0 {
-            assert(Int(value) <= entries.count && !seen[Int(value) - 1], "a slot names a missing or repeated position")
-            seen[Int(value) - 1] = true
+        for value in slots where value & ShardContents.positionMask != 0 {
+            let position = Int(value & ShardContents.positionMask) - 1
+            assert(position < entries.count && !seen[position], "a slot names a missing or repeated position")
+            assert(value & ~ShardContents.positionMask == ShardContents.home(of: entries[position].key).fingerprint, "a slot's fingerprint is not its key's")
+            seen[position] = true
         }
         assert(seen.allSatisfy { $0 }, "an entry is missing from the index")
         guard full else { return }

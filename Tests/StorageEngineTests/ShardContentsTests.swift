@@ -51,6 +51,44 @@ struct ShardContentsTests {
         }
     }
 
+    /// A split moves entries instead of copying them (`splitOff`): at any position, both halves
+    /// hold every entry whole (key, value bytes, revisions) and are indexed, the values stay
+    /// alive exactly as long as something holds them, and a snapshot sharing the array before
+    /// the split keeps all of it.
+    @Test func aSplitAtAnyPositionMovesEveryEntryWhole() {
+        let count = OrderedMap.maxShardEntries + 1
+        let model: [MapEntry] = (0..<count).map { (index: Int) -> MapEntry in
+            let key = Key(String(format: "s%04d", index))
+            let value = StoredValue(Array("value \(index)".utf8))
+            return MapEntry(key: key, value: value, createRevision: UInt64(index + 1), modRevision: UInt64(2 * index + 1))
+        }
+        func expectWhole(_ entries: [MapEntry], _ expected: ArraySlice<MapEntry>, _ context: String) {
+            #expect(entries.map(\.key) == Array(expected.map(\.key)), "\(context): keys")
+            #expect(entries.map(\.value.bytes) == expected.map(\.value.bytes), "\(context): values")
+            #expect(entries.map(\.createRevision) == expected.map(\.createRevision), "\(context): create revisions")
+            #expect(entries.map(\.modRevision) == expected.map(\.modRevision), "\(context): mod revisions")
+        }
+        for middle in [1, 2, count / 3, count / 2, count - 2, count - 1] {
+            var left = ShardContents(model)
+            let snapshot = left.entries
+            let right = left.splitOff(from: middle)
+            expectWhole(left.entries, model[..<middle], "left of \(middle)")
+            expectWhole(right.entries, model[middle...], "right of \(middle)")
+            expectWhole(snapshot, model[...], "snapshot taken before the split at \(middle)")
+            let leftKeys: [Key] = model[..<middle].map { $0.key }
+            let rightKeys: [Key] = model[middle...].map { $0.key }
+            expectMatches(left, leftKeys, absent: [model[middle].key], "left of \(middle)")
+            expectMatches(right, rightKeys, absent: [model[middle - 1].key], "right of \(middle)")
+            // Unshared: the split moves in place.
+            var unshared = ShardContents(model)
+            let moved = unshared.splitOff(from: middle)
+            expectWhole(unshared.entries, model[..<middle], "unshared left of \(middle)")
+            expectWhole(moved.entries, model[middle...], "unshared right of \(middle)")
+        }
+        // The model's values are still whole after every split's arrays are gone.
+        expectWhole(model, model[...], "the model")
+    }
+
     /// Ascending runs interleaved with others (as several writers' sequence numbers are): the
     /// insert hint must choose the binary search's position every time, hit or miss.
     @Test func theInsertHintAgreesWithTheBinarySearch() {

@@ -67,3 +67,51 @@ function installCheck()
 end
 
 math.randomseed(os.time())
+
+-- The loading half (etcd-load.lua, etcd-fill-small-db.lua): sends spec.total requests in order,
+-- spec.request(i) for i = 0 … total-1, then, once every one is sent, spec.filler() on idle
+-- connections until the last is answered, and stops wrk. An answer counts as good if
+-- spec.good(status, body), is a filler's if spec.isFiller(status, body), else bad. Prints
+--   LOAD good=G bad=B <spec.label>=<total> [first bad: …]
+-- Run with wrk -t1 (one thread counts every answer).
+function installLoader(spec)
+    local sent = 0
+    local verified = false
+    good, bad, firstBad = 0, 0, nil
+    request = function()
+        -- wrk calls request() once before any connection opens, to check the request it returns
+        -- (script_verify_request); that first call gets a filler, or request 0 would never be sent.
+        if sent >= spec.total or not verified then
+            verified = true
+            return spec.filler()
+        end
+        sent = sent + 1
+        return spec.request(sent - 1)
+    end
+    response = function(status, headers, body)
+        if spec.good(status, body) then
+            good = good + 1
+        elseif spec.isFiller(status, body) then
+            return
+        else
+            bad = bad + 1
+            if not firstBad then firstBad = status .. " " .. body:sub(1, 300) end
+        end
+        if good + bad >= spec.total then
+            -- wrk's main thread sleeps for all of -d whatever its threads do; SIGINT ends that sleep.
+            -- The shell os.execute starts is wrk's child ($PPID is wrk), and the kill waits in the
+            -- background because system() ignores SIGINT in wrk until that shell returns.
+            wrk.thread:stop()
+            os.execute("(sleep 0.2; kill -INT $PPID) &")
+        end
+    end
+    done = function(summary, latency, requests)
+        local g, b, first = 0, 0, nil
+        for _, t in ipairs(threads) do
+            g, b = g + (t:get("good") or 0), b + (t:get("bad") or 0)
+            first = first or t:get("firstBad")
+        end
+        io.write(string.format("LOAD good=%d bad=%d %s=%d%s\n", g, b, spec.label, spec.total,
+            first and (" first bad: " .. first:gsub("\n", " ")) or ""))
+    end
+end

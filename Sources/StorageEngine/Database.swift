@@ -202,12 +202,15 @@ public final class Database: Sendable {
     /// values of 16 MiB would be copied whole before a byte of it could be encoded.)
     public func listStored(
         _ range: KeyRange, _ options: ListOptions = ListOptions()
-    ) throws(DatabaseError) -> (entries: [(key: Key, value: StoredValue, createRevision: UInt64, modRevision: UInt64)], more: Bool, revision: UInt64) {
+    ) throws(DatabaseError) -> StoredPage {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }
         guard options.limit >= 1 else { throw .invalidLimit(options.limit) }
-        guard !range.isEmpty else { return ([], false, map.revision) }
+        guard !range.isEmpty else { return StoredPage(entries: [], more: false, revision: map.revision) }
         let read = map.range(lower: range.start, upper: range.end, after: options.after, reverse: options.reverse, limit: options.limit)
-        return (read.entries.map { ($0.key, $0.value, $0.createRevision, $0.modRevision) }, read.more, read.revision)
+        let entries = read.entries.map {
+            StoredEntry(key: $0.key, value: $0.value, createRevision: $0.createRevision, modRevision: $0.modRevision)
+        }
+        return StoredPage(entries: entries, more: read.more, revision: read.revision)
     }
 
     /// The number of keys in `range`, and the store revision it was counted at.

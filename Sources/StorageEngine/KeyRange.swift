@@ -72,3 +72,24 @@ public struct ListPage: Sendable, Equatable {
     /// Where the next page starts (pass as `ListOptions.after`), or nil on the last page.
     public var cursor: Key? { more ? entries.last?.key : nil }
 }
+
+/// A page as `Database.listStored` returns it: the values are references to the map's immutable
+/// bytes, not copies.
+public struct StoredPage: Sendable {
+    public let entries: [StoredEntry]
+    /// Whether keys lie beyond the last entry in the listing's direction.
+    public let more: Bool
+    /// The store revision the page was read at.
+    public let revision: UInt64
+
+    /// Where the next page starts (pass as `ListOptions.after`), or nil on the last page.
+    public var cursor: Key? { more ? entries.last?.key : nil }
+}
+
+/// One key of a `StoredPage`: as `KeyEntry`, with its value by reference.
+public struct StoredEntry: Sendable {
+    public let key: Key
+    public let value: StoredValue
+    public let createRevision: UInt64
+    public let modRevision: UInt64
+}

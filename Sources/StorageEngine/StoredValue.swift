@@ -11,7 +11,7 @@
 /// Public for servers that stream a large value (`Database.storedValue(for:)`): a copy of this
 /// struct is a retained reference to the same immutable bytes. What must stay true for that:
 /// nothing writes into a buffer after `init`; a later write of the key stores a new
-/// `StoredValue` (`ShardedMap.set` replaces it), so a reference handed out keeps the old bytes
+/// `StoredValue` (`OrderedMap.set` replaces it), so a reference handed out keeps the old bytes
 /// alive and unchanged until it is dropped.
 public struct StoredValue: @unchecked Sendable {
     private let buffer: StoredValueBuffer

@@ -75,11 +75,10 @@ struct KeyValueHandlers: Sendable {
     /// A GET of a value over `streamedValueThreshold`: the same answer, byte for byte, sent a
     /// chunk at a time from a reference to the stored bytes. (A second lookup: the key may have
     /// been written since `withEntry`; then this answers with what it finds now, as a GET a
-    /// moment later would. It is a one-key listing, [key, key + 0x00), because that returns the
-    /// stored value with its mod revision from one state: the ETag is that of these bytes.)
+    /// moment later would. `storedEntry` returns the stored value with its mod revision from one
+    /// state: the ETag is that of these bytes.)
     private func streamGet(_ key: Key, keyBytes: [UInt8], _ responder: Responder) throws {
-        let read = try database.listStored(KeyRange(start: key, end: Key(keyBytes + [0])), ListOptions(limit: 1))
-        guard let entry = read.entries.first else {
+        guard let entry = try database.storedEntry(for: key) else {
             return responder.send(.json(status: 404, errorBytes: Array("key not found: ".utf8) + keyBytes), route: .kv)
         }
         let value = entry.value

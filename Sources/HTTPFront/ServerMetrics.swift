@@ -157,6 +157,7 @@ extension ServerMetrics {
         out.counter("smalldb_puts_total", "Committed puts (batch entries included).", Double(stats.puts))
         out.counter("smalldb_deletes_total", "Committed deletes (batch entries included).", Double(stats.deletes))
         out.counter("smalldb_gets_total", "Reads served.", Double(stats.gets))
+        out.counter("smalldb_listings_total", "Listing pages and counts served.", Double(stats.listings))
         out.counter("smalldb_write_requests_total", "Committed write requests (each put, delete or batch).", Double(stats.writes))
         out.counter("smalldb_batches_total", "Committed requests that were batches of several changes.", Double(stats.batches))
         out.counter("smalldb_syncs_total", "Group commits: one log write and one fdatasync each.", Double(stats.syncs))

@@ -157,6 +157,15 @@ public final class Database: Sendable {
         return map.get(key)
     }
 
+    /// `storedValue(for:)` with the key's revisions, read from one state (the revisions are
+    /// those of these bytes). Not counted in `gets`, for the same reason.
+    public func storedEntry(for key: Key) throws(DatabaseError) -> StoredEntry? {
+        guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        return map.withEntry(key) { entry in
+            entry.map { StoredEntry(key: $0.key, value: $0.value, createRevision: $0.createRevision, modRevision: $0.modRevision) }
+        }
+    }
+
     /// The value of `key` with its revisions, or nil. Never waits for disk.
     public func entry(_ key: Key) throws(DatabaseError) -> KeyEntry? {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }
@@ -186,6 +195,7 @@ public final class Database: Sendable {
     public func list(_ range: KeyRange, _ options: ListOptions = ListOptions()) throws(DatabaseError) -> ListPage {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }
         guard options.limit >= 1 else { throw .invalidLimit(options.limit) }
+        counters.listings.add(1, ordering: .relaxed)
         guard !range.isEmpty else { return ListPage(entries: [], more: false, revision: map.revision) }
         let read = map.range(lower: range.start, upper: range.end, after: options.after, reverse: options.reverse, limit: options.limit)
         let entries = read.entries.map { entry in
@@ -205,6 +215,7 @@ public final class Database: Sendable {
     ) throws(DatabaseError) -> StoredPage {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }
         guard options.limit >= 1 else { throw .invalidLimit(options.limit) }
+        counters.listings.add(1, ordering: .relaxed)
         guard !range.isEmpty else { return StoredPage(entries: [], more: false, revision: map.revision) }
         let read = map.range(lower: range.start, upper: range.end, after: options.after, reverse: options.reverse, limit: options.limit)
         let entries = read.entries.map {
@@ -216,6 +227,7 @@ public final class Database: Sendable {
     /// The number of keys in `range`, and the store revision it was counted at.
     public func count(_ range: KeyRange) throws(DatabaseError) -> (count: Int, revision: UInt64) {
         guard !isClosed.load(ordering: .relaxed) else { throw .closed }
+        counters.listings.add(1, ordering: .relaxed)
         guard !range.isEmpty else { return (0, map.revision) }
         return map.count(lower: range.start, upper: range.end)
     }
@@ -348,6 +360,7 @@ public final class Database: Sendable {
             batches: counters.batches.load(ordering: .relaxed),
             syncs: counters.syncs.load(ordering: .relaxed),
             gets: counters.gets.load(ordering: .relaxed),
+            listings: counters.listings.load(ordering: .relaxed),
             checkpoints: counters.checkpoints.load(ordering: .relaxed),
             lastCheckpointDuration: lastCheckpoint < 0 ? nil : .nanoseconds(lastCheckpoint),
             failedCheckpoints: counters.failedCheckpoints.load(ordering: .relaxed),

@@ -24,6 +24,8 @@ public struct DatabaseStats: Sendable, Equatable {
     public var syncs: Int
     /// Reads served.
     public var gets: Int
+    /// Listings served: each page (`list`, `listStored`) and each `count`.
+    public var listings: Int
     /// Checkpoints completed since open, and the last one's duration.
     public var checkpoints: Int
     public var lastCheckpointDuration: Duration?
@@ -45,6 +47,7 @@ final class EngineCounters: Sendable {
     let batches = Atomic<Int>(0)
     let syncs = Atomic<Int>(0)
     let gets = Atomic<Int>(0)
+    let listings = Atomic<Int>(0)
     let checkpoints = Atomic<Int>(0)
     let failedCheckpoints = Atomic<Int>(0)
     let lastCheckpointNanoseconds = Atomic<Int>(-1)

@@ -15,6 +15,8 @@ struct MetricsTests {
             #expect(try connection.exchange(RawRequest.get("/v1/kv/m1")).status == 200)
             #expect(try connection.exchange(RawRequest.get("/v1/kv/m2")).status == 200)
             #expect(try connection.exchange(RawRequest.get("/v1/kv/none")).status == 404)
+            #expect(try connection.exchange(RawRequest.get("/v1/kv?prefix=m&limit=2")).status == 200)
+            #expect(try connection.exchange(RawRequest.get("/v1/kv?count_only=true")).status == 200)
             #expect(try connection.exchange(RawRequest.make("DELETE", "/v1/kv/m6")).status == 200)
             #expect(try connection.exchange(RawRequest.make("POST", "/v1/kv/m6")).status == 405)
             #expect(try connection.exchange(RawRequest.get("/nowhere")).status == 404)
@@ -37,6 +39,8 @@ struct MetricsTests {
             #expect(text.contains("# TYPE smalldb_http_requests_total counter\n"))
 
             #expect(metricValue(text, "smalldb_puts_total") == 7)
+            #expect(metricValue(text, "smalldb_gets_total") == 3)
+            #expect(metricValue(text, "smalldb_listings_total") == 2)
             #expect(metricValue(text, "smalldb_deletes_total") == 1)
             let syncs = try #require(metricValue(text, "smalldb_syncs_total"))
             #expect(syncs >= 1 && syncs <= 8)

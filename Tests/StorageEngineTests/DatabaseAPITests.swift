@@ -310,8 +310,8 @@ struct DatabaseAPITests {
             #expect(stats.walBytes == 0)
             #expect(stats.generation == 0)
             #expect(stats.logPosition == LogPosition(generation: 0, offset: 0))
-            let counters: [Int] = [stats.puts, stats.deletes, stats.writes, stats.batches, stats.syncs, stats.gets, stats.checkpoints]
-            #expect(counters == [0, 0, 0, 0, 0, 0, 0])
+            let counters: [Int] = [stats.puts, stats.deletes, stats.writes, stats.batches, stats.syncs, stats.gets, stats.listings, stats.checkpoints]
+            #expect(counters == [0, 0, 0, 0, 0, 0, 0, 0])
             #expect(stats.lastCheckpointDuration == nil)
             #expect(stats.failedCheckpoints == 0)
             #expect(stats.writesDisabledReason == nil)
@@ -329,6 +329,10 @@ struct DatabaseAPITests {
             try await db.write(batch)
             _ = try db.get("a")
             _ = try db.get("c")
+            _ = try db.list(.all)
+            _ = try db.listStored(.prefix("c"))
+            _ = try db.count(.all)
+            _ = try db.storedEntry(for: "c")  // counted in neither
 
             let recordSizes = [
                 WALEncoder.recordSize(of: [.set(key: v("a"), value: v("xyz"))]),
@@ -355,6 +359,7 @@ struct DatabaseAPITests {
             #expect(stats.batches == 1)
             #expect(stats.syncs == 4)  // each write was awaited before the next: one round each
             #expect(stats.gets == 2)
+            #expect(stats.listings == 3)
             #expect(stats.checkpoints == 0)
         }
     }

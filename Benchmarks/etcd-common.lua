@@ -45,6 +45,16 @@ end
 local threads = {}
 function setup(thread) threads[#threads + 1] = thread end
 
+-- Every thread's good and bad counts, summed, and " first bad: …" (or "") for done() to print.
+function tally()
+    local g, b, first = 0, 0, nil
+    for _, t in ipairs(threads) do
+        g, b = g + (t:get("good") or 0), b + (t:get("bad") or 0)
+        first = first or t:get("firstBad")
+    end
+    return g, b, first and (" first bad: " .. first:gsub("\n", " ")) or ""
+end
+
 function installCheck()
     if os.getenv("CHECK") ~= "1" then return end
     good, bad, firstBad = 0, 0, nil
@@ -57,12 +67,8 @@ function installCheck()
         end
     end
     done = function(summary, latency, requests)
-        local g, b, first = 0, 0, nil
-        for _, t in ipairs(threads) do
-            g, b = g + (t:get("good") or 0), b + (t:get("bad") or 0)
-            first = first or t:get("firstBad")
-        end
-        io.write(string.format("CHECK good=%d bad=%d%s\n", g, b, first and (" first bad: " .. first:gsub("\n", " ")) or ""))
+        local g, b, first = tally()
+        io.write(string.format("CHECK good=%d bad=%d%s\n", g, b, first))
     end
 end
 
@@ -106,12 +112,7 @@ function installLoader(spec)
         end
     end
     done = function(summary, latency, requests)
-        local g, b, first = 0, 0, nil
-        for _, t in ipairs(threads) do
-            g, b = g + (t:get("good") or 0), b + (t:get("bad") or 0)
-            first = first or t:get("firstBad")
-        end
-        io.write(string.format("LOAD good=%d bad=%d %s=%d%s\n", g, b, spec.label, spec.total,
-            first and (" first bad: " .. first:gsub("\n", " ")) or ""))
+        local g, b, first = tally()
+        io.write(string.format("LOAD good=%d bad=%d %s=%d%s\n", g, b, spec.label, spec.total, first))
     end
 end

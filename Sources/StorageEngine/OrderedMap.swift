@@ -83,6 +83,9 @@ final class OrderedMap: Sendable {
             try shardReferences[index]._withUnsafeGuaranteedRef(body)
         }
 
+        /// Shard `index`'s bound's prefix (for the invariant check).
+        func prefix(at index: Int) -> KeyPrefix { prefixes[index] }
+
         /// Runs `body` on shard `index`'s contents, locked.
         @inline(__always)
         func withLockedContents<R: Sendable>(_ index: Int, _ body: (inout ShardContents) -> R) -> R {
@@ -128,6 +131,26 @@ final class OrderedMap: Sendable {
         init(_ shards: [Shard]) {
             self.directory = Directory(shards)
             self.shards = shards
+        }
+
+        /// What must stay true (debug builds, after every split and merge): the directory names
+        /// exactly `shards`, in order, with their bounds' prefixes; the first bound is the empty
+        /// key and bounds strictly ascend; every shard's keys lie within its bounds.
+        func checkInvariants() {
+            #if DEBUG
+            assert(directory.count == shards.count && !shards.isEmpty, "the directory and its owners differ in size")
+            assert(shards[0].lowerBound.count == 0, "the first shard's bound is not the empty key")
+            for index in shards.indices {
+                directory.withShard(index) { assert($0 === shards[index], "the directory names another shard at \(index)") }
+                assert(directory.prefix(at: index) == shards[index].lowerBound.sortPrefix, "a stale prefix at \(index)")
+                let upper = index + 1 < shards.count ? shards[index + 1].lowerBound : nil
+                if let upper { assert(shards[index].lowerBound < upper, "bounds out of order at \(index)") }
+                shards[index].contents.withLock { contents in
+                    if let first = contents.entries.first { assert(!(first.key < shards[index].lowerBound), "a key below its shard's bound") }
+                    if let last = contents.entries.last, let upper { assert(last.key < upper, "a key at or above the next shard's bound") }
+                }
+            }
+            #endif
         }
     }
 
@@ -319,6 +342,7 @@ final class OrderedMap: Sendable {
         _ = holdingStripes(from: 0) {
             owners.withLock { owned in
                 change(&owned)
+                owned.checkInvariants()
                 return owned.directory
             }
         }

@@ -36,7 +36,7 @@ struct MapEntry: Sendable {
 final class OrderedMap: Sendable {
     /// A shard splits in two when it would exceed this. Small enough that an insert's memmove
     /// (10 KB at most) and a shard's copy after a snapshot stay microseconds, and that a position
-    /// + 1 fits in one of `ShardContents`' one-byte slots.
+    /// + 1 fits in the low byte of a `ShardContents` slot (the high byte is a fingerprint).
     static let maxShardEntries = 254
     /// Shards filled by a bulk load (a sorted checkpoint) hold this many, leaving room for inserts.
     static let loadedShardEntries = 224

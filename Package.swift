@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Platform", targets: ["Platform"]),
         .library(name: "WireProtocol", targets: ["WireProtocol"]),
         .library(name: "StorageEngine", targets: ["StorageEngine"]),
+        .library(name: "StorageEngineTesting", targets: ["StorageEngineTesting"]),
         .library(name: "HTTPFront", targets: ["HTTPFront"]),
         .library(name: "Replication", targets: ["Replication"]),
         .executable(name: "small_db_server", targets: ["small_db_server"]),
@@ -28,6 +29,8 @@ let package = Package(
         .target(name: "Platform", swiftSettings: strict + [.define("SMALLDB_PTHREAD_LOCKS", .when(configuration: .debug))]),
         .target(name: "WireProtocol", swiftSettings: strict),
         .target(name: "StorageEngine", dependencies: ["Platform", "WireProtocol"], swiftSettings: strict),
+        // For users' tests as well as ours: a store that loses power, and a seeded generator.
+        .target(name: "StorageEngineTesting", dependencies: ["Platform", "StorageEngine"], swiftSettings: strict),
         .target(name: "Replication", dependencies: ["Platform", "StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
         .target(name: "CLinuxShims"),
         .target(name: "HTTPFront", dependencies: ["Platform", "StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
@@ -65,17 +68,17 @@ let package = Package(
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"], swiftSettings: strict),
         .testTarget(
             name: "StorageEngineTests",
-            dependencies: ["Platform", "StorageEngine", "WireProtocol", "small_db_stress"],
+            dependencies: ["Platform", "StorageEngine", "StorageEngineTesting", "WireProtocol", "small_db_stress"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         .testTarget(name: "GoFlagsTests", dependencies: ["GoFlags"], swiftSettings: strict),
         .testTarget(
             name: "HTTPFrontTests",
-            dependencies: ["Platform", "HTTPFront", "StorageEngine", "WireProtocol", "small_db_server"],
+            dependencies: ["Platform", "HTTPFront", "StorageEngine", "StorageEngineTesting", "WireProtocol", "small_db_server"],
             swiftSettings: strict
         ),
-        .testTarget(name: "ReplicationTests", dependencies: ["Platform", "Replication"], swiftSettings: strict),
+        .testTarget(name: "ReplicationTests", dependencies: ["Platform", "Replication", "StorageEngineTesting"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

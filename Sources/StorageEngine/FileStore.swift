@@ -299,15 +299,16 @@ public final class FileStore: LogStore, SnapshotStore {
     func filePath(_ name: String) -> String { path + "/" + name }
 
     /// A marker's content: the decimal generation and a newline, as the Go version writes it.
-    /// Surrounding whitespace is accepted on reading.
-    static func parseGeneration(_ bytes: [UInt8]) -> UInt64? {
+    /// Surrounding whitespace is accepted on reading. (`package`, as `isTemporary`: the
+    /// simulated disk of StorageEngineTesting follows the same rules.)
+    package static func parseGeneration(_ bytes: [UInt8]) -> UInt64? {
         let isSpace = { (byte: UInt8) in byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 }
         let trimmed = bytes.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
         return UInt64(String(decoding: trimmed, as: UTF8.self))
     }
 
     /// The temporaries that are never a commit point (`removeTemporaries`).
-    static func isTemporary(_ name: String) -> Bool {
+    package static func isTemporary(_ name: String) -> Bool {
         guard name.hasSuffix(".tmp") else { return false }
         let base = name.dropLast(4)
         return base == "newVersion" || base == "version" || name.hasPrefix("checkpoint.")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+public import StorageEngine
 import Synchronization
 
 /// An in-memory simulated disk that is both a `LogStore` and a `SnapshotStore`, for crash and

@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
+import StorageEngineTesting
 #endif
 
 // Helpers of the HTTP front's integration tests: a raw-socket HTTP/1.1 client that sends exact
@@ -729,13 +730,3 @@ func metricValue(_ text: String, _ series: String) -> Double? {
     return nil
 }
 
-extension DatabaseOptions {
-    /// The defaults, without the timed checkpoint: a test starved on a loaded machine (or under a
-    /// sanitizer) can outlive the 60 s interval, and a checkpoint it did not ask for changes the
-    /// generation it checks. (StorageEngineTests' TestSupport has the same for its tests.)
-    static var forTests: DatabaseOptions {
-        var options = DatabaseOptions()
-        options.checkpoints.interval = .seconds(365 * 24 * 3600)
-        return options
-    }
-}

@@ -4,6 +4,7 @@ import Testing
 @testable import Replication
 import StorageEngine
 import WireProtocol
+import StorageEngineTesting
 
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 private func token(_ text: String) throws -> ReplicationToken { try ReplicationToken(bytes: Array(text.utf8)) }

@@ -8,6 +8,7 @@ import Testing
 @testable import Replication
 import StorageEngine
 import WireProtocol
+import StorageEngineTesting
 
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 

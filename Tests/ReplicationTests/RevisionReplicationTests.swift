@@ -1,6 +1,7 @@
 import Testing
 @testable import Replication
 import StorageEngine
+import StorageEngineTesting
 
 /// Every listing of a primary and its backup, revisions included.
 private func everything(_ db: Database) throws -> [KeyEntry] {

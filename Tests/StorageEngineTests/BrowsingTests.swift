@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 @testable import StorageEngine
 import WireProtocol
+import StorageEngineTesting
 
 private typealias TS = TestSupport
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 @testable import StorageEngine
+import StorageEngineTesting
 
 /// Opening reads the checkpoint and each segment in bounded chunks, never a whole file at once
 /// (Recovery.readChunkSize), and still loads every key.

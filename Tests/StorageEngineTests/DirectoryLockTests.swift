@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import StorageEngine
+import StorageEngineTesting
 
 private typealias TS = TestSupport
 

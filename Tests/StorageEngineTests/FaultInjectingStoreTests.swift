@@ -3,6 +3,7 @@ import Foundation
 import Platform
 import Testing
 @testable import StorageEngine
+@testable import StorageEngineTesting
 
 /// Unit tests of the simulated disk itself: what survives a power loss, what injected faults do.
 /// (PowerLossTests uses it to prove the engine's durability.)

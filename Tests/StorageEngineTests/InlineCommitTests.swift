@@ -4,6 +4,7 @@ import Platform
 import Synchronization
 import Testing
 @testable import StorageEngine
+import StorageEngineTesting
 
 private typealias TS = TestSupport
 

@@ -4,6 +4,7 @@ import Testing
 @testable import small_db_stress
 #if canImport(Glibc)
 import Glibc
+import StorageEngineTesting
 #endif
 
 /// Real processes, real files, SIGKILL: the crash a power cut cannot be simulated for. A child

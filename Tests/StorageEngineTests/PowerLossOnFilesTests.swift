@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 @testable import StorageEngine
 import WireProtocol
+import StorageEngineTesting
 
 /// Power loss on the real files: the real `FileStore` (the zeros written ahead, directory creation
 /// and renames, the checkpoint's staged fdatasyncs, the version switch, the resync install) runs

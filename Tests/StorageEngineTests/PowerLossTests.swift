@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import StorageEngine
+import StorageEngineTesting
 
 /// The durability proof: whatever the moment of a power loss or an I/O failure, every acknowledged
 /// write is there after reopening, exactly; every acknowledged delete stays deleted; a write in

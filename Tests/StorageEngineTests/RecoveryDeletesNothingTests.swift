@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import StorageEngine
 import WireProtocol
+import StorageEngineTesting
 
 private typealias TS = TestSupport
 

@@ -3,6 +3,7 @@ import Platform
 import Testing
 @testable import StorageEngine
 import WireProtocol
+import StorageEngineTesting
 
 private typealias TS = TestSupport
 

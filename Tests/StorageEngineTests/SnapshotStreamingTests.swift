@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 @testable import StorageEngine
 import WireProtocol
+import StorageEngineTesting
 
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 

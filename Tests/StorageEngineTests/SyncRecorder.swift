@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Platform
 @testable import StorageEngine
+import StorageEngineTesting
 
 /// Power loss on the real files, the LevelDB way (its FaultInjectionTestEnv): the real `FileStore`
 /// runs on real files under `root`, and this observer (`FileStoreObserver`) records what each sync

@@ -9,7 +9,7 @@
 /// slot's low byte is 0 (empty) or an entry's position + 1; its high byte is that entry's key's
 /// fingerprint (8 more bits of its hash), so a probe past another key's slot rarely reads that
 /// key: an insert, whose key is absent, would otherwise miss the cache on a neighbour's entry at
-/// most probes (perf: a third of the committer's map time). `slotCount` is at least twice the
+/// most probes (perf: a third of `OrderedMap.set`'s own time). `slotCount` is at least twice the
 /// most a shard holds (`OrderedMap.maxShardEntries` + 1, just before it splits), so the load stays
 /// at or below 1/2, and that most + 1 fits in the low byte.
 ///
@@ -166,7 +166,7 @@ struct ShardContents: Sendable {
     ///
     /// The entries are moved, not copied: a copy retained each moved entry's value and the old
     /// array's release then released it, a cache miss on every value's object twice (perf: most
-    /// of a split's time, and splits were a tenth of the committer's map time at 256 writers).
+    /// of a split's time, and splits were a quarter of the committer's map time at 256 writers).
     /// The vacated tail is refilled with one shared placeholder (its object is hot) so that the
     /// array can drop it normally.
     mutating func splitOff(from middle: Int) -> ShardContents {

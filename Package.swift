@@ -55,13 +55,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "small_db_bench_probe",
-            dependencies: ["StorageEngine"],
+            dependencies: ["Platform", "StorageEngine"],
             path: "Benchmarks/small_db_bench_probe",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "small_db_bench",
-            dependencies: ["StorageEngine", "WireProtocol", "GoFlags"],
+            dependencies: ["Platform", "StorageEngine", "WireProtocol", "GoFlags"],
             path: "Benchmarks/small_db_bench",
             swiftSettings: strict
         ),

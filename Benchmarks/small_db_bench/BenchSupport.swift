@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import StorageEngine
 
 struct BenchContext: Sendable {
@@ -94,11 +95,3 @@ func percentile(_ sorted: [Duration], _ fraction: Double) -> Duration {
     return sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
 }
 
-extension Duration {
-    var milliseconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) * 1e3 + Double(attoseconds) / 1e15
-    }
-
-    var seconds: Double { milliseconds / 1e3 }
-}

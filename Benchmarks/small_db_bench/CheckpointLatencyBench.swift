@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Platform
 import StorageEngine
 
 /// Write latency while a checkpoint of `keys` keys runs: 16 writers put continuously, and every
@@ -56,12 +57,12 @@ enum CheckpointLatencyBench {
         let baseline = samples.filter { $0.start >= baselineStart && $0.start < checkpointStart }.map(\.latency).sorted()
         let during = samples.filter { $0.start >= checkpointStart && $0.start < checkpointEnd }.map(\.latency).sorted()
         return [
-            BenchResult(name: "checkpoint duration (\(context.keys) keys)", value: checkpoint.duration.milliseconds, unit: "ms"),
-            BenchResult(name: "put p50 during checkpoint", value: percentile(during, 0.50).milliseconds, unit: "ms", note: "16 writers, \(during.count) puts"),
-            BenchResult(name: "put p99 during checkpoint", value: percentile(during, 0.99).milliseconds, unit: "ms"),
-            BenchResult(name: "put worst during checkpoint", value: (during.last ?? .zero).milliseconds, unit: "ms"),
-            BenchResult(name: "put p99 without checkpoint", value: percentile(baseline, 0.99).milliseconds, unit: "ms", note: "the 500 ms before, \(baseline.count) puts"),
-            BenchResult(name: "put worst without checkpoint", value: (baseline.last ?? .zero).milliseconds, unit: "ms"),
+            BenchResult(name: "checkpoint duration (\(context.keys) keys)", value: checkpoint.duration.millisecondsValue, unit: "ms"),
+            BenchResult(name: "put p50 during checkpoint", value: percentile(during, 0.50).millisecondsValue, unit: "ms", note: "16 writers, \(during.count) puts"),
+            BenchResult(name: "put p99 during checkpoint", value: percentile(during, 0.99).millisecondsValue, unit: "ms"),
+            BenchResult(name: "put worst during checkpoint", value: (during.last ?? .zero).millisecondsValue, unit: "ms"),
+            BenchResult(name: "put p99 without checkpoint", value: percentile(baseline, 0.99).millisecondsValue, unit: "ms", note: "the 500 ms before, \(baseline.count) puts"),
+            BenchResult(name: "put worst without checkpoint", value: (baseline.last ?? .zero).millisecondsValue, unit: "ms"),
         ]
     }
 }

@@ -1,3 +1,4 @@
+import Platform
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -33,6 +34,6 @@ enum DiskBench {
             fdatasync(descriptor)
             count += 1
         }
-        return Double(count) / (clock.now - start).seconds
+        return Double(count) / (clock.now - start).secondsValue
     }
 }

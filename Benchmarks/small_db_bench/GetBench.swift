@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import StorageEngine
 
 /// Reads of existing keys from 1 and 2 threads (this machine has 2 cores), 100k keys loaded.
@@ -37,6 +38,6 @@ enum GetBench {
             }
             slots[thread] = count
         }
-        return Double(counts.reduce(0, +)) / (clock.now - start).seconds
+        return Double(counts.reduce(0, +)) / (clock.now - start).secondsValue
     }
 }

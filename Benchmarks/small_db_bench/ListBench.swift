@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import StorageEngine
 
 /// Browsing at scale: -keys keys (11-byte keys, 100-byte values) loaded, then
@@ -20,7 +21,7 @@ enum ListBench {
             let start = benchKey(Int.random(in: 0..<keyCount, using: &generator))
             let began = clock.now
             let page = try db.list(KeyRange(start: start), ListOptions(limit: 100))
-            latencies.append((clock.now - began).seconds * 1e6)
+            latencies.append((clock.now - began).secondsValue * 1e6)
             returned += page.entries.count
         }
         latencies.sort()
@@ -35,16 +36,16 @@ enum ListBench {
             guard let cursor = page.cursor else { break }
             options.after = cursor
         }
-        let walk = (clock.now - walkStarted).seconds
+        let walk = (clock.now - walkStarted).secondsValue
         precondition(walked == keyCount, "walked \(walked) of \(keyCount) keys")
 
         let countStarted = clock.now
         let all = try db.count(.all).count
-        let countAll = (clock.now - countStarted).seconds * 1e6
+        let countAll = (clock.now - countStarted).secondsValue * 1e6
         let low = Int.random(in: 0..<(keyCount - keyCount / 100), using: &generator)
         let rangeStarted = clock.now
         let some = try db.count(KeyRange(start: benchKey(low), end: benchKey(low + keyCount / 100))).count
-        let countRange = (clock.now - rangeStarted).seconds * 1e6
+        let countRange = (clock.now - rangeStarted).secondsValue * 1e6
         precondition(all == keyCount && some == keyCount / 100, "counted \(all) and \(some)")
         db.close()
         try? FileManager.default.removeItem(atPath: directory)

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Platform
 import StorageEngine
 
 /// Durable puts: W concurrent writers, each awaiting its own put before the next, 100-byte values.
@@ -39,7 +40,7 @@ enum PutBench {
             }
             return try await group.reduce(0, +)
         }
-        return Double(total) / (clock.now - start).seconds
+        return Double(total) / (clock.now - start).secondsValue
     }
 }
 

@@ -2,6 +2,7 @@
 // the resident memory afterwards, the peak resident memory (VmHWM) and the key count, and exits.
 // small_db_bench runs it in a fresh process for its open case, so that nothing of the benchmark's
 // own setup counts. It links the storage engine and nothing else (no Foundation), as a program embedding the engine would.
+import Platform
 import StorageEngine
 #if canImport(Glibc)
 import Glibc
@@ -28,8 +29,7 @@ do {
     printError("small_db_bench_probe: \(error)\n")
     exit(1)
 }
-let (seconds, attoseconds) = (clock.now - start).components
-let openSeconds = Double(seconds) + Double(attoseconds) / 1e18
+let openSeconds = (clock.now - start).secondsValue
 print(
     "{\"openSeconds\":\(openSeconds),\"residentBytes\":\(residentMemoryBytes()),"
         + "\"peakResidentBytes\":\(peakResidentMemoryBytes()),\"keys\":\(db.stats.keys)}")

@@ -1,3 +1,4 @@
+import Platform
 import CLinuxShims
 import StorageEngine
 import WireProtocol
@@ -542,7 +543,7 @@ final class HTTPConnection: EventLoopHandler, @unchecked Sendable {
         let failure = server.configuration.connectionWatchFaults?.take() ?? loop.modify(descriptor, events: events)
         guard let code = failure else { return }
         server.metrics.connectionWatchFailures.add(1, ordering: .relaxed)
-        server.logServerError("cannot change the events watched on a connection: epoll_ctl: \(errnoText(code)) (errno \(code)); closed it")
+        server.logServerError("cannot change the events watched on a connection: epoll_ctl: \(errnoDescription(code)) (errno \(code)); closed it")
         close()
     }
 

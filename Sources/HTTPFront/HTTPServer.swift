@@ -79,8 +79,7 @@ public final class HTTPServer: Sendable {
             loop.execute { server.beginShutdown { drained.signal() } }
         }
         // Step 3.
-        let (seconds, attoseconds) = gracePeriod.components
-        let deadline = DispatchTime.now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+        let deadline = DispatchTime.now() + gracePeriod.dispatchInterval
         var remaining = servers.count
         while remaining > 0, drained.wait(timeout: deadline) == .success { remaining -= 1 }
         for (loop, server) in zip(loops, servers) {

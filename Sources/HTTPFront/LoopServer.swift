@@ -1,3 +1,4 @@
+import Platform
 import CLinuxShims
 import StorageEngine
 import Synchronization
@@ -91,7 +92,7 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
         }
         listenerWatched = false
         metrics.listenerWatchFailures.add(1, ordering: .relaxed)
-        logServerError("event loop \(loop.index) cannot watch the listening socket: epoll_ctl: \(errnoText(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
+        logServerError("event loop \(loop.index) cannot watch the listening socket: epoll_ctl: \(errnoDescription(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
     }
 
     /// The listening socket is readable: accept every pending connection.
@@ -105,7 +106,7 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
                 // Out of descriptors (EMFILE) and the like: the connection stays queued in the
                 // kernel. Stop watching the listener until the next tick, or level-triggered
                 // epoll would spin on it.
-                logServerError("accept failed: \(errnoText(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
+                logServerError("accept failed: \(errnoDescription(code)) (errno \(code)); retrying in \(EventLoop.tickInterval)")
                 listenerWatched = false
                 loop.deregister(listener.descriptor)
                 return
@@ -167,7 +168,7 @@ final class LoopServer: EventLoopHandler, @unchecked Sendable {
         }
         let connection = HTTPConnection(descriptor: descriptor, server: self)
         if let code = loop.register(descriptor, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, handler: connection) {
-            logServerError("cannot watch an accepted connection: epoll_ctl: \(errnoText(code)) (errno \(code)); closed it")
+            logServerError("cannot watch an accepted connection: epoll_ctl: \(errnoDescription(code)) (errno \(code)); closed it")
             countConnection(-1)
             metrics.openConnections.subtract(1, ordering: .relaxed)
             close(descriptor)

@@ -1,3 +1,5 @@
+import Platform
+
 /// Why the server could not start.
 public enum ServerError: Error, Sendable, Equatable, CustomStringConvertible {
     case addressResolution(String, String)
@@ -7,14 +9,8 @@ public enum ServerError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .addressResolution(let address, let why): "cannot resolve listen address \(address): \(why)"
-        case .socket(let operation, let address, let code): "\(operation) \(address) failed: \(errnoText(code)) (errno \(code))"
-        case .eventLoop(let operation, let code): "event loop \(operation) failed: \(errnoText(code)) (errno \(code))"
+        case .socket(let operation, let address, let code): "\(operation) \(address) failed: \(errnoDescription(code)) (errno \(code))"
+        case .eventLoop(let operation, let code): "event loop \(operation) failed: \(errnoDescription(code)) (errno \(code))"
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }

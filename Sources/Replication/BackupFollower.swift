@@ -128,7 +128,7 @@ final class BackupFollower: Sendable {
                 failuresInARow = 0
                 delay = .milliseconds(100)
             }
-            _ = stopSignal.wait(timeout: .now() + dispatchInterval(delay))
+            _ = stopSignal.wait(timeout: .now() + delay.dispatchInterval)
             if isStopping {
                 stopSignal.signal()
                 return

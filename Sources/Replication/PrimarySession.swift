@@ -119,7 +119,7 @@ final class PrimarySession: Sendable {
             if let outcome { return outcome }
             if let deadline {
                 let remaining = deadline - .now
-                if remaining <= .zero || ackArrived.wait(timeout: .now() + dispatchInterval(remaining)) == .timedOut {
+                if remaining <= .zero || ackArrived.wait(timeout: .now() + remaining.dispatchInterval) == .timedOut {
                     // One last look: the ack may have come just as the time ran out.
                     let late = progress.withLock { progress -> Bool in
                         progress.awaited = nil
@@ -203,10 +203,4 @@ extension ReplicationFrame {
         case .authProof: "authProof"
         }
     }
-}
-
-/// A Duration as Dispatch's interval type (whole nanoseconds, never negative).
-func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
-    let (seconds, attoseconds) = duration.components
-    return .nanoseconds(max(0, Int(clamping: seconds) &* 1_000_000_000 &+ Int(attoseconds / 1_000_000_000)))
 }

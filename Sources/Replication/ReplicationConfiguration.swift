@@ -1,3 +1,4 @@
+import Platform
 public import StorageEngine
 
 /// How a replication node behaves. The defaults are small_db_server's.

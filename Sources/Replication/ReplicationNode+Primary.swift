@@ -1,3 +1,4 @@
+import Platform
 import Dispatch
 import Synchronization
 import StorageEngine
@@ -131,7 +132,7 @@ extension ReplicationNode {
 
     private func sendHeartbeats() {
         while true {
-            _ = stopSignal.wait(timeout: .now() + dispatchInterval(configuration.heartbeatInterval))
+            _ = stopSignal.wait(timeout: .now() + configuration.heartbeatInterval.dispatchInterval)
             let (stopping, session, epoch, end) = state.withLock { state in
                 (state.isStopping, state.role == .primary ? state.session : nil, state.persistent?.epoch ?? 0, state.lastEnd)
             }

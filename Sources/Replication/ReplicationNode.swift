@@ -1,5 +1,5 @@
 import Dispatch
-import Platform
+public import Platform
 public import StorageEngine
 public import WireProtocol
 
@@ -459,6 +459,5 @@ func distance(from a: LogPosition, to b: LogPosition) -> Int {
 }
 
 func seconds(since instant: ContinuousClock.Instant) -> Double {
-    let (seconds, attoseconds) = (ContinuousClock.now - instant).components
-    return Double(seconds) + Double(attoseconds) / 1e18
+    return (ContinuousClock.now - instant).secondsValue
 }

@@ -1,3 +1,4 @@
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,7 +67,7 @@ public enum ReplicationTokenError: Error, Sendable, Equatable, CustomStringConve
 
     public var description: String {
         switch self {
-        case .unreadable(let path, let code): "cannot read \(path): \(String(cString: strerror(code)))"
+        case .unreadable(let path, let code): "cannot read \(path): \(errnoDescription(code))"
         case .tooLarge(let path): "\(path) is larger than \(ReplicationToken.maximumFileSize) bytes: not a token file"
         case .empty: "the token is empty"
         case .tooShort(let count): "the token is \(count) bytes; at least \(ReplicationToken.minimumLength) are needed"

@@ -1,3 +1,4 @@
+import Platform
 public import WireProtocol
 #if canImport(Glibc)
 import Glibc
@@ -25,15 +26,11 @@ public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible 
         case .closed: "connection closed"
         case .timedOut: "timed out"
         case .peerClosed: "the peer closed the connection"
-        case .io(let operation, let code): "\(operation) failed: \(errnoName(code)) (errno \(code))"
+        case .io(let operation, let code): "\(operation) failed: \(errnoDescription(code)) (errno \(code))"
         case .invalidAddress(let reason): "invalid address: \(reason)"
         case .frame(let error): error.description
         }
     }
 }
 
-/// The C library's text for `code` ("Connection refused").
-private func errnoName(_ code: Int32) -> String {
-    guard let text = strerror(code) else { return "error" }
-    return String(cString: text)
-}
+

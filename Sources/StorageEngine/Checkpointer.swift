@@ -243,10 +243,3 @@ public struct CheckpointResult: Sendable, Equatable {
     public var duration: Duration
 }
 
-extension Duration {
-    /// The duration in whole nanoseconds (saturating).
-    var nanoseconds: Int {
-        let (seconds, attoseconds) = components
-        return Int(clamping: seconds) &* 1_000_000_000 &+ Int(attoseconds / 1_000_000_000)
-    }
-}

@@ -1,3 +1,5 @@
+import Platform
+
 /// Everything the database can refuse or fail with. Each case carries what a user needs to act:
 /// the file, the byte offset, the size and the limit.
 public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -84,10 +86,3 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func errnoDescription(_ code: Int32) -> String {
-    String(cString: strerror(code))
-}

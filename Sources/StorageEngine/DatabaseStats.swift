@@ -1,3 +1,4 @@
+public import Platform
 import Synchronization
 
 /// A point-in-time view of the database's size and activity.

@@ -107,10 +107,6 @@ final class GroupCommitter: Sendable {
 
     private enum GatherPhase { case spin, wait, take }
 
-    static func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(max(0, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
-    }
     /// Signalled when work arrives while the committer waits, and when closing.
     private let wakeup = DispatchSemaphore(value: 0)
     /// Signalled once when the committer thread has finished.
@@ -338,7 +334,7 @@ final class GroupCommitter: Sendable {
                     continue
                 }
                 if !took && phase == .wait {
-                    _ = wakeup.wait(timeout: .now() + GroupCommitter.dispatchInterval(gatherUntil - now))
+                    _ = wakeup.wait(timeout: .now() + (gatherUntil - now).dispatchInterval)
                 }
             }
             if writes.isEmpty && controls.isEmpty {
@@ -419,8 +415,7 @@ final class GroupCommitter: Sendable {
                 let duration = ContinuousClock.now - syncStarted
                 counters.syncLatency.record(duration)
                 // Rounds never overlap, so this read-modify-write has no concurrent writer.
-                let (seconds, attoseconds) = duration.components
-                let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+                let nanoseconds = duration.nanoseconds
                 let average = recentSyncNanoseconds.load(ordering: .relaxed)
                 recentSyncNanoseconds.store(average - average / 8 + nanoseconds / 8, ordering: .relaxed)
             } catch {

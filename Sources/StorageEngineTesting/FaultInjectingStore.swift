@@ -680,8 +680,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
                 switch try disk.fault(.logSync, "fdatasync", name) {
                 case nil: break
                 case .delay(let duration)?:
-                    let (seconds, attoseconds) = duration.components
-                    usleep(UInt32(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+                    usleep(UInt32(clamping: duration.nanoseconds / 1000))
                 default: throw .io(operation: "fdatasync", path: name, errno: EIO)
                 }
                 disk.files[id]!.sync()

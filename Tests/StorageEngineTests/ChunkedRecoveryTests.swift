@@ -2,7 +2,9 @@
 import Glibc
 #endif
 import Testing
+import Platform
 @testable import StorageEngine
+import Platform
 import StorageEngineTesting
 
 /// Opening reads the checkpoint and each segment in bounded chunks, never a whole file at once

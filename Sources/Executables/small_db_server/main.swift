@@ -104,7 +104,7 @@ func waitForTerminationSignal() -> String {
 
 /// The token file's first line, without surrounding whitespace. Exits 2 if it is missing or empty.
 func readToken(_ path: String) -> [UInt8] {
-    guard let file = fopen(path, "r") else { fail("-auth-token-file: cannot read \(path): \(String(cString: strerror(errno)))", status: 2) }
+    guard let file = fopen(path, "r") else { fail("-auth-token-file: cannot read \(path): \(errnoDescription(errno))", status: 2) }
     defer { fclose(file) }
     var buffer = [CChar](repeating: 0, count: 64 << 10)
     guard fgets(&buffer, Int32(buffer.count), file) != nil else { fail("-auth-token-file: \(path) is empty", status: 2) }

@@ -27,8 +27,7 @@ public final class Histogram: Sendable {
     }
 
     public func record(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        record(Double(seconds) + Double(attoseconds) / 1e18)
+        record(duration.secondsValue)
     }
 
     /// The counts so far: per bucket (not cumulative; the last is +Inf), the sum and the total.

@@ -6,8 +6,8 @@ import Glibc
 /// committer) and its one-off helpers (the checkpoint verifier) run on threads of their own, never
 /// on Swift's cooperative pool, because they block in system calls; and through pthreads rather
 /// than Foundation's `Thread`, so that linking the engine does not load Foundation (about 9 MB of
-/// resident memory in every process that embeds it). Public for the HTTP front's event loops,
-/// which need threads of their own for the same reasons.
+/// resident memory in every process that embeds it). The reactor's event loops and the
+/// replication layer's sessions need threads of their own for the same reasons.
 public func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
     do throws(ThreadStartError) {
         try tryStartDetachedThread(body)
@@ -38,7 +38,7 @@ public func tryStartDetachedThread(_ body: @escaping @Sendable () -> Void) throw
 public struct ThreadStartError: Error, Sendable, Equatable, CustomStringConvertible {
     public let code: Int32
     public init(code: Int32) { self.code = code }
-    public var description: String { "pthread_create failed: \(String(cString: strerror(code))) (errno \(code))" }
+    public var description: String { "pthread_create failed: \(errnoDescription(code)) (errno \(code))" }
 }
 
 /// The closure a new thread runs, boxed to cross `pthread_create`'s untyped argument.

@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "WireProtocol", targets: ["WireProtocol"]),
         .library(name: "StorageEngine", targets: ["StorageEngine"]),
         .library(name: "StorageEngineTesting", targets: ["StorageEngineTesting"]),
+        .library(name: "Reactor", targets: ["Reactor"]),
         .library(name: "HTTPFront", targets: ["HTTPFront"]),
         .library(name: "Replication", targets: ["Replication"]),
         .executable(name: "small_db_server", targets: ["small_db_server"]),
@@ -31,9 +32,11 @@ let package = Package(
         .target(name: "StorageEngine", dependencies: ["Platform", "WireProtocol"], swiftSettings: strict),
         // For users' tests as well as ours: a store that loses power, and a seeded generator.
         .target(name: "StorageEngineTesting", dependencies: ["Platform", "StorageEngine"], swiftSettings: strict),
-        .target(name: "Replication", dependencies: ["Platform", "StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
+        .target(name: "Replication", dependencies: ["Platform", "Reactor", "StorageEngine", "WireProtocol"], swiftSettings: strict),
         .target(name: "CLinuxShims"),
-        .target(name: "HTTPFront", dependencies: ["Platform", "StorageEngine", "WireProtocol", "CLinuxShims"], swiftSettings: strict),
+        // Event loops, sockets, addresses and the connection lifecycle, below every network front.
+        .target(name: "Reactor", dependencies: ["Platform", "CLinuxShims"], swiftSettings: strict),
+        .target(name: "HTTPFront", dependencies: ["Platform", "Reactor", "StorageEngine", "WireProtocol"], swiftSettings: strict),
         .target(name: "GoFlags", path: "Sources/Executables/GoFlags", swiftSettings: strict),
         .executableTarget(
             name: "small_db_example",
@@ -43,7 +46,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "small_db_server",
-            dependencies: ["Platform", "StorageEngine", "HTTPFront", "Replication", "GoFlags"],
+            dependencies: ["Platform", "Reactor", "StorageEngine", "HTTPFront", "Replication", "GoFlags"],
             path: "Sources/Executables/small_db_server",
             swiftSettings: strict
         ),
@@ -75,11 +78,12 @@ let package = Package(
         .testTarget(name: "GoFlagsTests", dependencies: ["GoFlags"], swiftSettings: strict),
         .testTarget(
             name: "HTTPFrontTests",
-            dependencies: ["Platform", "HTTPFront", "StorageEngine", "StorageEngineTesting", "WireProtocol", "small_db_server"],
+            dependencies: ["Platform", "Reactor", "HTTPFront", "StorageEngine", "StorageEngineTesting", "WireProtocol", "small_db_server"],
             swiftSettings: strict
         ),
         .testTarget(name: "ReplicationTests", dependencies: ["Platform", "Replication", "StorageEngineTesting"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
+        .testTarget(name: "ReactorTests", dependencies: ["Platform", "Reactor"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

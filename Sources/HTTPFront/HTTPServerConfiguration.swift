@@ -1,11 +1,11 @@
+public import Reactor
 public import StorageEngine
 public import WireProtocol
-import Synchronization
 
 /// How the HTTP front runs. Defaults are what `small_db_server` uses (docs/OPERATIONS.md).
 public struct HTTPServerConfiguration: Sendable {
     /// Where to listen (the -addr flag; default ":8080").
-    public var address = ListenAddress(host: "", port: 8080)
+    public var address = NetworkAddress(host: "", port: 8080)
     /// Event loops, each a thread with its own epoll, sharing the listening socket. Default: one
     /// per core this process may run on.
     public var eventLoops = HTTPServerConfiguration.coreCount
@@ -32,46 +32,42 @@ public struct HTTPServerConfiguration: Sendable {
     /// Receives one line per notable event.
     public var log: (@Sendable (LogLevel, String) -> Void)?
 
-    /// Tests only: makes the listener's epoll registrations fail (`LoopServer.watchListener`).
-    var listenerWatchFaults: ListenerWatchFaults?
-    /// Tests only: makes changes of a connection's watched events fail
-    /// (`HTTPConnection.changeInterest`; the same kind of countdown as the listener's).
-    var connectionWatchFaults: ListenerWatchFaults?
+    /// Tests only: makes the listener's epoll registrations fail (`LoopConnections.watchListener`).
+    var listenerWatchFaults: RegistrationFaults?
+    /// Tests only: makes changes of a connection's watched events fail (`Connection.changeInterest`).
+    var connectionWatchFaults: RegistrationFaults?
 
     public init() {}
 
+    /// Answers waiting for one client (unanswered requests, in slots or unsent) at which its
+    /// connection stops reading: pipelining's bound.
+    static let maxPendingResponses = 64
+    /// Answer bytes held for one client, built or not, at which its connection stops reading.
+    static let maxBufferedOutput = 4 << 20
+    /// One read's size, and so the most bytes a read adds beyond a partial request.
+    static let readChunk = 64 << 10
+
+    /// The reactor's rules for HTTP connections: these limits and timeouts, and the fairness
+    /// budget (64 requests and four reads per connection per loop iteration).
+    var connectionPolicy: ConnectionPolicy {
+        var policy = ConnectionPolicy()
+        policy.maxConnections = maxConnections
+        policy.maxPendingMessages = Self.maxPendingResponses
+        policy.maxBufferedOutput = Self.maxBufferedOutput
+        policy.readChunk = Self.readChunk
+        policy.maxMessagesPerTurn = 64
+        policy.maxReadBytesPerTurn = 4 * Self.readChunk
+        policy.messageReadTimeout = requestReadTimeout
+        policy.idleTimeout = idleTimeout
+        policy.writeTimeout = writeTimeout
+        policy.lingerTime = .seconds(2)
+        if let log { policy.log = { log(.error, $0) } }
+        policy.listenerWatchFaults = listenerWatchFaults
+        policy.connectionWatchFaults = connectionWatchFaults
+        return policy
+    }
+
     /// The cores this process may run on: its CPU affinity (`taskset`, a container's cpuset),
     /// or every online core if that cannot be read.
-    public static var coreCount: Int {
-        let usable = Int(small_db_usable_cpu_count())
-        return max(1, usable > 0 ? usable : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
-}
-
-import CLinuxShims
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Tests only: the next `count` registrations of the listening socket fail with `errno`, as
-/// epoll_ctl fails when the user's epoll watch limit is reached.
-final class ListenerWatchFaults: Sendable {
-    private let remaining: Atomic<Int>
-    private let errno: Int32
-
-    init(count: Int, errno: Int32 = ENOSPC) {
-        remaining = Atomic(count)
-        self.errno = errno
-    }
-
-    /// The errno of an injected failure, or nil when none is left.
-    func take() -> Int32? {
-        var current = remaining.load(ordering: .relaxed)
-        while current > 0 {
-            let (exchanged, original) = remaining.compareExchange(expected: current, desired: current - 1, ordering: .relaxed)
-            if exchanged { return errno }
-            current = original
-        }
-        return nil
-    }
+    public static var coreCount: Int { usableCoreCount() }
 }

@@ -1,4 +1,5 @@
 import Platform
+import Reactor
 import StorageEngine
 import Synchronization
 
@@ -6,20 +7,13 @@ import Synchronization
 /// other loop takes, so recording costs an uncontended lock); a scrape sums them.
 final class ServerMetrics: Sendable {
     let loops: [LoopMetrics]
-    let openConnections = Atomic<Int>(0)
-    let acceptedConnections = Atomic<Int>(0)
-    let rejectedConnections = Atomic<Int>(0)
-    let timedOutConnections = Atomic<Int>(0)
-    /// Connections closed by the write timeout (`HTTPServerConfiguration.writeTimeout`).
-    let writeTimedOutConnections = Atomic<Int>(0)
-    /// Failed registrations of the listening socket with an event loop (`LoopServer.watchListener`).
-    let listenerWatchFailures = Atomic<Int>(0)
-    /// Connections closed because epoll refused to change their watched events
-    /// (`HTTPConnection.changeInterest`).
-    let connectionWatchFailures = Atomic<Int>(0)
+    /// What the reactor counts about connections (open, accepted, rejected, timed out, watch
+    /// failures, per-loop ownership); rendered here under the smalldb_http_ names.
+    let connections: ConnectionCounters
 
     init(loopCount: Int) {
         loops = (0..<loopCount).map { _ in LoopMetrics() }
+        connections = ConnectionCounters(loopCount: loopCount)
     }
 }
 
@@ -40,8 +34,6 @@ final class LoopMetrics: Sendable {
     }
 
     let requests = Lock<[RequestKey: Int]>([:])
-    /// Connections the loop owns (`LoopServer.ownedConnections`).
-    let connections = Atomic<Int>(0)
     let latency: [RouteName: Histogram] = Dictionary(
         uniqueKeysWithValues: RouteName.allCases.map { ($0, Histogram(bounds: Histogram.latencyBounds, sumScale: 1e9)) })
 
@@ -142,17 +134,17 @@ extension ServerMetrics {
             }
             if let merged, merged.count > 0 { out.histogram("smalldb_http_request_duration_seconds", [("route", route.rawValue)], merged) }
         }
-        out.gauge("smalldb_http_open_connections", "Client connections open now.", Double(openConnections.load(ordering: .relaxed)))
+        out.gauge("smalldb_http_open_connections", "Client connections open now.", Double(connections.open.load(ordering: .relaxed)))
         out.help("smalldb_http_loop_connections", "gauge", "Client connections owned by each event loop (accepted connections go to the loop that owns the fewest).")
-        for (index, loop) in loops.enumerated() {
-            out.sample("smalldb_http_loop_connections", [("loop", String(index))], Double(loop.connections.load(ordering: .relaxed)))
+        for (index, count) in connections.perLoop.enumerated() {
+            out.sample("smalldb_http_loop_connections", [("loop", String(index))], Double(count.value.load(ordering: .relaxed)))
         }
-        out.counter("smalldb_http_connections_accepted_total", "Client connections accepted.", Double(acceptedConnections.load(ordering: .relaxed)))
-        out.counter("smalldb_http_connections_rejected_total", "Client connections refused because the connection limit was reached.", Double(rejectedConnections.load(ordering: .relaxed)))
-        out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the request-read or idle timeout.", Double(timedOutConnections.load(ordering: .relaxed)))
-        out.counter("smalldb_http_connections_write_timed_out_total", "Client connections closed because their client took no answer bytes within the write timeout.", Double(writeTimedOutConnections.load(ordering: .relaxed)))
-        out.counter("smalldb_http_listener_watch_failures_total", "Failed registrations of the listening socket with an event loop (retried every 250 ms; while failing, that loop accepts nothing).", Double(listenerWatchFailures.load(ordering: .relaxed)))
-        out.counter("smalldb_http_connection_watch_failures_total", "Client connections closed because epoll refused to change the events watched on them (epoll_ctl EPOLL_CTL_MOD failed).", Double(connectionWatchFailures.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_accepted_total", "Client connections accepted.", Double(connections.accepted.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_rejected_total", "Client connections refused because the connection limit was reached.", Double(connections.rejected.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the request-read or idle timeout.", Double(connections.timedOut.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connections_write_timed_out_total", "Client connections closed because their client took no answer bytes within the write timeout.", Double(connections.writeTimedOut.load(ordering: .relaxed)))
+        out.counter("smalldb_http_listener_watch_failures_total", "Failed registrations of the listening socket with an event loop (retried every 250 ms; while failing, that loop accepts nothing).", Double(connections.listenerWatchFailures.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connection_watch_failures_total", "Client connections closed because epoll refused to change the events watched on them (epoll_ctl EPOLL_CTL_MOD failed).", Double(connections.connectionWatchFailures.load(ordering: .relaxed)))
 
         out.counter("smalldb_puts_total", "Committed puts (batch entries included).", Double(stats.puts))
         out.counter("smalldb_deletes_total", "Committed deletes (batch entries included).", Double(stats.deletes))

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 @testable import HTTPFront
+import Reactor
 import StorageEngine
 import Synchronization
 import Testing
@@ -143,7 +144,7 @@ struct BackPressureTests {
     @Test func aFailedListenerRegistrationIsRetriedAndCounted() throws {
         try withServer({
             $0.eventLoops = 1
-            $0.listenerWatchFaults = ListenerWatchFaults(count: 3)
+            $0.listenerWatchFaults = RegistrationFaults(count: 3)
         }) { server in
             let connection = try server.connect()
             let response = try connection.exchange(RawRequest.get("/metrics"), timeout: .seconds(20))

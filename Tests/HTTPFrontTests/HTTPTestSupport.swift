@@ -1,5 +1,6 @@
 import Foundation
 import HTTPFront
+import Reactor
 import Platform
 import StorageEngine
 import Synchronization
@@ -375,7 +376,7 @@ final class InProcessServer {
         dataDirectory = root.file("data")
         database = try Database.open(directory: dataDirectory, create: true, options: .forTests)
         var configuration = HTTPServerConfiguration()
-        configuration.address = ListenAddress(host: "127.0.0.1", port: 0)
+        configuration.address = NetworkAddress(host: "127.0.0.1", port: 0)
         configuration.eventLoops = 2
         configure(&configuration)
         server = HTTPServer(database: database, role: role, configuration: configuration)

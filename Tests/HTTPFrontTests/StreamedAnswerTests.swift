@@ -1,5 +1,6 @@
 import Foundation
 @testable import HTTPFront
+import Reactor
 import Platform
 import StorageEngine
 import Synchronization
@@ -139,11 +140,7 @@ struct StreamedAnswerTests {
                 metricValue(try admin.exchange(RawRequest.get("/metrics")).text, #"smalldb_http_requests_total{route="kv",method="GET",status="200"}"#) == 1
             }
             #expect(answered)
-            let loopServer = try #require(server.server.loopServersForTesting.first)
-            let built = Atomic<Int>(-1)
-            loopServer.loop.execute { built.store(loopServer.builtAnswerBytesForTesting, ordering: .releasing) }
-            #expect(Poll.until { built.load(ordering: .acquiring) >= 0 })
-            let bytes = built.load(ordering: .acquiring)
+            let bytes = server.server.builtAnswerBytesForTesting
             #expect(bytes <= 256 << 10, "\(bytes) bytes of answers built for a client that reads nothing")
             stuck.close()
         }
@@ -157,7 +154,7 @@ struct StreamedAnswerTests {
         let logged = Lock<[String]>([])
         try withServer({
             $0.eventLoops = 1
-            $0.connectionWatchFaults = ListenerWatchFaults(count: 1, errno: ENOMEM)
+            $0.connectionWatchFaults = RegistrationFaults(count: 1, errno: ENOMEM)
             $0.log = { _, line in logged.withLock { $0.append(line) } }
         }) { server in
             let client = try server.connect()

@@ -11,6 +11,7 @@ import Dispatch
 import GoFlags
 import HTTPFront
 import Platform
+import Reactor
 import Replication
 import StorageEngine
 #if canImport(Glibc)
@@ -52,8 +53,11 @@ func fail(_ message: String, status: Int32) -> Never {
 guard !flags.string("dir").isEmpty else {
     fail("flag -dir is required\n\(flags.usage)", status: 2)
 }
-guard let address = ListenAddress(parsing: flags.string("addr")) else {
-    fail("invalid value \"\(flags.string("addr"))\" for flag -addr: expected host:port\n\(flags.usage)", status: 2)
+let address: NetworkAddress
+do throws(AddressError) {
+    address = try NetworkAddress(parsing: flags.string("addr"))
+} catch {
+    fail("invalid value \"\(flags.string("addr"))\" for flag -addr: \(error.reason)\n\(flags.usage)", status: 2)
 }
 guard let syncMode = ReplicationSyncMode(rawValue: flags.string("repl-sync")) else {
     fail("invalid value \"\(flags.string("repl-sync"))\" for flag -repl-sync: expected available or required\n\(flags.usage)", status: 2)

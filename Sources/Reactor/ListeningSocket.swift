@@ -57,7 +57,11 @@ public struct ListeningSocket: Sendable {
     }
 
     /// Accepts one pending connection.
-    public func accept() -> AcceptOutcome {
+    public func accept() -> AcceptOutcome { Self.accept(from: descriptor) }
+
+    /// Accepts one pending connection from a listening descriptor held elsewhere (replication's
+    /// blocking listener, whose descriptor lives in a `TransportDescriptor`).
+    public static func accept(from descriptor: Int32) -> AcceptOutcome {
         while true {
             let connection = small_db_accept_nonblocking(descriptor)
             if connection >= 0 {

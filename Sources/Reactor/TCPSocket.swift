@@ -35,9 +35,9 @@ public enum TCPSocket {
         }
         do throws(IOError) {
             try address.withSockaddr { (raw, length) throws(IOError) in
-                guard bind(descriptor, raw, length) == 0 else { throw .last("bind \(address)") }
+                guard bind(descriptor, raw, length) == 0 else { throw .last("bind") }
             }
-            guard Glibc.listen(descriptor, backlog) == 0 else { throw .last("listen \(address)") }
+            guard Glibc.listen(descriptor, backlog) == 0 else { throw .last("listen") }
         } catch {
             close(descriptor)
             throw error
@@ -60,7 +60,7 @@ public enum TCPSocket {
         }
         if started != 0 {
             let code = Errno.current
-            guard code == EINPROGRESS || Errno.isInterrupted(code) else { throw .failed(IOError("connect \(address)", code: code)) }
+            guard code == EINPROGRESS || Errno.isInterrupted(code) else { throw .failed(IOError("connect", code: code)) }
             switch SocketIO.wait(descriptor, for: .writable, until: deadline) {
             case .ready: break
             case .timedOut: throw .timedOut
@@ -69,7 +69,7 @@ public enum TCPSocket {
             var failure: Int32 = 0
             var size = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &failure, &size)
-            guard failure == 0 else { throw .failed(IOError("connect \(address)", code: failure)) }
+            guard failure == 0 else { throw .failed(IOError("connect", code: failure)) }
         }
         disableNagle(descriptor)
         connected = true

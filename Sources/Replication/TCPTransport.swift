@@ -1,8 +1,5 @@
-import CLinuxShims
-#if canImport(Glibc)
-import Glibc
-#endif
 import Platform
+import Reactor
 import Synchronization
 import WireProtocol
 
@@ -21,42 +18,37 @@ public final class TCPReplicationListener: ReplicationListener {
     private let blockedAcceptorCount = Atomic<Int>(0)
 
     /// Binds and listens on `address` (Go syntax: ":9090", "127.0.0.1:0", "localhost:9090",
-    /// "[::1]:9090"). An empty host listens on every interface, IPv6 and IPv4 alike.
+    /// "[::1]:9090"). An empty host listens on every interface, IPv6 and IPv4 alike (IPv4 alone
+    /// where IPv6 sockets cannot be opened: the reactor's `ListeningSocket`).
     public init(address text: String, sendTimeout: Duration = .seconds(5), backlog: Int32 = 16) throws(TransportError) {
-        let parsed = try TransportAddress(parsing: text)
-        let descriptor: Int32
-        if parsed.host.isEmpty {
-            descriptor = try Self.listenOnEveryInterface(port: parsed.port, backlog: backlog)
-        } else {
-            descriptor = try parsed.withEachResolved(passive: true) { (address, length, family) throws(TransportError) in
-                try Self.listen(family: family, address: address, length: length, backlog: backlog)
-            }
+        let listener: ListeningSocket
+        do throws(ListenError) {
+            listener = try ListeningSocket.open(try Self.parse(text), backlog: backlog)
+        } catch {
+            throw TransportError(error)
         }
-        socket = TransportDescriptor(descriptor)
-        port = boundPort(of: descriptor)
-        address = socketAddressText(of: descriptor, peer: false)
+        socket = TransportDescriptor(listener.descriptor)
+        port = Int(listener.port)
+        address = listener.localAddress.description
         self.sendTimeout = sendTimeout
+    }
+
+    static func parse(_ text: String) throws(ListenError) -> NetworkAddress {
+        do throws(AddressError) { return try NetworkAddress(parsing: text) } catch { throw .address(error) }
     }
 
     public func accept() throws(TransportError) -> any ReplicationConnection {
         try socket.use { (listener) throws(TransportError) -> any ReplicationConnection in
             while true {
-                var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
                 blockedAcceptorCount.add(1, ordering: .releasing)
-                let ready = poll(&poller, 1, -1)
+                let waited = SocketIO.wait(listener, for: .readable, until: nil)
                 blockedAcceptorCount.subtract(1, ordering: .releasing)
                 if socket.isClosed { throw .closed }
-                if ready < 0 {
-                    if errno == EINTR { continue }
-                    throw .io(operation: "poll", errno: errno)
-                }
-                let connection = small_db_accept_nonblocking(listener)
-                if connection >= 0 {
-                    return TCPReplicationConnection(descriptor: connection, sendTimeout: sendTimeout)
-                }
-                switch errno {
-                case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED, EPROTO: continue  // that connection is gone; wait for the next
-                case let code: throw socket.isClosed ? .closed : .io(operation: "accept", errno: code)
+                if case .failed(let error) = waited { throw TransportError(error) }
+                switch ListeningSocket.accept(from: listener) {
+                case .accepted(let connection): return TCPReplicationConnection(descriptor: connection, sendTimeout: sendTimeout)
+                case .noneWaiting: continue  // that connection is gone; wait for the next
+                case .failed(let error): throw socket.isClosed ? .closed : TransportError(error)
                 }
             }
         }
@@ -66,56 +58,6 @@ public final class TCPReplicationListener: ReplicationListener {
 
     /// Threads blocked in `accept`'s poll right now (for tests that must act while one is).
     var blockedAcceptors: Int { blockedAcceptorCount.load(ordering: .acquiring) }
-
-    private static func listenOnEveryInterface(port: UInt16, backlog: Int32) throws(TransportError) -> Int32 {
-        var any6 = sockaddr_in6()
-        any6.sin6_family = sa_family_t(AF_INET6)
-        any6.sin6_port = port.bigEndian
-        any6.sin6_addr = in6addr_any
-        do {
-            return try withUnsafePointer(to: &any6) { (pointer) throws(TransportError) -> Int32 in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(TransportError) -> Int32 in
-                    try listen(family: AF_INET6, address: address, length: socklen_t(MemoryLayout<sockaddr_in6>.size), backlog: backlog)
-                }
-            }
-        } catch .io(operation: "socket", errno: EAFNOSUPPORT) {
-            // No IPv6 on this machine: every IPv4 interface then.
-            var any4 = sockaddr_in()
-            any4.sin_family = sa_family_t(AF_INET)
-            any4.sin_port = port.bigEndian
-            any4.sin_addr.s_addr = INADDR_ANY
-            return try withUnsafePointer(to: &any4) { (pointer) throws(TransportError) -> Int32 in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(TransportError) -> Int32 in
-                    try listen(family: AF_INET, address: address, length: socklen_t(MemoryLayout<sockaddr_in>.size), backlog: backlog)
-                }
-            }
-        }
-    }
-
-    private static func listen(
-        family: Int32, address: UnsafePointer<sockaddr>, length: socklen_t, backlog: Int32
-    ) throws(TransportError) -> Int32 {
-        let descriptor = Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw .io(operation: "socket", errno: errno) }
-        var on: Int32 = 1
-        var off: Int32 = 0
-        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        if family == AF_INET6 {
-            // Dual stack, as Go's ":port": an IPv6 socket on "::" accepts IPv4 connections too.
-            setsockopt(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, socklen_t(MemoryLayout<Int32>.size))
-        }
-        guard bind(descriptor, address, length) == 0 else {
-            let code = errno
-            Glibc.close(descriptor)
-            throw .io(operation: "bind", errno: code)
-        }
-        guard Glibc.listen(descriptor, backlog) == 0 else {
-            let code = errno
-            Glibc.close(descriptor)
-            throw .io(operation: "listen", errno: code)
-        }
-        return descriptor
-    }
 }
 
 /// Dials a replication listener over TCP: each address the host resolves to in turn, a
@@ -132,37 +74,26 @@ public struct TCPReplicationDialer: ReplicationDialer {
     }
 
     public func connect(timeout: Duration) throws(TransportError) -> any ReplicationConnection {
-        let parsed = try TransportAddress(parsing: target)
-        let deadline = TransportDeadline(after: timeout)
-        let descriptor = try parsed.withEachResolved(passive: false) { (address, length, family) throws(TransportError) in
-            try Self.connect(family: family, address: address, length: length, deadline: deadline)
+        let candidates: [SocketAddress]
+        do throws(AddressError) {
+            candidates = try AddressResolver.resolve(try NetworkAddress(parsing: target), forListening: false)
+        } catch {
+            throw .invalidAddress(error.description)
         }
-        return TCPReplicationConnection(descriptor: descriptor, sendTimeout: sendTimeout)
-    }
-
-    private static func connect(
-        family: Int32, address: UnsafePointer<sockaddr>, length: socklen_t, deadline: TransportDeadline
-    ) throws(TransportError) -> Int32 {
-        let descriptor = Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw .io(operation: "socket", errno: errno) }
-        var connected = false
-        defer { if !connected { Glibc.close(descriptor) } }
-        if Glibc.connect(descriptor, address, length) != 0 {
-            guard errno == EINPROGRESS || errno == EINTR else { throw .io(operation: "connect", errno: errno) }
-            while true {
-                var poller = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-                let ready = poll(&poller, 1, deadline.pollMilliseconds)
-                if ready > 0 { break }
-                if ready < 0 && errno != EINTR { throw .io(operation: "poll", errno: errno) }
-                if ready == 0 && deadline.hasPassed { throw .timedOut }
+        let deadline = ContinuousClock.now.advanced(by: max(timeout, .zero))
+        var lastFailure = TransportError.invalidAddress("\(target) resolves to no address")
+        for candidate in candidates {
+            do throws(DialError) {
+                let descriptor = try TCPSocket.connect(to: candidate, deadline: deadline)
+                return TCPReplicationConnection(descriptor: descriptor, sendTimeout: sendTimeout)
+            } catch {
+                switch error {
+                case .timedOut: throw .timedOut
+                case .failed(let failure): lastFailure = TransportError(failure)
+                }
             }
-            var failure: Int32 = 0
-            var size = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &failure, &size)
-            guard failure == 0 else { throw .io(operation: "connect", errno: failure) }
         }
-        connected = true
-        return descriptor
+        throw lastFailure
     }
 }
 
@@ -188,10 +119,10 @@ final class TCPReplicationConnection: ReplicationConnection {
     /// The encoding buffer, reused across sends; the lock also serialises the socket's writes.
     private let sending = Lock<[UInt8]>([])
 
+    /// `descriptor` is connected, non-blocking, with TCP_NODELAY (`ListeningSocket.accept`,
+    /// `TCPSocket.connect`).
     init(descriptor: Int32, sendTimeout: Duration) {
-        var on: Int32 = 1
-        setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-        peer = socketAddressText(of: descriptor, peer: true)
+        peer = SocketAddress(of: descriptor, peer: true)?.description ?? "?"
         socket = TransportDescriptor(descriptor)
         self.sendTimeout = sendTimeout
     }
@@ -222,21 +153,18 @@ final class TCPReplicationConnection: ReplicationConnection {
                 var written = 0
                 while written < bytes.count {
                     if socket.isClosed { throw .closed }
-                    let count = Glibc.send(descriptor, bytes.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL))
-                    if count > 0 {
+                    switch SocketIO.write(descriptor, UnsafeRawBufferPointer(rebasing: bytes[written...])) {
+                    case .wrote(let count):
                         written += count
-                        continue
-                    }
-                    switch errno {
-                    case EINTR: continue
-                    case EAGAIN, EWOULDBLOCK:
-                        var poller = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                    case .wouldBlock:
                         if deadline.hasPassed { throw .timedOut }
-                        let ready = poll(&poller, 1, deadline.pollMilliseconds)
-                        if ready == 0 { throw .timedOut }
-                        if ready < 0 && errno != EINTR { throw .io(operation: "poll", errno: errno) }
-                    case EPIPE, ECONNRESET: throw socket.isClosed ? .closed : .peerClosed
-                    case let code: throw socket.isClosed ? .closed : .io(operation: "send", errno: code)
+                        switch SocketIO.wait(descriptor, for: .writable, until: deadline.instant) {
+                        case .ready: continue
+                        case .timedOut: throw .timedOut
+                        case .failed(let error): throw TransportError(error)
+                        }
+                    case .peerGone: throw socket.isClosed ? .closed : .peerClosed
+                    case .failed(let error): throw socket.isClosed ? .closed : TransportError(error)
                     }
                 }
             }
@@ -257,28 +185,22 @@ final class TCPReplicationConnection: ReplicationConnection {
                     } catch {
                         throw .frame(error)
                     }
-                    var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
                     blockedReceiverCount.add(1, ordering: .releasing)
-                    let ready = poll(&poller, 1, deadline?.pollMilliseconds ?? -1)
+                    let waited = SocketIO.wait(descriptor, for: .readable, until: deadline?.instant)
                     blockedReceiverCount.subtract(1, ordering: .releasing)
-                    if ready < 0 {
-                        if errno == EINTR { continue }
-                        throw .io(operation: "poll", errno: errno)
+                    switch waited {
+                    case .ready: break
+                    case .timedOut: throw .timedOut
+                    case .failed(let error): throw TransportError(error)
                     }
-                    if ready == 0 {
-                        if deadline?.hasPassed ?? false { throw .timedOut }
-                        continue
-                    }
-                    let count = state.scratch.withUnsafeMutableBytes { Glibc.recv(descriptor, $0.baseAddress, $0.count, 0) }
-                    if count > 0 {
+                    if socket.isClosed { throw .closed }
+                    let outcome = state.scratch.withUnsafeMutableBytes { SocketIO.read(descriptor, into: $0) }
+                    switch outcome {
+                    case .bytes(let count):
                         state.scratch.withUnsafeBytes { state.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-                        continue
-                    }
-                    if count == 0 { throw socket.isClosed ? .closed : .peerClosed }
-                    switch errno {
-                    case EINTR, EAGAIN, EWOULDBLOCK: continue
-                    case ECONNRESET, EPIPE: throw socket.isClosed ? .closed : .peerClosed
-                    case let code: throw socket.isClosed ? .closed : .io(operation: "recv", errno: code)
+                    case .wouldBlock: continue
+                    case .endOfInput, .peerGone: throw socket.isClosed ? .closed : .peerClosed
+                    case .failed(let error): throw socket.isClosed ? .closed : TransportError(error)
                     }
                 }
             }

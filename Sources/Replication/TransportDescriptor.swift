@@ -1,7 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Platform
+import Reactor
 import Synchronization
 
 /// A socket file descriptor shared by threads, closed only when no thread is using it.
@@ -31,7 +29,7 @@ final class TransportDescriptor: Sendable {
     deinit {
         // No thread can be inside `use` (it holds a reference): only a never-closed descriptor is left.
         let descriptor = state.withLock { $0.descriptor }
-        if descriptor >= 0 { Glibc.close(descriptor) }
+        if descriptor >= 0 { SocketIO.close(descriptor) }
     }
 
     /// True once `close()` was called (a cheap check for loops between system calls).
@@ -52,7 +50,7 @@ final class TransportDescriptor: Sendable {
                 defer { state.descriptor = -1 }
                 return state.descriptor
             }
-            if toClose >= 0 { Glibc.close(toClose) }
+            if toClose >= 0 { SocketIO.close(toClose) }
         }
         return try body(descriptor)
     }
@@ -64,11 +62,11 @@ final class TransportDescriptor: Sendable {
             state.closed = true
             closedFlag.store(true, ordering: .releasing)
             // Under the lock: the last user cannot close the descriptor between these two lines.
-            shutdown(state.descriptor, Int32(SHUT_RDWR))
+            SocketIO.shutdownBoth(state.descriptor)
             guard state.users == 0 else { return -1 }
             defer { state.descriptor = -1 }
             return state.descriptor
         }
-        if toClose >= 0 { Glibc.close(toClose) }
+        if toClose >= 0 { SocketIO.close(toClose) }
     }
 }

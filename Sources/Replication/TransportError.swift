@@ -1,8 +1,6 @@
 import Platform
+import Reactor
 public import WireProtocol
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Why a transport operation failed.
 public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -33,4 +31,17 @@ public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 }
 
+extension TransportError {
+    /// A failed system call, as the transport reports it.
+    init(_ error: IOError) {
+        self = .io(operation: error.operation, errno: error.code)
+    }
 
+    /// A listener that could not be opened: the address, or the system call that refused.
+    init(_ error: ListenError) {
+        switch error {
+        case .address(let address): self = .invalidAddress(address.description)
+        case .system(let failure, _): self.init(failure)
+        }
+    }
+}

@@ -177,7 +177,7 @@ extension ServerMetrics {
         out.gauge("smalldb_writes_disabled", "1 if an I/O failure has disabled writes until restart.", stats.writesDisabledReason == nil ? 0 : 1)
 
         out.help("smalldb_role", "gauge", "The server's role (primary or backup), as GET /v1/role reports it: 1 for the current one.")
-        out.sample("smalldb_role", [("role", role.roleName)], 1)
+        out.sample("smalldb_role", [("role", role.role.rawValue)], 1)
         out.gauge("smalldb_writes_refused", "1 while the role refuses writes (a backup, a fenced primary, or no backup in sync with -repl-sync=required).", role.writeRefusal == nil ? 0 : 1)
         if let replication = role.replicationStatus {
             out.gauge("smalldb_replication_epoch", "The fencing epoch: incremented by each promotion.", Double(replication.epoch))

@@ -58,9 +58,7 @@ public struct Key: Sendable, Hashable, Comparable {
     #if DEBUG
     @inline(never)
     func checkInvariants() {
-        assert(MemoryLayout<Key>.size == 16, "Key is \(MemoryLayout<Key>.size) bytes, not 16")
-        assert(MemoryLayout<InlineKeyBytes>.size == 16 && MemoryLayout<InlineKeyBytes>.offset(of: \.length) == 15,
-               "the inline length is not the 16th of 16 bytes")
+        assert(Key.layoutIsAsAssumed, "Key is not 16 bytes, or the inline length is not the 16th of 16 bytes")
         switch storage {
         case .inline(let inline):
             let length = Int(inline.length.rawValue)
@@ -74,6 +72,11 @@ public struct Key: Sendable, Hashable, Comparable {
             assert(heap.bytes.count > Key.inlineCapacity, "a key of \(heap.bytes.count) bytes on the heap: it must be inline")
         }
     }
+
+    /// The layout part of `checkInvariants`, worked out once (it holds for every key or none).
+    private static let layoutIsAsAssumed =
+        MemoryLayout<Key>.size == 16 && MemoryLayout<InlineKeyBytes>.size == 16
+        && MemoryLayout<InlineKeyBytes>.offset(of: \.length) == 15
     #else
     @inline(__always)
     func checkInvariants() {}

@@ -28,28 +28,28 @@ struct ReplicationHandlers: Sendable {
     /// 200 with the figures of `ReplicationStatus`, or `{"role":…,"replication":"off"}` for a
     /// server without replication.
     func status(_ responder: Responder) {
-        let body = ReplicationHandlers.body(role: role.roleName, writable: role.writeRefusal == nil, role.replicationStatus)
+        let body = ReplicationHandlers.body(role: role.role, writable: role.writeRefusal == nil, role.replicationStatus)
         responder.send(.json(status: 200, body: body), route: .replication)
     }
 
     /// `writable` follows `role`: whether writes are accepted now (`ServerRole.writeRefusal`).
-    static func body(role roleName: String, writable: Bool, _ status: ReplicationStatus?) -> [UInt8] {
+    static func body(role: ReplicationRole, writable: Bool, _ status: ReplicationStatus?) -> [UInt8] {
         var body = Array(#"{"role":"#.utf8)
         func field(_ name: String, _ value: String) {
             body.append(contentsOf: Array(",\"\(name)\":\(value)".utf8))
         }
         guard let status else {
-            JSONWriter.appendString(roleName, to: &body)
+            JSONWriter.appendString(role.rawValue, to: &body)
             field("writable", String(writable))
             body.append(contentsOf: Array(#","replication":"off"}"#.utf8))
             body.append(0x0A)
             return body
         }
-        JSONWriter.appendString(status.role, to: &body)
+        JSONWriter.appendString(status.role.rawValue, to: &body)
         field("writable", String(writable))
         field("epoch", String(status.epoch))
         body.append(contentsOf: Array(#","sync_mode":"#.utf8))
-        JSONWriter.appendString(status.syncMode, to: &body)
+        JSONWriter.appendString(status.syncMode.rawValue, to: &body)
         body.append(contentsOf: Array(#","peer":"#.utf8))
         if let peer = status.peer { JSONWriter.appendString(peer, to: &body) } else { body.append(contentsOf: Array("null".utf8)) }
         field("connected", String(status.connected))

@@ -99,7 +99,7 @@ struct Router: Sendable {
         case .role:
             guard allow(request, Router.readMethods, route: .role, responder) else { return }
             var body = Array(#"{"role":"#.utf8)
-            JSONWriter.appendString(role.roleName, to: &body)
+            JSONWriter.appendString(role.role.rawValue, to: &body)
             body.append(contentsOf: Array((role.writeRefusal == nil ? #","writable":true}"# : #","writable":false}"#).utf8))
             body.append(0x0A)
             responder.send(.json(status: 200, body: body), route: .role)

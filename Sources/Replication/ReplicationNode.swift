@@ -263,7 +263,7 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     // MARK: Role, promotion, fencing
 
     /// Why client writes are refused right now, or nil.
-    public var writeRefusal: ReplicationWriteRefusal? {
+    public var writeRefusal: WriteRefusal? {
         state.withLock { state in
             if state.role == .backup { return .backup }
             if let newer = state.fencedBy { return .fenced(newerEpoch: newer) }
@@ -280,12 +280,12 @@ public final class ReplicationNode: ReplicationSink, Sendable {
     /// Makes this backup a primary now: stops following, records epoch+1 durably (starting at
     /// its log end), turns on background checkpoints, opens the listener and sends heartbeats.
     @discardableResult
-    public func promote(reason: String) -> ReplicationPromotion {
+    public func promote(reason: String) -> PromotionOutcome {
         promotionGate.wait()
         defer { promotionGate.signal() }
         enum Claim {
             case promote(BackupFollower?, Database)
-            case answer(ReplicationPromotion)
+            case answer(PromotionOutcome)
         }
         let claim: Claim = state.withLock { state in
             guard let database = state.database, state.isStarted, !state.isStopping else {
@@ -363,10 +363,10 @@ public final class ReplicationNode: ReplicationSink, Sendable {
 
     // MARK: Status
 
-    public var status: ReplicationStatusReport {
+    public var status: ReplicationStatus {
         let state = self.state.withLock { $0 }
         let position = state.database?.logPosition ?? state.lastEnd
-        var report = ReplicationStatusReport(
+        var report = ReplicationStatus(
             role: state.role, epoch: state.persistent?.epoch ?? 0, syncMode: configuration.syncMode, peer: nil,
             connected: false, inSync: false, lagBytes: 0, logGeneration: position.generation, logOffset: position.offset,
             lastContactSecondsAgo: nil, fencedBy: state.fencedBy, detaches: state.detaches, resyncs: state.resyncs,

@@ -11,7 +11,8 @@ import Glibc
 /// buckets small.
 ///
 /// Invariant: a key of 15 bytes or fewer is always `.inline`, with its unused inline bytes zero,
-/// so equal keys have equal representations and `==`/`hash(into:)` can compare words directly.
+/// so equal keys have equal representations and `==`/`hash(into:)` can compare words directly
+/// (`checkInvariants` checks this, and what else the representation must keep, in debug builds).
 public struct Key: Sendable, Hashable, Comparable {
     @usableFromInline
     enum Storage: Sendable {
@@ -27,17 +28,59 @@ public struct Key: Sendable, Hashable, Comparable {
 
     /// A key with a copy of `bytes`.
     public init(bytes: UnsafeRawBufferPointer) {
-        guard bytes.count <= Key.inlineCapacity else {
+        if bytes.count > Key.inlineCapacity {
             storage = .heap(HeapKeyBytes(Array(bytes)))
-            return
+        } else {
+            var inline = InlineKeyBytes()
+            withUnsafeMutableBytes(of: &inline) { raw in
+                if let source = bytes.baseAddress { raw.baseAddress!.copyMemory(from: source, byteCount: bytes.count) }
+            }
+            inline.length = InlineKeyBytes.Length(rawValue: UInt8(bytes.count))!
+            storage = .inline(inline)
         }
-        var inline = InlineKeyBytes()
-        withUnsafeMutableBytes(of: &inline) { raw in
-            if let source = bytes.baseAddress { raw.baseAddress!.copyMemory(from: source, byteCount: bytes.count) }
-        }
-        inline.length = InlineKeyBytes.Length(rawValue: UInt8(bytes.count))!
-        storage = .inline(inline)
+        checkInvariants()
     }
+
+    /// The type's invariant and what `==`, `hash(into:)`, `compare` and `sortPrefix` assume of
+    /// the representation, checked in debug builds (the tests, the sanitizers) after every
+    /// initialiser: `Key` is immutable, and every initialiser ends in `init(bytes:)`, so each key
+    /// is checked once, when it is made. In release builds this is an empty function that inlines
+    /// away, as swift-collections' `_invariantCheck()`.
+    ///
+    /// - A key of `inlineCapacity` bytes or fewer is inline, a longer one on the heap: `==` takes
+    ///   an inline key and a heap key to differ without looking at their bytes, and `sortPrefix`
+    ///   loads 16 bytes from a heap key's array.
+    /// - An inline key's bytes past its length are zero: `==` and `hash(into:)` compare and hash
+    ///   the two words whole, and `compare` orders them as two big-endian words.
+    /// - The length is the 16th byte of the inline form, and `Key` is 16 bytes: `compare` counts on
+    ///   the length being the last byte it compares, `sortPrefix` masks it out, and the enum tag
+    ///   must live in the length's spare values (`InlineKeyBytes.Length`).
+    #if DEBUG
+    @inline(never)
+    func checkInvariants() {
+        assert(Key.layoutIsAsAssumed, "Key is not 16 bytes, or the inline length is not the 16th of 16 bytes")
+        switch storage {
+        case .inline(let inline):
+            let length = Int(inline.length.rawValue)
+            assert(length <= Key.inlineCapacity, "an inline key of \(length) bytes")
+            Swift.withUnsafeBytes(of: inline) { raw in
+                for index in length..<Key.inlineCapacity {
+                    assert(raw[index] == 0, "byte \(index) of an inline key of \(length) bytes is \(raw[index]), not 0")
+                }
+            }
+        case .heap(let heap):
+            assert(heap.bytes.count > Key.inlineCapacity, "a key of \(heap.bytes.count) bytes on the heap: it must be inline")
+        }
+    }
+
+    /// The layout part of `checkInvariants`, worked out once (it holds for every key or none).
+    private static let layoutIsAsAssumed =
+        MemoryLayout<Key>.size == 16 && MemoryLayout<InlineKeyBytes>.size == 16
+        && MemoryLayout<InlineKeyBytes>.offset(of: \.length) == 15
+    #else
+    @inline(__always)
+    func checkInvariants() {}
+    #endif
 
     /// A key with a copy of `bytes`.
     public init(_ bytes: some Sequence<UInt8>) {

@@ -113,9 +113,9 @@ func seed(_ database: Database, _ keys: [[UInt8]], value: ([UInt8]) -> [UInt8] =
 
 /// A backup's role: reads served, writes refused as a backup refuses them.
 struct ReadOnlyBackup: ServerRole {
-    var roleName: String { "backup" }
+    var role: ReplicationRole { .backup }
     var writeRefusal: WriteRefusal? { .backup }
-    var replicationStatus: ReplicationStatus? { ReplicationStatus(role: "backup", epoch: 1) }
+    var replicationStatus: ReplicationStatus? { ReplicationStatus(role: .backup, epoch: 1) }
     func promote() -> PromotionOutcome { .refused("a test backup") }
 }
 

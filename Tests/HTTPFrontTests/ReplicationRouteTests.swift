@@ -1,6 +1,7 @@
 import Foundation
 import HTTPFront
 import Platform
+import StorageEngine
 import Testing
 
 /// The HTTP front's side of replication, through `ServerRole` with a fake role whose state the
@@ -12,9 +13,9 @@ struct ReplicationRouteTests {
     /// A role the test drives: what it reports and what `promote` does are plain state.
     final class FakeRole: ServerRole {
         struct State {
-            var roleName = "backup"
+            var role: ReplicationRole = .backup
             var writeRefusal: WriteRefusal? = .backup
-            var status: ReplicationStatus? = ReplicationStatus(role: "backup", epoch: 3)
+            var status: ReplicationStatus? = ReplicationStatus(role: .backup, epoch: 3)
             /// What `promote` answers when it does not promote (nil: it promotes a backup).
             var promoteRefusal: String?
             var promoteCalls = 0
@@ -27,7 +28,7 @@ struct ReplicationRouteTests {
         func update(_ body: (inout State) -> Void) { state.withLock { body(&$0) } }
         var promoteCalls: Int { state.withLock { $0.promoteCalls } }
 
-        var roleName: String { state.withLock { $0.roleName } }
+        var role: ReplicationRole { state.withLock { $0.role } }
         var writeRefusal: WriteRefusal? { state.withLock { $0.writeRefusal } }
         var replicationStatus: ReplicationStatus? { state.withLock { $0.status } }
 
@@ -38,10 +39,10 @@ struct ReplicationRouteTests {
                 state.promoteCalls += 1
                 if let why = state.promoteRefusal { return .refused(why) }
                 let epoch = state.status?.epoch ?? 0
-                guard state.roleName == "backup" else { return .alreadyPrimary(epoch: epoch) }
-                state.roleName = "primary"
+                guard state.role == .backup else { return .alreadyPrimary(epoch: epoch) }
+                state.role = .primary
                 state.writeRefusal = nil
-                state.status?.role = "primary"
+                state.status?.role = .primary
                 state.status?.epoch = epoch + 1
                 state.status?.promotions += 1
                 return .promoted(epoch: epoch + 1)
@@ -50,7 +51,7 @@ struct ReplicationRouteTests {
     }
 
     static let fullStatus = ReplicationStatus(
-        role: "backup", epoch: 3, syncMode: "available", peer: "127.0.0.1:9090", connected: true, inSync: true,
+        role: .backup, epoch: 3, syncMode: .available, peer: "127.0.0.1:9090", connected: true, inSync: true,
         lagBytes: 0, logGeneration: 2, logOffset: 1234, lastContactSecondsAgo: 0.1, detaches: 0, resyncs: 1, promotions: 0)
 
     // MARK: Writes refused
@@ -68,7 +69,7 @@ struct ReplicationRouteTests {
         Refusal(refusal: .fenced(newerEpoch: 7), status: 403, message: "this primary was superseded by a newer one (epoch 7): read-only"),
     ])
     func writesAreRefusedWithTheRefusalsStatus(_ refusal: Refusal) throws {
-        let role = FakeRole(.init(roleName: "primary", writeRefusal: refusal.refusal))
+        let role = FakeRole(.init(role: .primary, writeRefusal: refusal.refusal))
         try withServer(role: role) { server in
             let connection = try server.connect()
             let expectedBody = "{\"error\":\"\(refusal.message)\"}\n"
@@ -128,7 +129,7 @@ struct ReplicationRouteTests {
         Refusal(refusal: .noBackupInSync, status: 503, message: "no backup is in sync and -repl-sync=required: write refused"),
     ])
     func aPrimaryThatRefusesWritesSaysSo(_ refusal: Refusal) throws {
-        let role = FakeRole(.init(roleName: "primary", writeRefusal: nil, status: ReplicationStatus(role: "primary", epoch: 6)))
+        let role = FakeRole(.init(role: .primary, writeRefusal: nil, status: ReplicationStatus(role: .primary, epoch: 6)))
         try withServer(role: role) { server in
             let connection = try server.connect()
             #expect(try connection.exchange(RawRequest.get("/v1/role")).text == "{\"role\":\"primary\",\"writable\":true}\n")
@@ -173,7 +174,7 @@ struct ReplicationRouteTests {
     // MARK: POST /v1/promote
 
     @Test func promoteOnAPrimaryAnswersAlreadyPrimary() throws {
-        let role = FakeRole(.init(roleName: "primary", writeRefusal: nil, status: ReplicationStatus(role: "primary", epoch: 9)))
+        let role = FakeRole(.init(role: .primary, writeRefusal: nil, status: ReplicationStatus(role: .primary, epoch: 9)))
         try withServer(role: role) { server in
             let response = try server.exchange(RawRequest.make("POST", "/v1/promote"))
             #expect(response.status == 200)
@@ -211,7 +212,7 @@ struct ReplicationRouteTests {
             #expect(response.status == 405)
             #expect(response.headerValues("Allow") == ["POST"])
             #expect(role.promoteCalls == 0)
-            #expect(role.roleName == "backup")
+            #expect(role.role == .backup)
         }
     }
 
@@ -239,7 +240,7 @@ struct ReplicationRouteTests {
             role.update {
                 $0.writeRefusal = nil
                 $0.status = ReplicationStatus(
-                    role: "primary", epoch: 12, syncMode: "required", peer: nil, connected: false, inSync: false,
+                    role: .primary, epoch: 12, syncMode: .required, peer: nil, connected: false, inSync: false,
                     lagBytes: 65536, logGeneration: 5, logOffset: 99, lastContactSecondsAgo: nil, detaches: 2, resyncs: 3, promotions: 1)
             }
             #expect(try connection.exchange(RawRequest.get("/v1/replication")).text == """
@@ -264,7 +265,7 @@ struct ReplicationRouteTests {
             #expect(response.status == 200)
             #expect(response.text == "{\"role\":\"primary\",\"writable\":true,\"replication\":\"off\"}\n")
         }
-        let role = FakeRole(.init(roleName: "backup", status: nil))
+        let role = FakeRole(.init(role: .backup, status: nil))
         try withServer(role: role) { server in
             let response = try server.exchange(RawRequest.get("/v1/replication"))
             #expect(response.text == "{\"role\":\"backup\",\"writable\":false,\"replication\":\"off\"}\n")
@@ -313,7 +314,7 @@ struct ReplicationRouteTests {
 
             // A backup whose last contact is unknown: the role flips, the series without a value goes.
             role.update {
-                $0.roleName = "backup"
+                $0.role = .backup
                 $0.writeRefusal = .backup
                 $0.status?.lastContactSecondsAgo = nil
                 $0.status?.connected = false
@@ -352,7 +353,7 @@ struct ReplicationRouteTests {
                 #expect(try connection.exchange(RawRequest.get("/v1/promote", headers: headers)).status == 401)
             }
             #expect(role.promoteCalls == 0)
-            #expect(role.roleName == "backup")
+            #expect(role.role == .backup)
 
             let authorization = ["Authorization: Bearer t0ken"]
             #expect(try connection.exchange(RawRequest.get("/v1/replication", headers: authorization)).status == 200)

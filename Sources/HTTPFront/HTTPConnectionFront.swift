@@ -1,3 +1,4 @@
+import Platform
 import Reactor
 import StorageEngine
 import WireProtocol
@@ -6,12 +7,13 @@ import WireProtocol
 /// Shared by every loop; each loop gets its own batch of writes.
 ///
 /// The hand-off of writes, per loop iteration: every write request read in the iteration is
-/// appended to the loop's `IterationBatch`; at the iteration's end the batch goes to the engine
-/// as one group. If the committer is idle, the engine commits it right there, on the loop's
-/// thread, as one round (one write, one fdatasync), and the answers are queued before the
-/// hand-off returns: Redis's loop, with no thread hand-off. Answering may release requests that
-/// waited behind those writes (`HTTPConnection`'s ordering rule), and their writes form the next
-/// group.
+/// appended to the loop's `IterationBatch`; at the iteration's end the batch goes to the loop's
+/// `CommitPipeline` as one group. The loop prepares the round (conditions, revisions, one log
+/// write) and the pipeline's sync thread makes it durable while the loop reads and parses the
+/// next requests, which form the next round; the answers come back to the loop as one task. A
+/// lone write is synced on the loop itself and answered before the hand-off returns (Redis's
+/// loop: no thread hand-off for a lone writer). Answering may release requests that waited
+/// behind those writes (`HTTPConnection`'s ordering rule), and their writes join the next group.
 final class HTTPConnectionFront: ConnectionFront, @unchecked Sendable {
     let configuration: HTTPServerConfiguration
     let metrics: ServerMetrics
@@ -22,6 +24,7 @@ final class HTTPConnectionFront: ConnectionFront, @unchecked Sendable {
 
     private final class LoopWriteBatch {
         var batch: IterationBatch<Database.Submission>?
+        var pipeline: CommitPipeline?
     }
 
     init(configuration: HTTPServerConfiguration, metrics: ServerMetrics, router: Router, loopCount: Int) {
@@ -33,10 +36,24 @@ final class HTTPConnectionFront: ConnectionFront, @unchecked Sendable {
 
     func attach(to loop: EventLoop) {
         let database = router.database
-        let batch = IterationBatch<Database.Submission>(loop: loop) { group in
-            database.submit(group, mayCommitOnCallingThread: true)
+        let slot = writeBatches[loop.index]
+        do throws(ThreadStartError) {
+            slot.pipeline = try database.makeCommitPipeline { task in loop.execute(task) }
+        } catch {
+            // No thread for the pipeline: the loop commits as before, inline or through the
+            // committer thread, which is correct, only slower.
+            configuration.log?(.error, "event loop \(loop.index): no sync thread (\(error)); committing on the loop")
         }
-        writeBatches[loop.index].batch = batch
+        let pipeline = slot.pipeline
+        slot.batch = IterationBatch<Database.Submission>(loop: loop) { group in
+            if let pipeline { pipeline.submit(group) } else { database.submit(group, mayCommitOnCallingThread: true) }
+        }
+    }
+
+    /// After the loops have stopped: every pipeline finishes its round and what is pending, and
+    /// its sync thread ends.
+    func stopPipelines() {
+        for slot in writeBatches { slot.pipeline?.stop() }
     }
 
     func makeHandler(for connection: Connection) -> any ConnectionHandler {

@@ -18,6 +18,7 @@ public final class HTTPServer: Sendable {
     private let role: any ServerRole
     private let metrics: ServerMetrics
     private let connections: ConnectionServer
+    private let front = Lock<HTTPConnectionFront?>(nil)
 
     public init(database: Database, role: any ServerRole = StandalonePrimary(), configuration: HTTPServerConfiguration) {
         self.database = database
@@ -48,6 +49,7 @@ public final class HTTPServer: Sendable {
         let loopCount = max(1, configuration.eventLoops)
         let router = Router(database: database, role: role, configuration: configuration, metrics: metrics)
         let front = HTTPConnectionFront(configuration: configuration, metrics: metrics, router: router, loopCount: loopCount)
+        self.front.withLock { $0 = front }
         try connections.start(listeningOn: configuration.address, front: front)
     }
 
@@ -56,5 +58,6 @@ public final class HTTPServer: Sendable {
     /// database.
     public func shutdown(gracePeriod: Duration) {
         connections.shutdown(gracePeriod: gracePeriod)
+        front.withLock { $0 }?.stopPipelines()
     }
 }

@@ -125,6 +125,8 @@ final class GroupCommitter: Sendable {
     private struct CommitterState: ~Copyable {
         var segment: any LogSegmentWriter
         var buffer: [UInt8] = []
+        /// When the round's step 3 began (its append), for the sync latency.
+        var syncStarted = ContinuousClock.now
     }
     private let state: Lock<CommitterState>
     /// Where the next record goes; read by stats from any thread.
@@ -224,7 +226,20 @@ final class GroupCommitter: Sendable {
     /// `commitInline` for several writes: one round, in order (an event loop's writes of one
     /// iteration). Returns false, having done nothing, under the same conditions.
     func commitInline(_ group: [PendingWrite]) -> Bool {
-        let claimed = queue.withLock { queue -> Bool in
+        guard claimInlineRound() else { return false }
+        commit(group)
+        releaseInlineRound()
+        return true
+    }
+
+    /// Claims the next round for the caller (`commitInline`, `CommitPipeline`): true if the
+    /// committer thread is idle (asleep with nothing queued), no round runs, writers were not
+    /// contended, and nothing is closing or failed. The caller then runs `prepare`,
+    /// `syncAndReplicate` and `finish` (on any threads, in that order) and then
+    /// `releaseInlineRound`. Writes queued meanwhile wait for the committer thread, which starts
+    /// their round once this one is released.
+    func claimInlineRound() -> Bool {
+        queue.withLock { queue -> Bool in
             guard queue.committerIsWaiting, !queue.roundInProgress, !queue.inlineContended, queue.writes.isEmpty,
                 queue.controls.isEmpty, !queue.isClosing, queue.failure == nil
             else { return false }
@@ -232,9 +247,12 @@ final class GroupCommitter: Sendable {
             queue.inlineRoundRunning = true
             return true
         }
-        guard claimed else { return false }
-        commit(group)
+    }
+
+    /// Ends a round claimed by `claimInlineRound`, once its changes are applied.
+    func releaseInlineRound() {
         queue.withLock { queue in
+            assert(queue.roundInProgress && queue.inlineRoundRunning, "released a round that was not claimed")
             queue.roundInProgress = false
             queue.inlineRoundRunning = false
             if queue.committerWaitsForRound {
@@ -242,7 +260,6 @@ final class GroupCommitter: Sendable {
                 wakeup.signal()
             }
         }
-        return true
     }
 
     func enqueue(_ control: ControlRequest) {
@@ -353,23 +370,55 @@ final class GroupCommitter: Sendable {
         }
     }
 
-    /// Steps 2–6 for one round. Returns how many writes were queued just before the round's
-    /// writers were answered (so that step 1 can tell the answered writers' next writes from
-    /// those that were already waiting).
+    /// Steps 2–6 for one round, on this thread. Returns how many writes were queued just before
+    /// the round's writers were answered (so that step 1 can tell the answered writers' next
+    /// writes from those that were already waiting).
     @discardableResult
     private func commit(_ writes: [PendingWrite]) -> Int {
         if let failure = self.failure {
             for write in writes { write.completion(.failure(failure)) }
             return 0
         }
-        // Writes that write nothing: replicated records whose position does not match the log's
-        // end (see `PendingWrite`), and writes whose condition failed.
+        let round = prepare(writes)
+        let outcome = syncAndReplicate(round)
+        let answers = finish(round, outcome)
+        let queuedBeforeAnswering = queue.withLock { $0.writes.count }
+        for answer in answers { answer.completion(answer.result) }
+        afterRound()
+        return queuedBeforeAnswering
+    }
+
+    /// A round between its steps: what step 2 decided and how far step 3 got. Rounds never
+    /// overlap (`Queue.roundInProgress`), so the committer state it refers to (the segment, the
+    /// encoding buffer) is untouched between its steps, whichever threads run them.
+    struct PreparedRound: Sendable {
+        let writes: [PendingWrite]
+        /// Writes that write nothing: replicated records whose position does not match the log's
+        /// end (see `PendingWrite`), and writes whose condition failed.
+        let refused: [Int: DatabaseError]
+        /// Each write's first revision; the round ends at `lastRevision`.
+        let firstRevisions: [UInt64]
+        let lastRevision: UInt64
+        /// Where the round's records start in the log.
+        let start: LogPosition
+        /// Step 3's write: done (and handed to the sink's `willSync`), nothing to write (a
+        /// round of empty batches and refusals: no sync either), or failed.
+        let written: Result<Bool, DatabaseError>
+    }
+
+    /// One writer's answer, for whichever thread runs it (`finish`).
+    struct Answer: Sendable {
+        let completion: Completion
+        let result: Result<UInt64, DatabaseError>
+    }
+
+    /// Step 2 (check conditions, number, encode) and step 3's write (one append to the segment,
+    /// then the sink's `willSync`). The caller has claimed the round (`roundInProgress`).
+    func prepare(_ writes: [PendingWrite]) -> PreparedRound {
         var refused: [Int: DatabaseError] = [:]
-        // Each write's first revision (step 2); the round ends at `lastRevision`.
         var firstRevisions = [UInt64](repeating: 0, count: writes.count)
         var lastRevision = map.revision
-        let outcome: Result<(start: LogPosition, end: Int, synced: Bool, verdict: ReplicationVerdict), DatabaseError> = state.withLock { state in
-            // Step 2: check conditions, number, encode.
+        let (start, written): (LogPosition, Result<Bool, DatabaseError>) = state.withLock { state in
             state.buffer.removeAll(keepingCapacity: true)
             let lastConditional = writes.lastIndex { !$0.batch.conditions.isEmpty } ?? -1
             var round = RoundOverlay()
@@ -403,16 +452,36 @@ final class GroupCommitter: Sendable {
                 }
                 if index < lastConditional { round.record(writes[index].batch, at: firstRevisions[index]) }
             }
-            // Step 3: one write, one sync (none for a round of empty batches: they write nothing).
             let start = LogPosition(generation: state.segment.generation, offset: state.segment.size)
-            guard !state.buffer.isEmpty else { return .success((start, start.offset, false, .acknowledge)) }
+            guard !state.buffer.isEmpty else { return (start, .success(false)) }
             do throws(DatabaseError) {
                 let segment = state.segment
-                let syncStarted = ContinuousClock.now
+                state.syncStarted = ContinuousClock.now
                 try state.buffer.withBytes { (raw) throws(DatabaseError) in try segment.append(raw) }
                 if let sink { state.buffer.withUnsafeBytes { sink.willSync($0, at: start) } }
-                try segment.sync()
-                let duration = ContinuousClock.now - syncStarted
+                return (start, .success(true))
+            } catch {
+                return (start, .failure(error))
+            }
+        }
+        return PreparedRound(
+            writes: writes, refused: refused, firstRevisions: firstRevisions, lastRevision: lastRevision,
+            start: start, written: written)
+    }
+
+    /// Step 3's fdatasync and step 4 (the output rule: the sink's verdict). Blocks for the sync
+    /// and, with a sink, for the backup's ack; any thread may run it (a loop's sync thread:
+    /// `CommitPipeline`).
+    func syncAndReplicate(_ round: PreparedRound) -> Result<(end: Int, synced: Bool, verdict: ReplicationVerdict), DatabaseError> {
+        state.withLock { state in
+            switch round.written {
+            case .failure(let error): return .failure(error)
+            case .success(false): return .success((round.start.offset, false, .acknowledge))
+            case .success(true): break
+            }
+            do throws(DatabaseError) {
+                try state.segment.sync()
+                let duration = ContinuousClock.now - state.syncStarted
                 counters.syncLatency.record(duration)
                 // Rounds never overlap, so this read-modify-write has no concurrent writer.
                 let nanoseconds = duration.nanoseconds
@@ -421,32 +490,38 @@ final class GroupCommitter: Sendable {
             } catch {
                 return .failure(error)
             }
-            // Step 4: the output rule.
             var verdict = ReplicationVerdict.acknowledge
-            if let sink { verdict = state.buffer.withUnsafeBytes { sink.replicate($0, at: start) } }
+            if let sink { verdict = state.buffer.withUnsafeBytes { sink.replicate($0, at: round.start) } }
             if state.buffer.capacity > 16 << 20 { state.buffer = [] }  // do not pin a huge buffer
-            return .success((start, state.segment.size, true, verdict))
+            return .success((state.segment.size, true, verdict))
         }
+    }
+
+    /// Step 5 (apply, in order, each change at its revision) and the answers of step 6, which
+    /// the caller runs. On a failed write or sync, writes are disabled and every writer fails.
+    func finish(
+        _ round: PreparedRound, _ outcome: Result<(end: Int, synced: Bool, verdict: ReplicationVerdict), DatabaseError>
+    ) -> [Answer] {
+        let writes = round.writes
+        let refused = round.refused
         switch outcome {
         case .failure(let error):
             let failure = DatabaseError.writesDisabled(reason: error.description)
             queue.withLock { $0.failure = failure }
             log(.error, "write to the log failed, writes are disabled until reopen: \(error)")
-            for (index, write) in writes.enumerated() { write.completion(.failure(refused[index] ?? error)) }
-            return 0
-        case .success(let (_, end, synced, verdict)):
-            // Step 5: apply, in order, each change at its revision.
+            return writes.indices.map { Answer(completion: writes[$0].completion, result: .failure(refused[$0] ?? error)) }
+        case .success(let (end, synced, verdict)):
             var puts = 0
             var deletes = 0
             var batches = 0
             map.applying {
                 for index in writes.indices where refused.isEmpty || refused[index] == nil {
-                    let (batchPuts, batchDeletes) = apply(writes[index].batch, from: firstRevisions[index])
+                    let (batchPuts, batchDeletes) = apply(writes[index].batch, from: round.firstRevisions[index])
                     puts += batchPuts
                     deletes += batchDeletes
                     if batchPuts + batchDeletes > 1 { batches += 1 }
                 }
-                return lastRevision
+                return round.lastRevision
             }
             position.withLock { $0.offset = end }
             counters.puts.add(puts, ordering: .relaxed)
@@ -457,24 +532,25 @@ final class GroupCommitter: Sendable {
                 counters.syncs.add(1, ordering: .relaxed)
                 counters.commitSizes.record(Double(writes.count))
             }
-            // Step 6: answer.
-            let queuedBeforeAnswering = queue.withLock { $0.writes.count }
+            var answers: [Answer] = []
+            answers.reserveCapacity(writes.count)
             for index in writes.indices {
                 if !refused.isEmpty, let error = refused[index] {
-                    writes[index].completion(.failure(error))
+                    answers.append(Answer(completion: writes[index].completion, result: .failure(error)))
                     continue
                 }
                 switch verdict {
                 case .acknowledge:
                     // A replicated write of several records: its last record's revision.
                     let records = UInt64(writes[index].batch.recordEnds?.count ?? 1)
-                    let committed = writes[index].replicated != nil ? firstRevisions[index] + records - 1 : firstRevisions[index]
-                    writes[index].completion(.success(committed))
-                case .refuse(let reason): writes[index].completion(.failure(.notReplicated(reason: reason)))
+                    let first = round.firstRevisions[index]
+                    let committed = writes[index].replicated != nil ? first + records - 1 : first
+                    answers.append(Answer(completion: writes[index].completion, result: .success(committed)))
+                case .refuse(let reason):
+                    answers.append(Answer(completion: writes[index].completion, result: .failure(.notReplicated(reason: reason))))
                 }
             }
-            afterRound()
-            return queuedBeforeAnswering
+            return answers
         }
     }
 

@@ -111,6 +111,10 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         /// For `.logSync`: the sync succeeds, after this long (a slow or overloaded disk). Other
         /// operations: as `.fail`.
         case delay(Duration)
+        /// For `.logSync`: the sync waits until the barrier is released, then succeeds (a test
+        /// holds a round at its sync and looks at what is visible meanwhile). Other operations:
+        /// as `.fail`.
+        case hold(SyncBarrier)
     }
 
     /// How much of a file's unsynced tail survives a power loss.
@@ -663,7 +667,7 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
                 switch effect {
                 case nil, .failAfterApplying: landed = bytes.count
                 case .partialWrite(let count): landed = min(max(count, 0), bytes.count)
-                case .fail, .powerLoss, .tornPowerLoss, .delay: landed = 0  // (power losses throw from fault)
+                case .fail, .powerLoss, .tornPowerLoss, .delay, .hold: landed = 0  // (power losses throw from fault)
                 }
                 disk.files[id]!.content.append(contentsOf: bytes.prefix(landed))
                 disk.descriptors[descriptor]!.size = disk.files[id]!.content.count
@@ -674,15 +678,26 @@ public final class FaultInjectingStore: LogStore, SnapshotStore {
         }
 
         func sync() throws(DatabaseError) {
-            try store.disk.withLock { (disk) throws(DatabaseError) in
+            let held = try store.disk.withLock { (disk) throws(DatabaseError) -> SyncBarrier? in
                 let name = disk.descriptors[descriptor]?.name ?? "logfile.\(generation)"
                 let id = try disk.handle(descriptor, "fdatasync", name)
                 switch try disk.fault(.logSync, "fdatasync", name) {
                 case nil: break
                 case .delay(let duration)?:
                     usleep(UInt32(clamping: duration.nanoseconds / 1000))
+                case .hold(let barrier)?:
+                    return barrier  // waited for outside the disk's lock, then synced below
                 default: throw .io(operation: "fdatasync", path: name, errno: EIO)
                 }
+                disk.files[id]!.sync()
+                disk.statistics.logSyncs += 1
+                return nil
+            }
+            guard let held else { return }
+            held.wait()
+            try store.disk.withLock { (disk) throws(DatabaseError) in
+                let name = disk.descriptors[descriptor]?.name ?? "logfile.\(generation)"
+                let id = try disk.handle(descriptor, "fdatasync", name)  // (off after a power loss meanwhile)
                 disk.files[id]!.sync()
                 disk.statistics.logSyncs += 1
             }

@@ -1,0 +1,139 @@
+import Dispatch
+import Platform
+import Synchronization
+import Testing
+@testable import StorageEngine
+import StorageEngineTesting
+
+private typealias TS = TestSupport
+
+/// `CommitPipeline`: an owner thread's rounds synced on the pipeline's own thread while the
+/// owner goes on. The owner here is a serial queue standing in for an event loop.
+@Suite("Commit pipeline: rounds synced off the owner's thread")
+struct CommitPipelineTests {
+    private final class Recorder: Sendable {
+        let results = Lock<[(index: Int, result: Result<UInt64, DatabaseError>)]>([])
+
+        func submission(_ index: Int) -> Database.Submission {
+            var batch = WriteBatch()
+            batch.put(Key("k\(index)"), Array("value \(index)".utf8))
+            return Database.Submission(batch) { [self] result in results.withLock { $0.append((index, result)) } }
+        }
+
+        var count: Int { results.withLock { $0.count } }
+    }
+
+    private static func open(_ store: FaultInjectingStore) throws -> Database {
+        let db = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+        db.committer.fastSyncLimitNanoseconds.store(50_000_000, ordering: .relaxed)
+        return db
+    }
+
+    /// A round of several writes goes to the sync thread: `submit` returns at once, nothing is
+    /// answered or visible until the sync is done, writes submitted meanwhile wait and form the
+    /// next round, and every answer comes back on the owner, in order. (Answering before the
+    /// sync, or preparing the next round before the first is applied, fails this.)
+    @Test func aRoundIsAnsweredOnlyAfterItsSyncAndWhatArrivesMeanwhileIsTheNext() async throws {
+        let store = FaultInjectingStore()
+        let db = try Self.open(store)
+        let owner = DispatchQueue(label: "owner")
+        let pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
+        #expect(try await TS.eventually { db.committer.isIdle })
+        let barrier = SyncBarrier()
+        store.inject(.logSync, effect: .hold(barrier))
+        let recorder = Recorder()
+        owner.sync { pipeline.submit([recorder.submission(1), recorder.submission(2)]) }
+        #expect(try await TS.eventually { barrier.arrived == 1 })
+        #expect(recorder.count == 0, "answered before the sync")
+        #expect(try db.get(Key("k1")) == nil, "visible before it is durable")
+        owner.sync { pipeline.submit([recorder.submission(3), recorder.submission(4), recorder.submission(5)]) }
+        #expect(recorder.count == 0)
+        barrier.release()
+        #expect(try await TS.eventually { recorder.count == 5 })
+        let results = recorder.results.withLock { $0 }
+        #expect(results.map(\.index) == [1, 2, 3, 4, 5])
+        let revisions = try results.map { try $0.result.get() }
+        #expect(revisions == revisions.sorted() && Set(revisions).count == 5)
+        #expect(store.statistics.logSyncs >= 2, "the writes that arrived during the sync were a round of their own")
+        pipeline.stop()
+        db.close()
+        _ = store.powerLoss()
+        store.powerOn()
+        let reopened = try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+        defer { reopened.close() }
+        for index in 1...5 { #expect(try reopened.get(Key("k\(index)")) == Array("value \(index)".utf8)) }
+    }
+
+    /// The round that waited behind a held sync has its own sync fail: its writers fail, writes
+    /// are disabled (a later write fails too), and nothing of the failed round is visible; the
+    /// round before it, durable, stays.
+    @Test func aFailedSyncFailsItsRoundAndEveryLaterWrite() async throws {
+        let store = FaultInjectingStore()
+        let db = try Self.open(store)
+        defer { db.close() }
+        let owner = DispatchQueue(label: "owner")
+        let pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
+        defer { pipeline.stop() }
+        #expect(try await TS.eventually { db.committer.isIdle })
+        let barrier = SyncBarrier()
+        store.inject(.logSync, effect: .hold(barrier))  // round 1's sync
+        store.inject(.logSync, effect: .fail)  // round 2's
+        let recorder = Recorder()
+        owner.sync { pipeline.submit([recorder.submission(1), recorder.submission(2)]) }
+        #expect(try await TS.eventually { barrier.arrived == 1 })
+        owner.sync { pipeline.submit([recorder.submission(3), recorder.submission(4)]) }
+        barrier.release()
+        #expect(try await TS.eventually { recorder.count == 4 })
+        owner.sync { pipeline.submit([recorder.submission(5)]) }
+        #expect(try await TS.eventually { recorder.count == 5 })
+        let results = Dictionary(uniqueKeysWithValues: recorder.results.withLock { $0 }.map { ($0.index, $0.result) })
+        for index in [1, 2] { #expect((try? results[index]!.get()) != nil) }
+        for index in [3, 4, 5] { #expect(throws: DatabaseError.self) { try results[index]!.get() } }
+        #expect(try db.get(Key("k2")) == Array("value 2".utf8))
+        for index in 3...5 { #expect(try db.get(Key("k\(index)")) == nil) }
+    }
+
+    /// A lone write on a fast disk is synced on the owner and answered before `submit` returns:
+    /// the lone writer pays no thread hand-off.
+    @Test func aLoneWriteIsCommittedOnTheOwnerBeforeSubmitReturns() async throws {
+        let store = FaultInjectingStore()
+        let db = try Self.open(store)
+        defer { db.close() }
+        let owner = DispatchQueue(label: "owner")
+        let pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
+        defer { pipeline.stop() }
+        let recorder = Recorder()
+        let attempt = Atomic<Int>(0)
+        let inline = try await TS.eventually {
+            let index = attempt.add(1, ordering: .relaxed).newValue
+            let answeredBeforeReturn = owner.sync { () -> Bool in
+                pipeline.submit([recorder.submission(index)])
+                return recorder.results.withLock { $0.contains { $0.index == index } }
+            }
+            return answeredBeforeReturn
+        }
+        #expect(inline)
+        let last = attempt.load(ordering: .relaxed)
+        #expect(try db.get(Key("k\(last)")) == Array("value \(last)".utf8))
+    }
+
+    /// `stop` lets the round in flight and what waits behind it commit before the sync thread ends.
+    @Test func stopCommitsTheRoundInFlightAndWhatIsPending() async throws {
+        let store = FaultInjectingStore()
+        let db = try Self.open(store)
+        defer { db.close() }
+        let owner = DispatchQueue(label: "owner")
+        let pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
+        #expect(try await TS.eventually { db.committer.isIdle })
+        let barrier = SyncBarrier()
+        store.inject(.logSync, effect: .hold(barrier))
+        let recorder = Recorder()
+        owner.sync { pipeline.submit([recorder.submission(1), recorder.submission(2)]) }
+        #expect(try await TS.eventually { barrier.arrived == 1 })
+        owner.sync { pipeline.submit([recorder.submission(3)]) }
+        barrier.release()
+        pipeline.stop()
+        for index in 1...3 { #expect(try db.get(Key("k\(index)")) == Array("value \(index)".utf8)) }
+        #expect(try await TS.eventually { recorder.count == 3 })
+    }
+}

@@ -37,7 +37,7 @@ let package = Package(
         // Event loops, sockets, addresses and the connection lifecycle, below every network front.
         .target(name: "Reactor", dependencies: ["Platform", "CLinuxShims"], swiftSettings: strict),
         .target(name: "HTTPFront", dependencies: ["Platform", "Reactor", "StorageEngine", "WireProtocol"], swiftSettings: strict),
-        .target(name: "GoFlags", path: "Sources/Executables/GoFlags", swiftSettings: strict),
+        .target(name: "GoFlags", dependencies: ["Platform"], path: "Sources/Executables/GoFlags", swiftSettings: strict),
         .executableTarget(
             name: "small_db_example",
             dependencies: ["StorageEngine", "GoFlags"],

@@ -10,6 +10,8 @@
 # CPU 1. Cases: nginx GET at 64 connections; each server's GET at 64, durable PUT at 64 and at 1
 # (24-byte values, keys random among 100,000, as put.lua). Prints every round and, per server,
 # the median requests/s and the median of the per-round ratios to nginx's GET in that round.
+# The data directory is made under $TMPDIR (mktemp): TMPDIR=/dev/shm measures the CPU path
+# alone (tmpfs syncs cost nothing), which separates a change's CPU cost from the disk's noise.
 # Needs Debian's nginx-light and wrk (apt-get install -y nginx-light wrk). Never run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."

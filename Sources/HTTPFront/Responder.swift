@@ -20,6 +20,22 @@ struct Responder: Sendable {
         }
     }
 
+    /// Whether this request's answer may be written as a plain keep-alive HTTP/1.1 answer with a
+    /// body (`sendEncoded`): no "Connection" field to add, not a HEAD.
+    var takesPlainAnswer: Bool { request.keepAlive && request.version == .http1_1 && request.method != "HEAD" }
+
+    /// Sends an answer already encoded whole (head and body) for a request that
+    /// `takesPlainAnswer`: the GET route's fast path (`KeyValueHandlers.encodedValueAnswer`),
+    /// which builds no `HTTPResponse`. Callable from any thread, exactly once.
+    func sendEncoded(_ bytes: [UInt8], status: Int, route: RouteName) {
+        assert(takesPlainAnswer, "an encoded answer for a request that needs its own fields")
+        if connection.loop.isOnLoop {
+            deliver(encoded: bytes, status: status, route: route, close: false)
+        } else {
+            connection.loop.execute { [self] in deliver(encoded: bytes, status: status, route: route, close: false) }
+        }
+    }
+
     /// Sends the answer to an acknowledged write of one key: 200 `{"ok":true}` with
     /// `X-Revision: <revision>` and, for a PUT, `ETag: "<revision>"` (the key's new mod revision,
     /// ready for the next If-Match): `send(KeyValueHandlers.written(…))`, with the usual case's
@@ -27,9 +43,19 @@ struct Responder: Sendable {
     /// benchmarked one). The two give the same bytes. (The on-loop test is written out here and
     /// in `send` rather than shared through a closure: that closure would be allocated per answer.)
     func sendWritten(revision: UInt64, etag: Bool, route: RouteName) {
-        guard request.keepAlive, request.version == .http1_1, request.method != "HEAD" else {
+        guard takesPlainAnswer else {
             return send(KeyValueHandlers.written(revision: revision, etag: etag), route: route)
         }
+        let encoded = Responder.encodedWritten(revision: revision, etag: etag)
+        if connection.loop.isOnLoop {
+            deliver(encoded: encoded, status: 200, route: route, close: false)
+        } else {
+            connection.loop.execute { [self] in deliver(encoded: encoded, status: 200, route: route, close: false) }
+        }
+    }
+
+    /// `KeyValueHandlers.written(revision:etag:)` as a keep-alive HTTP/1.1 answer, encoded.
+    static func encodedWritten(revision: UInt64, etag: Bool) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(Responder.writtenStart.count + Responder.writtenEnd.count + 64)
         bytes.append(contentsOf: Responder.writtenStart)
@@ -41,12 +67,7 @@ struct Responder: Sendable {
         bytes.append(contentsOf: Responder.revisionName)
         DecimalText.append(revision, to: &bytes)
         bytes.append(contentsOf: Responder.writtenEnd)
-        let encoded = bytes
-        if connection.loop.isOnLoop {
-            deliver(encoded: encoded, status: 200, route: route, close: false)
-        } else {
-            connection.loop.execute { [self] in deliver(encoded: encoded, status: 200, route: route, close: false) }
-        }
+        return bytes
     }
 
     // `KeyValueHandlers.written` as a keep-alive HTTP/1.1 answer (`sendWritten`), in the order

@@ -10,7 +10,7 @@ extension ServerMetrics {
         out.help("smalldb_http_requests_total", "counter", "HTTP requests answered, by route, method and status.")
         var totals: [LoopMetrics.RequestKey: Int] = [:]
         for loop in loops {
-            for (key, count) in loop.requests.withLock({ $0 }) { totals[key, default: 0] += count }
+            for (key, count) in loop.requests { totals[key, default: 0] += count }
         }
         for (key, count) in totals.sorted(by: { ($0.key.route.rawValue, $0.key.method, $0.key.status) < ($1.key.route.rawValue, $1.key.method, $1.key.status) }) {
             out.sample("smalldb_http_requests_total", [("route", key.route.rawValue), ("method", key.method), ("status", String(key.status))], Double(count))
@@ -19,7 +19,7 @@ extension ServerMetrics {
         for route in RouteName.allCases {
             var merged: HistogramSnapshot?
             for loop in loops {
-                guard let snapshot = loop.latency[route]?.snapshot else { continue }
+                let snapshot = loop.latency(of: route)
                 if var total = merged {
                     total.counts = zip(total.counts, snapshot.counts).map(+)
                     total.sum += snapshot.sum

@@ -62,7 +62,8 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
 
     /// When the current partial message began (the read timeout), the last time anything
     /// happened (the idle timeout), and the last time the kernel took output or output started
-    /// waiting for it (the write timeout).
+    /// waiting for it (the write timeout): iteration times (`EventLoop.now`), which is precise
+    /// enough for timeouts checked on a 250 ms tick.
     private var partialMessageSince: ContinuousClock.Instant?
     private var lastActivity = ContinuousClock.now
     private var lastWriteProgress = ContinuousClock.now
@@ -160,7 +161,7 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
             guard bytesReadThisTurn < policy.maxReadBytesPerTurn else { return continueNextIteration() }
             switch SocketIO.read(descriptor, into: buffer) {
             case .bytes(let count):
-                lastActivity = .now
+                lastActivity = loop.now
                 bytesReadThisTurn += count
                 handler.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
                 socketDrained = count < buffer.count  // handle it, then wait for epoll
@@ -210,7 +211,7 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
             }
         }
         guard !isClosed else { return .stopped }
-        partialMessageSince = handler.holdsPartialMessage ? (partialMessageSince ?? .now) : nil
+        partialMessageSince = handler.holdsPartialMessage ? (partialMessageSince ?? loop.now) : nil
         handler.collectReadyOutput()
         flush()
         return outcome
@@ -255,11 +256,11 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
                 switch outcome {
                 case .wrote(let count):
                     outputOffset += count
-                    lastActivity = .now
+                    lastActivity = loop.now
                     lastWriteProgress = lastActivity
                 case .wouldBlock:
                     // The kernel's buffer is full: from now on the write timeout runs.
-                    if !watchingWrites { lastWriteProgress = .now }
+                    if !watchingWrites { lastWriteProgress = loop.now }
                     watchWrites(true)
                     madeRoom()
                     return
@@ -300,7 +301,7 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
 
     private func lingerThenClose() {
         SocketIO.shutdownSending(descriptor)
-        lingeringUntil = .now + policy.lingerTime
+        lingeringUntil = loop.now + policy.lingerTime
         changeInterest(.input)
         discardInput()
         // Shutting down, with nothing unread: a reset can no longer hurt an answer, and waiting

@@ -43,6 +43,9 @@ public final class EventLoop: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Iterations run so far: a handler's "turn" is one iteration.
     public private(set) var iteration: UInt64 = 0
+    /// When the current iteration's wait ended: the clock for timeouts, read once per
+    /// iteration rather than once per read and write (connections' activity times).
+    public private(set) var now = ContinuousClock.now
     /// Handlers to call in step 2b of the next iteration, and those of the current one.
     private var continuing: [any EventLoopHandler] = []
     private var continuingNow: [any EventLoopHandler] = []
@@ -177,6 +180,7 @@ public final class EventLoop: @unchecked Sendable {
             let count = ready.withUnsafeMutableBufferPointer { buffer in
                 small_db_epoll_wait(epoll, buffer.baseAddress, Int32(buffer.count), timeout)
             }
+            now = .now
             // Step 2.
             if count > 0 {
                 for index in 0..<Int(count) {
@@ -200,7 +204,6 @@ public final class EventLoop: @unchecked Sendable {
             // Step 4.
             for hook in iterationEndHooks { hook() }
             // Step 5.
-            let now = ContinuousClock.now
             if now - lastTick >= EventLoop.tickInterval {
                 lastTick = now
                 for hook in tickHooks { hook() }

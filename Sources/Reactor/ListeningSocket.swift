@@ -87,7 +87,7 @@ public enum ListenError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .address(let error): "cannot resolve listen address \(error)"
-        case .system(let error, let address): "\(error.operation) (listening on \(address)) failed: \(error.reason)"
+        case .system(let error, let address): "\(error.operation) \(address) failed: \(error.reason)"
         }
     }
 }

@@ -47,6 +47,13 @@ public enum JSONWriter {
         buffer.append(UInt8(ascii: "\""))
     }
 
+    /// Whether `appendString` writes `bytes` as they are (between the quotes): every byte is ASCII
+    /// that Go does not escape. Then the literal is exactly `bytes.count + 2` bytes long.
+    public static func isVerbatim(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for byte in bytes where byte >= 0x80 || !isVerbatimASCII(byte) { return false }
+        return true
+    }
+
     /// Appends `string` (its UTF-8) as a JSON string literal, quotes included. O(n).
     public static func appendString(_ string: String, to buffer: inout [UInt8]) {
         var string = string

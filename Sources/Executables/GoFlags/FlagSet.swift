@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 
 /// Command-line flags in Go's `flag` package syntax, so the executables accept exactly what the Go
 /// small-db's do: `-name value`, `-name=value`, `--name`, booleans as `-name` or `-name=false`,
@@ -214,8 +215,8 @@ public func parseGoDuration(_ text: String) -> Duration? {
 
 /// Formats a duration as Go prints it in usage text (e.g. "5s", "1m30s", "500ms").
 public func formatGoDuration(_ duration: Duration) -> String {
-    let (wholeSeconds, attoseconds) = duration.components
-    let nanoseconds = wholeSeconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    let nanoseconds = duration.nanoseconds
+    let wholeSeconds = nanoseconds / 1_000_000_000
     if nanoseconds == 0 { return "0s" }
     if nanoseconds < 1_000_000_000 {
         if nanoseconds % 1_000_000 == 0 { return "\(nanoseconds / 1_000_000)ms" }
@@ -232,7 +233,7 @@ public func formatGoDuration(_ duration: Duration) -> String {
         text += "\(remaining / 60)m"
         remaining %= 60
     }
-    let fraction = attoseconds / 1_000_000_000
+    let fraction = nanoseconds % 1_000_000_000
     if fraction == 0 {
         text += "\(remaining)s"
     } else {

@@ -10,6 +10,10 @@
 # CPU 1. Cases: nginx GET at 64 connections; each server's GET at 64, durable PUT at 64 and at 1
 # (24-byte values, keys random among 100,000, as put.lua). Prints every round and, per server,
 # the median requests/s and the median of the per-round ratios to nginx's GET in that round.
+# It also prints the server's CPU time per request (user + system, from /proc/PID/stat, over
+# the case's requests): on this shared machine the steal and the other tenants move
+# throughput by ±30% between minutes, but a request's CPU cost much less, so it is the figure
+# that tells a CPU-side change from noise.
 # The data directory is made under $TMPDIR (mktemp): TMPDIR=/dev/shm measures the CPU path
 # alone (tmpfs syncs cost nothing), which separates a change's CPU cost from the disk's noise.
 # Needs Debian's nginx-light and wrk (apt-get install -y nginx-light wrk). Never run in CI.
@@ -77,35 +81,49 @@ start() { # binary
     echo "server $1 did not start" >&2; cat "$work/server.log" >&2; exit 1
 }
 stop() { kill -INT "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
-load() { # port connections script
-    taskset -c 1 wrk -t1 -c"$2" -d"${seconds}s" -s "$work/$3" "http://127.0.0.1:$1" | awk '/Requests\/sec/ {print $2}'
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system CPU, in clock ticks
+hertz=$(getconf CLK_TCK)
+load() { # port connections script: prints requests/s and the server's CPU µs per request
+    local before after output
+    before=$(ticks "$server_pid")
+    output=$(taskset -c 1 wrk -t1 -c"$2" -d"${seconds}s" -s "$work/$3" "http://127.0.0.1:$1")
+    after=$(ticks "$server_pid")
+    echo "$output" | awk -v t=$((after - before)) -v hz="$hertz" '/requests in/ {cpu = t / hz * 1e6 / $1} /Requests\/sec/ {rps = $2} END {printf "%s %.2f\n", rps, cpu}'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
 declare -A results
 for round in $(seq "$rounds"); do
-    ceiling=$(taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "http://127.0.0.1:$nginx_port/" | awk '/Requests\/sec/ {print $2}')
-    results[nginx]+="$ceiling "
-    line="round $round: nginx $ceiling"
+    before=$(ticks "$nginx_pid")
+    output=$(taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "http://127.0.0.1:$nginx_port/")
+    after=$(ticks "$nginx_pid")
+    ceiling=$(echo "$output" | awk '/Requests\/sec/ {print $2}')
+    nginx_cpu=$(echo "$output" | awk -v t=$((after - before)) -v hz="$hertz" '/requests in/ {printf "%.2f", t / hz * 1e6 / $1}')
+    results[nginx]+="$ceiling " results[nginx.cpu]+="$nginx_cpu "
+    line="round $round: nginx $ceiling (${nginx_cpu} µs)"
     for index in "${!binaries[@]}"; do
         start "${binaries[$index]}"
         taskset -c 1 wrk -t1 -c16 -d2s -s "$work/put.lua" "http://127.0.0.1:$server_port" >/dev/null  # the keys
-        get=$(load $server_port 64 get.lua) put64=$(load $server_port 64 put.lua) put1=$(load $server_port 1 put.lua)
+        read -r get get_cpu < <(load $server_port 64 get.lua)
+        read -r put64 put64_cpu < <(load $server_port 64 put.lua)
+        read -r put1 put1_cpu < <(load $server_port 1 put.lua)
         stop
         results[$index.get64]+="$get " results[$index.put64]+="$put64 " results[$index.put1]+="$put1 "
+        results[$index.get64.cpu]+="$get_cpu " results[$index.put64.cpu]+="$put64_cpu " results[$index.put1.cpu]+="$put1_cpu "
         results[$index.get64.ratio]+="$(ratio "$get" "$ceiling") " results[$index.put64.ratio]+="$(ratio "$put64" "$ceiling") "
-        line+="  |  [$index] GET64 $get PUT64 $put64 PUT1 $put1"
+        line+="  |  [$index] GET64 $get ($get_cpu µs) PUT64 $put64 ($put64_cpu µs) PUT1 $put1"
     done
     echo "$line" >&2
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
-echo "nginx GET 64: median $(echo "${results[nginx]}" | median)/s  (${results[nginx]})"
+echo "nginx GET 64: median $(echo "${results[nginx]}" | median)/s  (${results[nginx]}), CPU per request median $(echo "${results[nginx.cpu]}" | median) µs"
 for index in "${!binaries[@]}"; do
     echo "[$index] ${binaries[$index]}"
     for case in get64 put64 put1; do
         extra=""
         [[ $case != put1 ]] && extra="  ratio to nginx (median of rounds) $(echo "${results[$index.$case.ratio]}" | median)"
         printf '    %-6s median %8.0f/s%s   (%s)\n' "$case" "$(echo "${results[$index.$case]}" | median)" "$extra" "${results[$index.$case]}"
+        printf '           CPU per request median %s µs   (%s)\n' "$(echo "${results[$index.$case.cpu]}" | median)" "${results[$index.$case.cpu]}"
     done
 done

@@ -7,12 +7,16 @@ import WireProtocol
 /// Shared by every loop; each loop gets its own batch of writes.
 ///
 /// The hand-off of writes, per loop iteration: every write request read in the iteration is
-/// appended to the loop's `IterationBatch`; at the iteration's end the batch goes to the loop's
-/// `CommitPipeline` as one group. The loop prepares the round (conditions, revisions, one log
-/// write) and the pipeline's sync thread makes it durable while the loop reads and parses the
-/// next requests, which form the next round; the answers come back to the loop as one task. A
-/// lone write is synced on the loop itself and answered before the hand-off returns (Redis's
-/// loop: no thread hand-off for a lone writer). Answering may release requests that waited
+/// appended to the loop's `IterationBatch`; at the iteration's end the batch goes to the engine
+/// as one group. With several loops, through `Database.submit(_:mayCommitOnCallingThread:)`: the
+/// loop commits the round inline when the committer is idle (while it syncs, the other loops
+/// run), else queues it. With one loop (a one-core machine, `-event-loops 1`, a pinned server),
+/// through the loop's `CommitPipeline`, so that the only loop does not sit idle in the sync: the
+/// loop prepares the round (conditions, revisions, one log write) and the pipeline's sync thread
+/// makes it durable while the loop reads and parses the next requests, which form the next
+/// round; the answers come back to the loop as one task. Either way a lone write is synced on
+/// the loop itself and answered before the hand-off returns (Redis's loop: no thread hand-off
+/// for a lone writer). Answering may release requests that waited
 /// behind those writes (`HTTPConnection`'s ordering rule), and their writes join the next group.
 final class HTTPConnectionFront: ConnectionFront, @unchecked Sendable {
     let configuration: HTTPServerConfiguration
@@ -37,12 +41,17 @@ final class HTTPConnectionFront: ConnectionFront, @unchecked Sendable {
     func attach(to loop: EventLoop) {
         let database = router.database
         let slot = writeBatches[loop.index]
-        do throws(ThreadStartError) {
-            slot.pipeline = try database.makeCommitPipeline { task in loop.execute(task) }
-        } catch {
-            // No thread for the pipeline: the loop commits as before, inline or through the
-            // committer thread, which is correct, only slower.
-            configuration.log?(.error, "event loop \(loop.index): no sync thread (\(error)); committing on the loop")
+        // One loop only: with several, another loop runs while one waits out an inline sync, so
+        // the syncs overlap with work already; pipelines there measured 9–10% slower (their
+        // rounds meet in the committer's queue and pay extra hand-offs: docs/PERFORMANCE.md).
+        if writeBatches.count == 1 {
+            do throws(ThreadStartError) {
+                slot.pipeline = try database.makeCommitPipeline { task in loop.execute(task) }
+            } catch {
+                // No thread for the pipeline: the loop commits as before, inline or through the
+                // committer thread, which is correct, only slower.
+                configuration.log?(.error, "event loop \(loop.index): no sync thread (\(error)); committing on the loop")
+            }
         }
         let pipeline = slot.pipeline
         slot.batch = IterationBatch<Database.Submission>(loop: loop) { group in

@@ -41,7 +41,7 @@ extension ServerMetrics {
         out.counter("smalldb_http_connections_timed_out_total", "Client connections closed by the request-read or idle timeout.", Double(connections.timedOut.load(ordering: .relaxed)))
         out.counter("smalldb_http_connections_write_timed_out_total", "Client connections closed because their client took no answer bytes within the write timeout.", Double(connections.writeTimedOut.load(ordering: .relaxed)))
         out.counter("smalldb_http_listener_watch_failures_total", "Failed registrations of the listening socket with an event loop (retried every 250 ms; while failing, that loop accepts nothing).", Double(connections.listenerWatchFailures.load(ordering: .relaxed)))
-        out.counter("smalldb_http_connection_watch_failures_total", "Client connections closed because epoll refused to change the events watched on them (epoll_ctl EPOLL_CTL_MOD failed).", Double(connections.connectionWatchFailures.load(ordering: .relaxed)))
+        out.counter("smalldb_http_connection_watch_failures_total", "Client connections closed because epoll refused to watch them or to change the events watched on them (epoll_ctl EPOLL_CTL_ADD or EPOLL_CTL_MOD failed).", Double(connections.connectionWatchFailures.load(ordering: .relaxed)))
 
         out.counter("smalldb_puts_total", "Committed puts (batch entries included).", Double(stats.puts))
         out.counter("smalldb_deletes_total", "Committed deletes (batch entries included).", Double(stats.deletes))

@@ -11,12 +11,11 @@ import WireProtocol
 /// as one group. With several loops, through `Database.submit(_:mayCommitOnCallingThread:)`: the
 /// loop commits the round inline when the committer is idle (while it syncs, the other loops
 /// run), else queues it. With one loop (a one-core machine, `-event-loops 1`, a pinned server),
-/// through the loop's `CommitPipeline`, so that the only loop does not sit idle in the sync: the
-/// loop prepares the round (conditions, revisions, one log write) and the pipeline's sync thread
-/// makes it durable while the loop reads and parses the next requests, which form the next
-/// round; the answers come back to the loop as one task. Either way a lone write is synced on
-/// the loop itself and answered before the hand-off returns (Redis's loop: no thread hand-off
-/// for a lone writer). Answering may release requests that waited
+/// through the loop's `CommitPipeline`: on a fast disk the loop commits the round inline (one
+/// write, one fdatasync, answers queued before the hand-off returns: Redis's loop), and on a slow
+/// one the loop prepares the round and the pipeline's sync thread makes it durable while the
+/// loop reads and parses the next requests, which form the next round, so that the only loop
+/// does not sit idle through long syncs; the answers come back to the loop as one task. Answering may release requests that waited
 /// behind those writes (`HTTPConnection`'s ordering rule), and their writes join the next group.
 final class HTTPConnectionFront: ConnectionFront, @unchecked Sendable {
     let configuration: HTTPServerConfiguration

@@ -2,10 +2,17 @@ import Dispatch
 public import Platform
 import Synchronization
 
-/// Commits an owner thread's writes (an event loop's) without making it wait out the syncs: the
-/// owner prepares each round itself (conditions, revisions, the log write), and a sync thread of
-/// the pipeline's own makes it durable, applies it and hands the answers back, while the owner
-/// goes on reading and parsing the next requests. What arrives meanwhile is the next round.
+/// Commits an owner thread's writes (an event loop's) without making it wait out slow syncs: the
+/// owner prepares each round itself (conditions, revisions, the log write), and while syncs are
+/// slow a sync thread of the pipeline's own makes it durable, applies it and hands the answers
+/// back, while the owner goes on reading and parsing the next requests. What arrives meanwhile
+/// is the next round.
+///
+/// Why only while syncs are slow (measured over HTTP at 64 connections, one pinned loop,
+/// docs/PERFORMANCE.md): on a slow disk the overlap doubled throughput, since the loop would
+/// otherwise sit idle through most of every round; on a fast one (about 0.1 ms per sync) the
+/// hand-offs and the twice as many, half as large rounds cost more CPU per write (+14%) than the
+/// overlap saves, and the inline round is faster.
 ///
 /// A round, step by step (the group commit's steps: `GroupCommitter`):
 /// 1. The owner calls `submit` with the writes it read in one iteration. If a round of this
@@ -14,11 +21,11 @@ import Synchronization
 ///    thread is idle and nobody else commits). If it cannot, the writes go to the committer
 ///    thread's queue, as `Database.submit` would queue them.
 /// 3. The owner runs step 2 and step 3's write (`prepare`).
-/// 4. A lone write on a fast disk is synced right there, and answered before `submit` returns:
-///    a lone writer pays no thread hand-off (the loop's inline commit). Otherwise the round goes
-///    to the sync thread, which syncs (and waits for the backup's ack, with replication),
-///    applies it (`finish`), releases the round, and hands the answers to the owner
-///    (`deliver`), in one task.
+/// 4. On a fast disk (recent syncs under 1 ms: `GroupCommitter.syncsAreFast`) the owner syncs,
+///    applies and answers the round right there, before `submit` returns: the loop's inline
+///    commit, with no thread hand-off. On a slow one the round goes to the sync thread, which
+///    syncs (and waits for the backup's ack, with replication), applies it (`finish`), releases
+///    the round, and hands the answers to the owner (`deliver`), in one task.
 /// 5. The sync thread then takes `pending` (whatever the owner read during the sync) and starts
 ///    it as the next round itself (steps 2–4 on its thread), until nothing is pending.
 ///
@@ -85,7 +92,7 @@ public final class CommitPipeline: Sendable {
             return
         }
         let round = committer.prepare(writes)
-        if onOwner && writes.count == 1 && committer.syncsAreFast {
+        if onOwner && committer.syncsAreFast {
             let answers = committer.finish(round, committer.syncAndReplicate(round))
             committer.releaseInlineRound()
             for answer in answers { answer.completion(answer.result) }

@@ -32,24 +32,43 @@ struct CommitPipelineTests {
         return db
     }
 
+    /// A database with slow syncs, a serial queue as the owner, its pipeline, and the first sync
+    /// held at a barrier: the round in flight stays in flight until the test releases it.
+    private struct HeldRound {
+        let store = FaultInjectingStore()
+        let db: Database
+        let owner = DispatchQueue(label: "owner")
+        let pipeline: CommitPipeline
+        let barrier = SyncBarrier()
+        let recorder = Recorder()
+
+        init() async throws {
+            db = try CommitPipelineTests.open(store)
+            let owner = self.owner
+            pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
+            let db = self.db
+            #expect(try await TS.eventually { db.committer.isIdle })
+            store.inject(.logSync, effect: .hold(barrier))
+        }
+
+        /// Submits writes `indices` on the owner.
+        func submit(_ indices: ClosedRange<Int>) {
+            owner.sync { pipeline.submit(indices.map { recorder.submission($0) }) }
+        }
+    }
+
     /// With slow syncs, a round goes to the sync thread: `submit` returns at once, nothing is
     /// answered or visible until the sync is done, writes submitted meanwhile wait and form the
     /// next round, and every answer comes back on the owner, in order. (Answering before the
     /// sync, or preparing the next round before the first is applied, fails this.)
     @Test func aRoundIsAnsweredOnlyAfterItsSyncAndWhatArrivesMeanwhileIsTheNext() async throws {
-        let store = FaultInjectingStore()
-        let db = try Self.open(store)
-        let owner = DispatchQueue(label: "owner")
-        let pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
-        #expect(try await TS.eventually { db.committer.isIdle })
-        let barrier = SyncBarrier()
-        store.inject(.logSync, effect: .hold(barrier))
-        let recorder = Recorder()
-        owner.sync { pipeline.submit([recorder.submission(1), recorder.submission(2)]) }
+        let held = try await HeldRound()
+        let (store, db, pipeline, barrier, recorder) = (held.store, held.db, held.pipeline, held.barrier, held.recorder)
+        held.submit(1...2)
         #expect(try await TS.eventually { barrier.arrived == 1 })
         #expect(recorder.count == 0, "answered before the sync")
         #expect(try db.get(Key("k1")) == nil, "visible before it is durable")
-        owner.sync { pipeline.submit([recorder.submission(3), recorder.submission(4), recorder.submission(5)]) }
+        held.submit(3...5)
         #expect(recorder.count == 0)
         barrier.release()
         #expect(try await TS.eventually { recorder.count == 5 })
@@ -71,23 +90,19 @@ struct CommitPipelineTests {
     /// are disabled (a later write fails too), and nothing of the failed round is visible; the
     /// round before it, durable, stays.
     @Test func aFailedSyncFailsItsRoundAndEveryLaterWrite() async throws {
-        let store = FaultInjectingStore()
-        let db = try Self.open(store)
-        defer { db.close() }
-        let owner = DispatchQueue(label: "owner")
-        let pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
-        defer { pipeline.stop() }
-        #expect(try await TS.eventually { db.committer.isIdle })
-        let barrier = SyncBarrier()
-        store.inject(.logSync, effect: .hold(barrier))  // round 1's sync
-        store.inject(.logSync, effect: .fail)  // round 2's
-        let recorder = Recorder()
-        owner.sync { pipeline.submit([recorder.submission(1), recorder.submission(2)]) }
+        let held = try await HeldRound()  // round 1's sync is held
+        let (db, barrier, recorder) = (held.db, held.barrier, held.recorder)
+        defer {
+            held.pipeline.stop()
+            db.close()
+        }
+        held.store.inject(.logSync, effect: .fail)  // round 2's fails
+        held.submit(1...2)
         #expect(try await TS.eventually { barrier.arrived == 1 })
-        owner.sync { pipeline.submit([recorder.submission(3), recorder.submission(4)]) }
+        held.submit(3...4)
         barrier.release()
         #expect(try await TS.eventually { recorder.count == 4 })
-        owner.sync { pipeline.submit([recorder.submission(5)]) }
+        held.submit(5...5)
         #expect(try await TS.eventually { recorder.count == 5 })
         let results = Dictionary(uniqueKeysWithValues: recorder.results.withLock { $0 }.map { ($0.index, $0.result) })
         for index in [1, 2] { #expect((try? results[index]!.get()) != nil) }
@@ -122,20 +137,14 @@ struct CommitPipelineTests {
 
     /// `stop` lets the round in flight and what waits behind it commit before the sync thread ends.
     @Test func stopCommitsTheRoundInFlightAndWhatIsPending() async throws {
-        let store = FaultInjectingStore()
-        let db = try Self.open(store)
+        let held = try await HeldRound()
+        let (db, barrier, recorder) = (held.db, held.barrier, held.recorder)
         defer { db.close() }
-        let owner = DispatchQueue(label: "owner")
-        let pipeline = try db.makeCommitPipeline { task in owner.async(execute: task) }
-        #expect(try await TS.eventually { db.committer.isIdle })
-        let barrier = SyncBarrier()
-        store.inject(.logSync, effect: .hold(barrier))
-        let recorder = Recorder()
-        owner.sync { pipeline.submit([recorder.submission(1), recorder.submission(2)]) }
+        held.submit(1...2)
         #expect(try await TS.eventually { barrier.arrived == 1 })
-        owner.sync { pipeline.submit([recorder.submission(3)]) }
+        held.submit(3...3)
         barrier.release()
-        pipeline.stop()
+        held.pipeline.stop()
         for index in 1...3 { #expect(try db.get(Key("k\(index)")) == Array("value \(index)".utf8)) }
         #expect(try await TS.eventually { recorder.count == 3 })
     }

@@ -318,13 +318,6 @@ final class ChildProcessGate: Sendable {
 func wait<T: Sendable>(
     _ call: (@escaping @Sendable (Result<T, DatabaseError>) -> Void) -> Void
 ) -> Result<T, DatabaseError> {
-    let result = Lock<Result<T, DatabaseError>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    call { outcome in
-        result.withLock { $0 = outcome }
-        done.signal()
-    }
-    done.wait()
-    return result.withLock { $0 }!
+    blockingCall(call)
 }
 

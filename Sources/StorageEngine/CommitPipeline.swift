@@ -137,7 +137,8 @@ public final class CommitPipeline: Sendable {
 
     /// Lets the sync thread finish the round in flight and whatever is pending, then ends it.
     /// Blocks until it has. Writes submitted afterwards are refused by the committer or queued
-    /// to it.
+    /// to it. Call it before letting the pipeline go (before `Database.close`, as `HTTPServer`'s
+    /// shutdown does): until then its thread waits for work and keeps the pipeline alive.
     public func stop() {
         state.withLock { $0.stopping = true }
         work.signal()

@@ -27,8 +27,15 @@ import Glibc
     @Test func everyInterfaceIsDualStackWhereIPv6Works() throws {
         let listener = try ListeningSocket.open(NetworkAddress(host: "", port: 0))
         defer { listener.close() }
+        // IPv6 works here if a socket can be opened and bound to "::" (a kernel with IPv6
+        // disabled by sysctl opens the socket but refuses the bind).
         let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
-        let hasIPv6 = probe >= 0
+        var any = sockaddr_in6()
+        any.sin6_family = sa_family_t(AF_INET6)
+        any.sin6_addr = in6addr_any
+        let hasIPv6 = probe >= 0 && withUnsafePointer(to: &any) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0 }
+        }
         if probe >= 0 { close(probe) }
         #expect(listener.localAddress.family == (hasIPv6 ? AF_INET6 : AF_INET))
         let client = try TestClient(port: listener.port)

@@ -75,7 +75,7 @@ struct RevisionReplicationTests {
         let fromSnapshot = TestNode("s", network: network)
         try fromSnapshot.startBackup(of: "p")
         defer { fromSnapshot.stop() }
-        #expect(try await eventually { primary.inSyncAsPrimary })
+        #expect(try await eventually { primary.inSyncAsPrimary }, "primary: \(primary.logs.all); backup: \(fromSnapshot.logs.all)")
         // The backup counts the resync on its own thread after the install, which the primary
         // may see in sync before (a loaded machine showed 0 here): await it.
         #expect(try await eventually { fromSnapshot.node.status.resyncs == 1 })

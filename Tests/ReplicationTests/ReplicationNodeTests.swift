@@ -43,6 +43,11 @@ final class TestNode: @unchecked Sendable {
         configuration.heartbeatInterval = .milliseconds(50)
         configuration.heartbeatTimeout = .zero  // tests that want self-promotion set it
         configuration.ackTimeout = .seconds(5)
+        // No spacing between snapshots (still one at a time): with the default 10 s, a backup
+        // whose first snapshot attempt fails on a loaded machine (a detach mid-transfer) is
+        // refused `busy` for 10 s, longer than any test here waits for it to come into sync.
+        // The spacing itself has its own test, which sets it.
+        configuration.minimumSnapshotInterval = .zero
         configuration.log = logs.log
         configuration.makeListener = { () throws(TransportError) in try network.makeListener(address: name) }
         configure(&configuration)

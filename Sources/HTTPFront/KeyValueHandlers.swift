@@ -8,10 +8,10 @@ import WireProtocol
 /// `X-Revision: <revision>` (a PUT also `ETag`). The bodies are the Go server's, unchanged.
 ///
 /// Reads answer on the loop's thread (a shard lock, never the disk). Writes are handed to the
-/// engine with `Database.submit`, which never blocks; the engine calls back once the write is
-/// durable, and the response goes out then: every 200 to a PUT or DELETE is durable.
-/// (The engine may commit a loop's writes on the loop's own thread when its committer is idle,
-/// at the end of the loop's iteration: `LoopServer.submitQueuedWrites`.)
+/// engine at the end of the loop's iteration, with the others read in it, which never blocks on
+/// a slow sync; the engine calls back once the write is durable, and the response goes out
+/// then: every 200 to a PUT or DELETE is durable. (The engine may commit a loop's writes on the
+/// loop's own thread when its committer is idle: `HTTPConnectionFront`, `CommitPipeline`.)
 struct KeyValueHandlers: Sendable {
     let database: Database
     let role: any ServerRole
@@ -207,7 +207,7 @@ struct KeyValueHandlers: Sendable {
 
     /// A write is checked against the limits at once (a 400 right away), then handed to the
     /// engine at the end of the loop's iteration with the other writes read in it
-    /// (`LoopServer.submitQueuedWrites`); it is answered once durable.
+    /// (`HTTPConnectionFront`'s `IterationBatch`); it is answered once durable.
     private func submit(_ batch: WriteBatch, key: Key, etag: Bool, _ responder: Responder) {
         do {
             try database.validate(batch)

@@ -24,7 +24,10 @@ import WireProtocol
 /// balancer's health check often cannot send one, and neither says anything about the data.
 /// Routing looks at the raw path, before percent-decoding: "/v1/kv//a" is the key "/a", and no
 /// path is cleaned or redirected (the Go router's 301s made such keys unreachable).
-struct Router: Sendable {
+///
+/// A class, not a struct: every request reaches it through its connection, and a struct of
+/// eight fields read out of a class is copied (a retain and release per field) per request.
+final class Router: Sendable {
     let database: Database
     let role: any ServerRole
     let authToken: [UInt8]?
@@ -53,17 +56,16 @@ struct Router: Sendable {
 
     func route(_ request: HTTPRequest, _ responder: Responder) {
         let path = request.path
-        if path.elementsEqual("/v1/health".utf8) {
-            guard allow(request, Router.readMethods, route: .health, responder) else { return }
-            return responder.send(.json(status: 200, body: Array("{\"ok\":true}\n".utf8)), route: .health)
-        }
-        if path.elementsEqual("/v1/writable".utf8) {
-            guard allow(request, Router.readMethods, route: .writable, responder) else { return }
-            return responder.send(Router.writableAnswer(role.writeRefusal), route: .writable)
-        }
         let route: RouteName
+        // The key route first: it is nearly every request, and each comparison below costs.
         if path.starts(with: Router.kvPrefix) {
             route = .kv
+        } else if path.elementsEqual("/v1/health".utf8) {
+            guard allow(request, Router.readMethods, route: .health, responder) else { return }
+            return responder.send(.json(status: 200, body: Array("{\"ok\":true}\n".utf8)), route: .health)
+        } else if path.elementsEqual("/v1/writable".utf8) {
+            guard allow(request, Router.readMethods, route: .writable, responder) else { return }
+            return responder.send(Router.writableAnswer(role.writeRefusal), route: .writable)
         } else if path.elementsEqual("/v1/kv".utf8) {
             route = .kvList
         } else if path.elementsEqual("/v1/txn".utf8) {

@@ -2,8 +2,8 @@
 import Testing
 import WireProtocol
 
-/// The hot routes' answers encoded straight into bytes (`KeyValueHandlers.encodedValueAnswer`,
-/// `Responder.encodedWritten`) are byte for byte what the general encoder writes for the same
+/// The hot routes' answers encoded straight into bytes (`KeyValueHandlers.encodedValueAnswer`
+/// and `encodedNotFoundAnswer`, `Responder.encodedWritten`) are byte for byte what the general encoder writes for the same
 /// answer: the fast paths cannot drift from the API's documented answers.
 @Suite struct PlainAnswerTests {
     private static func general(_ response: HTTPResponse) -> [UInt8] {
@@ -23,11 +23,19 @@ import WireProtocol
         #expect(fast == Self.general(.json(status: 200, body: body, headers: [KeyValueHandlers.etag(revision)])))
     }
 
+    @Test(arguments: ["k", "key:12345/with spaces-and.dots", String(repeating: "x", count: 1000)])
+    func aMissedGetAnswerIsWhatTheEncoderWrites(key: String) throws {
+        let bytes = Array(key.utf8)
+        let fast = try #require(KeyValueHandlers.encodedNotFoundAnswer(keyBytes: bytes))
+        #expect(fast == Self.general(.json(status: 404, errorBytes: Array("key not found: ".utf8) + bytes)))
+    }
+
     /// A key JSON escapes (a quote, '<', a control byte, non-ASCII) takes the general path.
     @Test(arguments: ["a\"b", "a<b", "tab\there", "é", "back\\slash", "amp&"])
     func aKeyThatNeedsEscapingIsLeftToTheGeneralPath(key: String) {
         let bytes = Array(key.utf8)
         #expect([UInt8]().withUnsafeBytes { KeyValueHandlers.encodedValueAnswer(keyBytes: bytes, value: $0, modRevision: 1) } == nil)
+        #expect(KeyValueHandlers.encodedNotFoundAnswer(keyBytes: bytes) == nil)
     }
 
     @Test(arguments: [UInt64(1), 42, .max], [true, false])

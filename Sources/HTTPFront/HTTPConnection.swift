@@ -37,22 +37,42 @@ import WireProtocol
 ///   it is in the output, and the slots after it only once its last piece is (`takeReadySlots`).
 /// - `readyBytesInSlots` is the sum the slots hold (`checkSlotInvariants`, debug builds).
 /// - After a malformed request, the error response is the last thing sent, then the connection closes.
+/// - No access to a stored property overlaps another; release builds skip the run-time check of
+///   that (`@exclusivity(unchecked)`), debug builds and the tests keep it (`Connection`).
 final class HTTPConnection: ConnectionHandler, @unchecked Sendable {
     let connection: Connection
     var loop: EventLoop { connection.loop }
     private let front: HTTPConnectionFront
     private let writes: IterationBatch<Database.Submission>
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var decoder: HTTPRequestDecoder
 
     /// Responses not yet moved to the output, in request order. `firstSlot` is the slot number
     /// of `slots[0]`.
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var slots: [ResponseSlot] = []
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var firstSlot = 0
     /// Bytes of answers in `.ready` and `.streaming` slots (behind an unanswered request).
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var readyBytesInSlots = 0
     /// The streamed answer being sent: its next piece goes into the output once the output is
     /// drained; no later slot is taken until it is finished.
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var stream: StreamedValueAnswer?
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private(set) var isClosed = false
 
     enum ResponseSlot {
@@ -62,9 +82,18 @@ final class HTTPConnection: ConnectionHandler, @unchecked Sendable {
     }
 
     /// Writes handed to the engine and not yet answered.
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var writesInFlight = 0
     /// Requests held back to keep the connection's order (see the type's comment).
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var waiting: [(request: HTTPRequest, slot: Int, isWrite: Bool)] = []
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var releasingWaiting = false
 
     init(connection: Connection, front: HTTPConnectionFront, writes: IterationBatch<Database.Submission>) {

@@ -31,41 +31,100 @@ import Platform
 ///   asked for (the handler holds at most one more answer, and a stream one piece at a time).
 /// - After `close`, nothing touches the descriptor, and the handler is told exactly once and then
 ///   let go (`ClosedConnectionHandler` takes its place).
+/// - No access to a stored property overlaps another (a call into the handler never happens
+///   inside a mutation of one). Debug builds check it at run time, as Swift does by default, and
+///   the tests run there; release builds mark the mutable state `@exclusivity(unchecked)`, since
+///   that check, made on every access through a class reference, cost 5% of a GET's CPU
+///   (docs/PERFORMANCE.md). The same holds for `HTTPConnection`.
 public final class Connection: EventLoopHandler, @unchecked Sendable {
     public let descriptor: Int32
     public let loop: EventLoop
     /// Set by the front right after the connection is made (`ConnectionFront.makeHandler`).
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     public private(set) var handler: (any ConnectionHandler)!
     private let owner: LoopConnections
     private var policy: ConnectionPolicy { owner.policy }
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     var registration: Registration?
 
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var output: [UInt8] = []
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var outputOffset = 0
 
     /// The loop iteration of the current turn and the work done in it.
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var turn: UInt64 = 0
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var messagesThisTurn = 0
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var bytesReadThisTurn = 0
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var continuesNextIteration = false
     /// Set while `processInput` runs: a nested call (an answer flushed while handling resumes
     /// reading) only sets `inputChanged`, and the running call makes another pass.
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var isProcessingInput = false
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var inputChanged = false
 
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     public private(set) var isReadingPaused = false
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var watchingWrites = false
     /// No more input will be read. The connection closes once every answer is written.
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     public private(set) var noMoreInput = false
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     public private(set) var isClosed = false
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var lingeringUntil: ContinuousClock.Instant?
 
     /// When the current partial message began (the read timeout), the last time anything
     /// happened (the idle timeout), and the last time the kernel took output or output started
     /// waiting for it (the write timeout): iteration times (`EventLoop.now`), which is precise
     /// enough for timeouts checked on a 250 ms tick.
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var partialMessageSince: ContinuousClock.Instant?
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var lastActivity = ContinuousClock.now
+    #if !DEBUG
+    @exclusivity(unchecked)
+    #endif
     private var lastWriteProgress = ContinuousClock.now
 
     init(descriptor: Int32, owner: LoopConnections) {

@@ -36,8 +36,9 @@ import WireProtocol
 ///    are space written ahead (`FileLogSegment`): the segment ends there, and the last one is cut
 ///    there. A torn tail of the last segment is cut off (it was never acknowledged). Any other
 ///    damage is corruption: refuse to open, naming the file and offset, unless the options allow
-///    truncation; then cut there and drop every later segment.
-/// 5. `removeSuperseded` (the first deletion): temporaries (newVersion.tmp, version.tmp,
+///    truncation; then drop every later segment, the last first, and only then cut there, so that
+///    an open stopped part-way leaves the damage for the next one to find.
+/// 5. `removeSuperseded` (the first deletion, but for an allowed truncation's): temporaries (newVersion.tmp, version.tmp,
 ///    checkpoint.*.tmp: never a commit point), every checkpoint other than checkpoint.N (older:
 ///    superseded; newer: never committed) and the segments below N; then finish the switch
 ///    (rename newVersion to version) or discard the uncommitted `newVersion`.
@@ -272,13 +273,18 @@ struct Recovery {
                 guard options.corruptLog == .truncate else {
                     throw .corruptLog(file: file, offset: offset, reason: damage.description)
                 }
+                // The later segments go first, the last one first, and the cut comes after them:
+                // an open that stops part-way (an I/O error, a crash) leaves the damage in place
+                // followed by a contiguous run, so the next open finds the same damage. Cutting
+                // first would leave a clean segment followed by records from after the gap, which
+                // the next open would replay as if nothing were missing.
+                for later in segments[(index + 1)...].reversed() {
+                    try logStore.removeLog(later)
+                }
                 try logStore.truncateLog(segment, to: offset)
                 report.truncatedCorruption = .init(
                     file: file, offset: offset, droppedBytes: scan.fileSize - offset, reason: damage.description)
-                for later in segments[(index + 1)...] {
-                    try logStore.removeLog(later)
-                    report.droppedSegments.append(later)
-                }
+                report.droppedSegments.append(contentsOf: segments[(index + 1)...])
                 replayed.lastSegment = segment
                 replayed.lastSegmentSize = offset
                 return replayed

@@ -575,6 +575,37 @@ struct RecoveryTests {
         }
     }
 
+    /// Allowed to truncate, an open drops the segments after the damage before it cuts the
+    /// damaged one: one that stops part-way (here the first removal fails) leaves the damage for
+    /// the next open to find, never a clean cut followed by records from after the gap.
+    @Test func aTruncatingOpenStoppedPartWayLeavesTheDamageForTheNextOpen() async throws {
+        try await TS.withTemporaryDirectory { directory in
+            try TS.writeMarker(directory, "version", 1)
+            try TS.writeCheckpoint(directory, generation: 1, entries: [(v("cp"), v("1"))])
+            let first = try TS.writeLog(directory, generation: 1, records: [[TS.set("a", "1")], [TS.set("b", "2")], [TS.set("c", "3")]])
+            try TS.writeLog(directory, generation: 2, records: [[TS.set("d", "4")]])
+            try TS.writeLog(directory, generation: 3, records: [[TS.set("e", "5")]])
+            try TS.flipByte(directory + "/logfile.1", at: first.starts[1] + 13)  // b's key byte
+            let store = FaultInjectingStore(files: try TS.snapshot(directory))
+            var truncating = DatabaseOptions.forTests
+            truncating.corruptLog = .truncate
+
+            store.inject(.directory, effect: .fail)  // the first file removal
+            #expect(throws: DatabaseError.self) { try Database.open(logStore: store, snapshotStore: store, options: truncating) }
+            #expect(throws: DatabaseError.corruptLog(file: "logfile.1", offset: first.starts[1], reason: "checksum mismatch")) {
+                try Database.open(logStore: store, snapshotStore: store, options: .forTests)
+            }
+
+            let db = try Database.open(logStore: store, snapshotStore: store, options: truncating)
+            defer { db.close() }
+            #expect(db.recovery.truncatedCorruption?.offset == first.starts[1])
+            #expect(db.recovery.droppedSegments == [2, 3])
+            #expect(try db.get("a") == v("1"))
+            for key in ["b", "c", "d", "e"] { #expect(try db.get(Key(key)) == nil, "key \(key)") }
+            #expect(!store.fileNames().contains("logfile.2") && !store.fileNames().contains("logfile.3"))
+        }
+    }
+
     @Test func corruptionInAnOlderSegmentNamesThatSegment() async throws {
         try await TS.withTemporaryDirectory { directory in
             try TS.writeMarker(directory, "version", 1)

@@ -385,6 +385,13 @@ public final class FileStore: LogStore, SnapshotStore {
     /// megabytes of extents in one unlink holds the file system long enough to stall a concurrent
     /// WAL fdatasync for 15 ms (measured: docs/PERFORMANCE.md); freeing them in steps keeps each
     /// stall short. Only called on files that nothing will read again.
+    ///
+    /// The truncations are not synced, and need not be: the file is already superseded (the
+    /// `version` naming its successor is durable) when it is shrunk. A crash before the unlink
+    /// reaches the disk leaves it whole, cut short or gone, and recovery treats all three alike:
+    /// step 5 removes superseded checkpoints and segments without reading them, and the one
+    /// fallback that reads an older checkpoint (step 3) checks its checksum, so a cut one refuses
+    /// the open with its name instead of loading less.
     private func shrinkGradually(_ name: String) throws(DatabaseError) {
         let file = filePath(name)
         let descriptor = Glibc.open(file, O_WRONLY | O_CLOEXEC)

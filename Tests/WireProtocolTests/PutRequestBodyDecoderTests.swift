@@ -127,8 +127,8 @@ private func checkConsistency(_ body: [UInt8]) -> Bool {
     return true
 }
 
-@Suite("JSONBodyDecoder")
-struct JSONBodyDecoderTests {
+@Suite("PutRequestBodyDecoder")
+struct PutRequestBodyDecoderTests {
     // MARK: Valid bodies
 
     @Test("value and encoding are read")

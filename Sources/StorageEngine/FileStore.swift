@@ -386,10 +386,12 @@ public final class FileStore: LogStore, SnapshotStore {
     /// WAL fdatasync for 15 ms (measured: docs/PERFORMANCE.md); freeing them in steps keeps each
     /// stall short. Only called on files that nothing will read again.
     ///
-    /// The truncations are not synced, and need not be: the file is already superseded (the
-    /// `version` naming its successor is durable) when it is shrunk. A crash before the unlink
-    /// reaches the disk leaves it whole, cut short or gone, and recovery treats all three alike:
-    /// step 5 removes superseded checkpoints and segments without reading them, and the one
+    /// The truncations are not synced, and need not be: no open will read the file as part of
+    /// the state by then. It is superseded by a durable `version`, or follows a log damage being
+    /// truncated away (which stays in place until every later segment is gone: `Recovery`, step
+    /// 4), or lies under a `resync` marker, or is a segment just created and still empty. A crash
+    /// before the unlink reaches the disk leaves it whole, cut short or gone, and recovery treats
+    /// the three alike: step 5 removes superseded files without reading them, and the one
     /// fallback that reads an older checkpoint (step 3) checks its checksum, so a cut one refuses
     /// the open with its name instead of loading less.
     private func shrinkGradually(_ name: String) throws(DatabaseError) {

@@ -71,11 +71,11 @@ struct KeyValueHandlers: Sendable {
                 }
                 var body: [UInt8] = []
                 body.reserveCapacity(48 + keyBytes.count * 2 + Base64.encodedCount(of: value.count))
-                body.append(contentsOf: KeyValueHandlers.bodyStart)
+                body.appendLiteral(KeyValueHandlers.bodyStart)
                 keyBytes.withUnsafeBytes { JSONWriter.appendString($0, to: &body) }
-                body.append(contentsOf: KeyValueHandlers.bodyValue)
+                body.appendLiteral(KeyValueHandlers.bodyValue)
                 Base64.encode(value, to: &body)
-                body.append(contentsOf: KeyValueHandlers.bodyEnd)
+                body.appendLiteral(KeyValueHandlers.bodyEnd)
                 return .response(.json(status: 200, body: body, headers: [KeyValueHandlers.etag(modRevision)]))
             }
             switch answer {
@@ -89,15 +89,15 @@ struct KeyValueHandlers: Sendable {
     }
 
     // A GET's body: `{"key":<key>,"value":"<base64>","encoding":"base64"}` and a newline.
-    private static let bodyStart = Array(#"{"key":"#.utf8)
-    private static let bodyValue = Array(#","value":""#.utf8)
-    private static let bodyEnd = Array(#"","encoding":"base64"}"#.utf8) + [0x0A]
+    private static let bodyStart: StaticString = #"{"key":"#
+    private static let bodyValue: StaticString = #","value":""#
+    private static let bodyEnd: StaticString = "\",\"encoding\":\"base64\"}\n"
     // The head of a 200 GET answer as `HTTPResponseEncoder` writes it for `.json(status: 200,
     // body:, headers: [etag])` on a keep-alive HTTP/1.1 connection: status line, Content-Type,
     // ETag, Content-Length, the blank line.
-    private static let headStart = Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: \"".utf8)
-    private static let headLength = Array("\"\r\nContent-Length: ".utf8)
-    private static let headEnd = Array("\r\n\r\n".utf8)
+    private static let headStart: StaticString = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: \""
+    private static let headLength: StaticString = "\"\r\nContent-Length: "
+    private static let headEnd: StaticString = "\r\n\r\n"
 
     /// The whole 200 answer to a GET (head and body) in one buffer, the bytes `send` would write
     /// for the same answer (a test compares them), built with no `HTTPResponse`, header tuples
@@ -105,30 +105,31 @@ struct KeyValueHandlers: Sendable {
     /// literal's length is not its byte count); such a GET takes the general path.
     static func encodedValueAnswer(keyBytes: [UInt8], value: UnsafeRawBufferPointer, modRevision: UInt64) -> [UInt8]? {
         guard keyBytes.withUnsafeBytes({ JSONWriter.isVerbatim($0) }) else { return nil }
-        let bodyCount = bodyStart.count + keyBytes.count + 2 + bodyValue.count + Base64.encodedCount(of: value.count) + bodyEnd.count
+        let bodyCount = bodyStart.utf8CodeUnitCount + keyBytes.count + 2 + bodyValue.utf8CodeUnitCount
+            + Base64.encodedCount(of: value.count) + bodyEnd.utf8CodeUnitCount
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(headStart.count + 20 + headLength.count + 10 + headEnd.count + bodyCount)
-        bytes.append(contentsOf: headStart)
+        bytes.reserveCapacity(headStart.utf8CodeUnitCount + 20 + headLength.utf8CodeUnitCount + 10 + headEnd.utf8CodeUnitCount + bodyCount)
+        bytes.appendLiteral(headStart)
         DecimalText.append(modRevision, to: &bytes)
-        bytes.append(contentsOf: headLength)
+        bytes.appendLiteral(headLength)
         DecimalText.append(bodyCount, to: &bytes)
-        bytes.append(contentsOf: headEnd)
-        bytes.append(contentsOf: bodyStart)
+        bytes.appendLiteral(headEnd)
+        bytes.appendLiteral(bodyStart)
         bytes.append(UInt8(ascii: "\""))
         bytes.append(contentsOf: keyBytes)
         bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: bodyValue)
+        bytes.appendLiteral(bodyValue)
         Base64.encode(value, to: &bytes)
-        bytes.append(contentsOf: bodyEnd)
+        bytes.appendLiteral(bodyEnd)
         return bytes
     }
 
     // The 404 answer to a GET of a missing key, as `HTTPResponseEncoder` writes it for
     // `.json(status: 404, errorBytes: "key not found: " + key)`: status line, Content-Type,
     // Content-Length, the blank line, `{"error":"key not found: <key>"}` and a newline.
-    private static let notFoundHead = Array("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ".utf8)
-    private static let notFoundBodyStart = Array(#"{"error":"key not found: "#.utf8)
-    private static let notFoundBodyEnd = Array(#""}"#.utf8) + [0x0A]
+    private static let notFoundHead: StaticString = "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: "
+    private static let notFoundBodyStart: StaticString = #"{"error":"key not found: "#
+    private static let notFoundBodyEnd: StaticString = "\"}\n"
 
     /// The whole 404 answer to a GET of a missing key in one buffer, the bytes `send` would
     /// write (a test compares them): a benchmark's random keys miss often, and the general
@@ -136,15 +137,15 @@ struct KeyValueHandlers: Sendable {
     /// key that JSON must escape.
     static func encodedNotFoundAnswer(keyBytes: [UInt8]) -> [UInt8]? {
         guard keyBytes.withUnsafeBytes({ JSONWriter.isVerbatim($0) }) else { return nil }
-        let bodyCount = notFoundBodyStart.count + keyBytes.count + notFoundBodyEnd.count
+        let bodyCount = notFoundBodyStart.utf8CodeUnitCount + keyBytes.count + notFoundBodyEnd.utf8CodeUnitCount
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(notFoundHead.count + 10 + headEnd.count + bodyCount)
-        bytes.append(contentsOf: notFoundHead)
+        bytes.reserveCapacity(notFoundHead.utf8CodeUnitCount + 10 + headEnd.utf8CodeUnitCount + bodyCount)
+        bytes.appendLiteral(notFoundHead)
         DecimalText.append(bodyCount, to: &bytes)
-        bytes.append(contentsOf: headEnd)
-        bytes.append(contentsOf: notFoundBodyStart)
+        bytes.appendLiteral(headEnd)
+        bytes.appendLiteral(notFoundBodyStart)
         bytes.append(contentsOf: keyBytes)
-        bytes.append(contentsOf: notFoundBodyEnd)
+        bytes.appendLiteral(notFoundBodyEnd)
         return bytes
     }
 

@@ -136,7 +136,9 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
     func attachHandler(_ handler: any ConnectionHandler) { self.handler = handler }
 
     /// Answer bytes held for this client: unsent output and what the handler holds.
-    public var answerBytesWaiting: Int { output.count - outputOffset + handler.heldOutputBytes }
+    public var answerBytesWaiting: Int { answerBytesWaiting(handler) }
+
+    private func answerBytesWaiting(_ handler: any ConnectionHandler) -> Int { output.count - outputOffset + handler.heldOutputBytes }
 
     /// Whether more answers may be built now (under `maxBufferedOutput`).
     public var hasRoomForAnswers: Bool { answerBytesWaiting < policy.maxBufferedOutput }
@@ -242,12 +244,16 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
 
     private func handleMessages() -> HandleOutcome {
         var outcome = HandleOutcome.needsBytes
+        // Read once (one retain, not one per use): the handler is only replaced by `close`,
+        // and the loop stops at the first check after one.
+        let handler = self.handler!
+        let policy = self.policy
         loop: while true {
             if noMoreInput || isReadingPaused || isClosed {
                 outcome = .stopped
                 break
             }
-            if handler.pendingMessages >= policy.maxPendingMessages || answerBytesWaiting >= policy.maxBufferedOutput {
+            if handler.pendingMessages >= policy.maxPendingMessages || answerBytesWaiting(handler) >= policy.maxBufferedOutput {
                 pauseReading()
                 outcome = .stopped
                 break
@@ -310,7 +316,8 @@ public final class Connection: EventLoopHandler, @unchecked Sendable {
         repeat {
             while outputOffset < output.count {
                 let outcome = output.withUnsafeBytes { raw in
-                    SocketIO.write(descriptor, UnsafeRawBufferPointer(rebasing: raw[outputOffset...]))
+                    // Not `raw[outputOffset...]`: the slice's metadata was looked up per write.
+                    SocketIO.write(descriptor, UnsafeRawBufferPointer(start: raw.baseAddress! + outputOffset, count: raw.count - outputOffset))
                 }
                 switch outcome {
                 case .wrote(let count):

@@ -21,11 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cp Benchmarks/put.lua "$work/put.lua"
-cat >"$work/get.lua" <<'LUA'
-request = function()
-    return wrk.format("GET", "/v1/kv/key:" .. math.random(0, 99999))
-end
-LUA
+cp Benchmarks/get.lua "$work/get.lua"
 
 start() { # binary
     rm -rf "$work/data"

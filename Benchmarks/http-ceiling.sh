@@ -28,6 +28,7 @@
 # Needs Debian's nginx-light and wrk (apt-get install -y nginx-light wrk). Never run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source Benchmarks/ceiling-nginx.sh
 seconds=${1:-5}
 rounds=${2:-5}
 shift $(($# < 2 ? $# : 2))
@@ -47,39 +48,9 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-master_process off;
-daemon off;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    keepalive_requests 100000000;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location / {
-            default_type application/json;
-            return 200 '{"key":"hello","value":"d29ybGQ=","encoding":"base64"}\n';
-        }
-    }
-}
-NGINX
 cp Benchmarks/put.lua "$work/put.lua"
-cat >"$work/get.lua" <<'LUA'
-request = function()
-    return wrk.format("GET", "/v1/kv/key:" .. math.random(0, 99999))
-end
-LUA
-taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr" &
-nginx_pid=$!
+cp Benchmarks/get.lua "$work/get.lua"
+start_ceiling_nginx "$work/nginx" "$nginx_port"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nginx_port/" >/dev/null && break; sleep 0.1; done
 
 start() { # binary

@@ -8,6 +8,19 @@ private typealias TS = TestSupport
 
 private func v(_ text: String) -> [UInt8] { Array(text.utf8) }
 
+/// Version 1 with its checkpoint, logfile.1 (a=1, b=2, c=3), logfile.2 (d=4) and logfile.3
+/// (e=5), and b's record in logfile.1 damaged (a flipped key byte): returns where that record
+/// starts.
+private func writeSegmentsWithDamageInTheFirst(_ directory: String) throws -> Int {
+    try TS.writeMarker(directory, "version", 1)
+    try TS.writeCheckpoint(directory, generation: 1, entries: [(v("cp"), v("1"))])
+    let first = try TS.writeLog(directory, generation: 1, records: [[TS.set("a", "1")], [TS.set("b", "2")], [TS.set("c", "3")]])
+    try TS.writeLog(directory, generation: 2, records: [[TS.set("d", "4")]])
+    try TS.writeLog(directory, generation: 3, records: [[TS.set("e", "5")]])
+    try TS.flipByte(directory + "/logfile.1", at: first.starts[1] + 13)
+    return first.starts[1]
+}
+
 /// A version switch from generation N to G = N + 1, as files on disk (Checkpointer.swift steps 1–5).
 ///
 /// - checkpoint.N: a=cp-a, b=cp-b, c=cp-c (for N = 0 there is no checkpoint.0: those three sets
@@ -580,25 +593,20 @@ struct RecoveryTests {
     /// the next open to find, never a clean cut followed by records from after the gap.
     @Test func aTruncatingOpenStoppedPartWayLeavesTheDamageForTheNextOpen() async throws {
         try await TS.withTemporaryDirectory { directory in
-            try TS.writeMarker(directory, "version", 1)
-            try TS.writeCheckpoint(directory, generation: 1, entries: [(v("cp"), v("1"))])
-            let first = try TS.writeLog(directory, generation: 1, records: [[TS.set("a", "1")], [TS.set("b", "2")], [TS.set("c", "3")]])
-            try TS.writeLog(directory, generation: 2, records: [[TS.set("d", "4")]])
-            try TS.writeLog(directory, generation: 3, records: [[TS.set("e", "5")]])
-            try TS.flipByte(directory + "/logfile.1", at: first.starts[1] + 13)  // b's key byte
+            let damage = try writeSegmentsWithDamageInTheFirst(directory)
             let store = FaultInjectingStore(files: try TS.snapshot(directory))
             var truncating = DatabaseOptions.forTests
             truncating.corruptLog = .truncate
 
             store.inject(.directory, effect: .fail)  // the first file removal
             #expect(throws: DatabaseError.self) { try Database.open(logStore: store, snapshotStore: store, options: truncating) }
-            #expect(throws: DatabaseError.corruptLog(file: "logfile.1", offset: first.starts[1], reason: "checksum mismatch")) {
+            #expect(throws: DatabaseError.corruptLog(file: "logfile.1", offset: damage, reason: "checksum mismatch")) {
                 try Database.open(logStore: store, snapshotStore: store, options: .forTests)
             }
 
             let db = try Database.open(logStore: store, snapshotStore: store, options: truncating)
             defer { db.close() }
-            #expect(db.recovery.truncatedCorruption?.offset == first.starts[1])
+            #expect(db.recovery.truncatedCorruption?.offset == damage)
             #expect(db.recovery.droppedSegments == [2, 3])
             #expect(try db.get("a") == v("1"))
             for key in ["b", "c", "d", "e"] { #expect(try db.get(Key(key)) == nil, "key \(key)") }
@@ -623,21 +631,16 @@ struct RecoveryTests {
 
     @Test func truncatingCorruptionInAnOlderSegmentDropsTheLaterSegments() async throws {
         try await TS.withTemporaryDirectory { directory in
-            try TS.writeMarker(directory, "version", 1)
-            try TS.writeCheckpoint(directory, generation: 1, entries: [(v("cp"), v("1"))])
-            let first = try TS.writeLog(directory, generation: 1, records: [[TS.set("a", "1")], [TS.set("b", "2")], [TS.set("c", "3")]])
-            try TS.writeLog(directory, generation: 2, records: [[TS.set("d", "4")]])
-            try TS.writeLog(directory, generation: 3, records: [[TS.set("e", "5")]])
-            try TS.flipByte(directory + "/logfile.1", at: first.starts[1] + 13)
+            let damage = try writeSegmentsWithDamageInTheFirst(directory)
             var options = DatabaseOptions.forTests
             options.corruptLog = .truncate
 
             let db = try Database.open(directory: directory, options: options)
-            #expect(db.recovery.truncatedCorruption?.offset == first.starts[1])
+            #expect(db.recovery.truncatedCorruption?.offset == damage)
             #expect(db.recovery.droppedSegments == [2, 3])
             #expect(try TS.listing(directory) == ["version", "checkpoint.1", "logfile.1"])
-            #expect(try TS.fileSize(directory + "/logfile.1") == first.starts[1])
-            #expect(db.stats.logPosition == LogPosition(generation: 1, offset: first.starts[1]))
+            #expect(try TS.fileSize(directory + "/logfile.1") == damage)
+            #expect(db.stats.logPosition == LogPosition(generation: 1, offset: damage))
             #expect(try db.get("a") == v("1"))
             #expect(try db.get("cp") == v("1"))
             for key in ["b", "c", "d", "e"] { #expect(try db.get(Key(key)) == nil) }
